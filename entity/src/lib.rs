@@ -1,0 +1,8 @@
+//! SeaORM entities of voxpool's database: derives only, no queries, no logic.
+//! The queries live in the server's `store` module.
+
+pub mod api_key;
+pub mod prelude;
+pub mod setting;
+pub mod usage;
+pub mod voice;

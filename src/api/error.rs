@@ -1,0 +1,294 @@
+//! Every error the API sends, in OpenAI's shape:
+//! `{"error":{"message","type","param","code"}}`. Status codes are chosen here only.
+
+use std::time::Duration;
+
+use poem::http::StatusCode;
+use poem::{IntoResponse, Response};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object};
+
+use crate::audio::AudioError;
+use crate::engine::EngineError;
+use crate::pool::{LoadError, PoolError};
+use crate::store::StoreError;
+
+/// The body of every error response.
+#[derive(Debug, Clone, Object)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct ErrorDetail {
+    /// What went wrong, for people.
+    pub message: String,
+    /// Error class: `invalid_request_error`, `authentication_error`, `permission_error`,
+    /// `not_found_error`, `rate_limit_error`, `server_error`, `service_unavailable`.
+    #[oai(rename = "type")]
+    pub kind: String,
+    /// The request field at fault, when there is one.
+    pub param: Option<String>,
+    /// A stable machine-readable code, when there is one.
+    pub code: Option<String>,
+}
+
+fn body(
+    message: impl Into<String>,
+    kind: &str,
+    param: Option<&str>,
+    code: Option<&str>,
+) -> Json<ErrorBody> {
+    Json(ErrorBody {
+        error: ErrorDetail {
+            message: message.into(),
+            kind: kind.to_string(),
+            param: param.map(String::from),
+            code: code.map(String::from),
+        },
+    })
+}
+
+/// An error response. Handlers return `Result<_, ApiError>`.
+#[derive(Debug, ApiResponse)]
+pub enum ApiError {
+    /// The request is malformed or a value is out of range.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// No API key, or an unknown one.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>),
+    /// The key may not use this route.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+    /// Unknown model, voice or route.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// The request body is too large.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// Too many requests; retry after the given number of seconds.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
+    /// A bug on the server; the message carries the request id to report.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// A feature this build does not have yet.
+    #[oai(status = 501)]
+    NotImplemented(Json<ErrorBody>),
+    /// The model cannot be used right now (files missing, loading failed).
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>, #[oai(header = "Retry-After")] Option<u64>),
+}
+
+/// Whole seconds for `Retry-After`, never zero.
+fn retry_secs(d: Duration) -> u64 {
+    d.as_secs_f64().ceil().max(1.0) as u64
+}
+
+impl ApiError {
+    pub fn invalid(param: Option<&str>, message: impl Into<String>) -> Self {
+        Self::BadRequest(body(message, "invalid_request_error", param, None))
+    }
+
+    pub fn invalid_code(param: &str, code: &str, message: impl Into<String>) -> Self {
+        Self::BadRequest(body(
+            message,
+            "invalid_request_error",
+            Some(param),
+            Some(code),
+        ))
+    }
+
+    pub fn not_found(param: Option<&str>, code: &str, message: impl Into<String>) -> Self {
+        Self::NotFound(body(message, "invalid_request_error", param, Some(code)))
+    }
+
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self::PayloadTooLarge(body(
+            message,
+            "invalid_request_error",
+            None,
+            Some("request_too_large"),
+        ))
+    }
+
+    pub fn rate_limited(retry_after: Duration) -> Self {
+        Self::TooManyRequests(
+            body(
+                format!(
+                    "Rate limit reached; retry in {} s.",
+                    retry_secs(retry_after)
+                ),
+                "rate_limit_error",
+                None,
+                Some("rate_limit_exceeded"),
+            ),
+            retry_secs(retry_after),
+        )
+    }
+
+    pub fn unavailable(message: impl Into<String>, retry_after: Option<Duration>) -> Self {
+        Self::Unavailable(
+            body(
+                message,
+                "service_unavailable",
+                None,
+                Some("model_unavailable"),
+            ),
+            retry_after.map(retry_secs),
+        )
+    }
+
+    pub fn not_implemented(message: impl Into<String>) -> Self {
+        Self::NotImplemented(body(
+            message,
+            "invalid_request_error",
+            None,
+            Some("not_implemented"),
+        ))
+    }
+
+    /// A server fault: the client learns only the request id; the detail is logged.
+    pub fn internal(request_id: &str) -> Self {
+        Self::Internal(body(
+            format!(
+                "The server had an error while processing your request (request id {request_id})."
+            ),
+            "server_error",
+            None,
+            None,
+        ))
+    }
+
+    /// An error response with any status, for statuses poem produces itself.
+    pub fn with_status(status: StatusCode, message: impl Into<String>) -> Response {
+        let kind = match status.as_u16() {
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            429 => "rate_limit_error",
+            500..=599 => "server_error",
+            _ => "invalid_request_error",
+        };
+        body(message, kind, None, None)
+            .with_status(status)
+            .into_response()
+    }
+}
+
+impl From<LoadError> for ApiError {
+    fn from(err: LoadError) -> Self {
+        let retry = Some(err.retry_after());
+        match err {
+            LoadError::Failed { source, .. } => Self::unavailable(source.to_string(), retry),
+            LoadError::Crashed { model, .. } => Self::unavailable(
+                format!("The model {model} failed to load; see the server log."),
+                retry,
+            ),
+        }
+    }
+}
+
+impl From<PoolError> for ApiError {
+    fn from(err: PoolError) -> Self {
+        match err {
+            PoolError::UnknownModel(model) => Self::not_found(
+                Some("model"),
+                "model_not_found",
+                format!("The model '{model}' does not exist"),
+            ),
+            PoolError::Load(load) => load.into(),
+            PoolError::Store(store) => store.into(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        tracing::error!(error = %err, "database error");
+        // The request id is filled in by the error middleware for every 500.
+        Self::internal("-")
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(err: EngineError) -> Self {
+        match &err {
+            EngineError::UnknownVoice { .. } => {
+                Self::not_found(Some("voice"), "voice_not_found", err.to_string())
+            }
+            EngineError::InvalidInput(_) => Self::invalid(Some("input"), err.to_string()),
+            EngineError::FilesMissing { .. }
+            | EngineError::NotBuilt { .. }
+            | EngineError::BadFile { .. } => Self::unavailable(err.to_string(), None),
+            EngineError::Synthesis(_) => {
+                tracing::error!(error = %err, "synthesis failed");
+                Self::internal("-")
+            }
+        }
+    }
+}
+
+impl From<AudioError> for ApiError {
+    fn from(err: AudioError) -> Self {
+        match err {
+            AudioError::Unsupported(_) => {
+                Self::invalid_code("response_format", "unsupported_format", err.to_string())
+            }
+            AudioError::SampleRate { .. } | AudioError::Encode(_) => {
+                tracing::error!(error = %err, "encoding failed");
+                Self::internal("-")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn json_of(err: ApiError) -> (u16, serde_json::Value, Option<String>) {
+        let resp = err.into_response();
+        let status = resp.status().as_u16();
+        let retry = resp
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_string());
+        let body = resp.into_body().into_json().await.unwrap();
+        (status, body, retry)
+    }
+
+    #[tokio::test]
+    async fn errors_have_the_openai_shape() {
+        let (status, body, _) = json_of(ApiError::invalid(Some("speed"), "bad speed")).await;
+        assert_eq!(status, 400);
+        assert_eq!(
+            body,
+            serde_json::json!({"error": {"message": "bad speed", "type": "invalid_request_error", "param": "speed", "code": null}})
+        );
+    }
+
+    #[tokio::test]
+    async fn pool_errors_map_to_statuses() {
+        let (status, body, _) = json_of(PoolError::UnknownModel("x".into()).into()).await;
+        assert_eq!(status, 404);
+        assert_eq!(body["error"]["code"], "model_not_found");
+        let missing = LoadError::Failed {
+            model: "kokoro".into(),
+            source: EngineError::FilesMissing {
+                model: "kokoro".into(),
+            },
+            retry_after: Duration::from_millis(1500),
+        };
+        let (status, body, retry) = json_of(PoolError::Load(missing).into()).await;
+        assert_eq!(status, 503);
+        assert_eq!(
+            body["error"]["message"],
+            "Model files not found in cache. Run: voxpool pull kokoro"
+        );
+        assert_eq!(retry.as_deref(), Some("2"));
+        let (status, _, retry) = json_of(ApiError::rate_limited(Duration::from_millis(10))).await;
+        assert_eq!((status, retry.as_deref()), (429, Some("1")));
+    }
+}

@@ -1,0 +1,527 @@
+//! `POST /v1/audio/speech`: OpenAI's text-to-speech endpoint.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Instant;
+
+use poem::web::Data;
+use poem_openapi::payload::{Binary, Json};
+use poem_openapi::registry::{MetaSchemaRef, Registry};
+use poem_openapi::types::{ParseFromJSON, ParseResult, Type};
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi, ResponseContent, Union};
+use serde_json::Value;
+use tracing::Instrument;
+
+use super::error::ApiError;
+use super::{ApiTags, AppState};
+use crate::audio::{self, AudioFormat};
+use crate::engine::SynthRequest;
+use crate::store::NewUsage;
+use crate::text::split_sentences;
+
+/// Longest `input` accepted, in characters (OpenAI's limit).
+pub const MAX_INPUT_CHARS: usize = 4096;
+const MIN_SPEED: f64 = 0.25;
+const MAX_SPEED: f64 = 4.0;
+
+/// Request body of `POST /v1/audio/speech` (as in OpenAI's API reference).
+#[derive(Object)]
+#[oai(rename = "CreateSpeechRequest")]
+#[allow(dead_code)] // schema for the OpenAPI document; requests are parsed by `SpeechBody`
+struct CreateSpeechRequest {
+    /// `kokoro`, `chatterbox-turbo`, or `tts-1` / `tts-1-hd` / `gpt-4o-mini-tts` for the
+    /// default model.
+    model: String,
+    /// The text to speak.
+    #[oai(validator(min_length = 1, max_length = 4096))]
+    input: String,
+    /// A voice of the model (OpenAI names map to built-in voices), or `{"id": …}`.
+    voice: VoiceParam,
+    /// Audio format; default `mp3`.
+    response_format: Option<ResponseFormat>,
+    /// Speaking rate from 0.25 to 4.0; default 1.0.
+    #[oai(validator(minimum(value = "0.25"), maximum(value = "4.0")))]
+    speed: Option<f64>,
+    /// Style instructions; used where the model can, ignored otherwise.
+    instructions: Option<String>,
+    /// `audio` (the whole file, chunked) or `sse` (server-sent events).
+    stream_format: Option<StreamFormat>,
+}
+
+#[derive(Union)]
+#[oai(one_of)]
+#[allow(dead_code)]
+enum VoiceParam {
+    Name(String),
+    Id(VoiceRef),
+}
+
+/// A stored voice by id.
+#[derive(Object)]
+#[allow(dead_code)]
+struct VoiceRef {
+    id: String,
+}
+
+#[derive(Enum, Clone, Copy)]
+#[oai(rename_all = "lowercase")]
+enum ResponseFormat {
+    Mp3,
+    Opus,
+    Aac,
+    Flac,
+    Wav,
+    Pcm,
+}
+
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+enum StreamFormat {
+    Audio,
+    Sse,
+}
+
+/// The JSON body as sent, described by [`CreateSpeechRequest`] in the OpenAPI document
+/// and validated by [`SpeechParams::from_json`], which names the offending field.
+pub struct SpeechBody(Value);
+
+impl Type for SpeechBody {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> Cow<'static, str> {
+        CreateSpeechRequest::name()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        CreateSpeechRequest::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        CreateSpeechRequest::register(registry);
+    }
+
+    fn as_raw_value(&self) -> Option<&Self> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self> + 'a> {
+        Box::new(std::iter::once(self))
+    }
+}
+
+impl ParseFromJSON for SpeechBody {
+    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+        Ok(Self(value.unwrap_or(Value::Null)))
+    }
+}
+
+/// A validated speech request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpeechParams {
+    pub model: String,
+    pub input: String,
+    pub voice: String,
+    pub format: AudioFormat,
+    pub speed: f32,
+    pub instructions: Option<String>,
+    pub sse: bool,
+}
+
+const FIELDS: [&str; 7] = [
+    "model",
+    "input",
+    "voice",
+    "response_format",
+    "speed",
+    "instructions",
+    "stream_format",
+];
+
+fn string_field<'a>(
+    obj: &'a serde_json::Map<String, Value>,
+    name: &str,
+) -> Result<Option<&'a str>, ApiError> {
+    match obj.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ApiError::invalid(
+            Some(name),
+            format!("'{name}' must be a string"),
+        )),
+    }
+}
+
+impl SpeechParams {
+    pub fn from_json(value: &Value) -> Result<Self, ApiError> {
+        let obj = value
+            .as_object()
+            .ok_or_else(|| ApiError::invalid(None, "The request body must be a JSON object"))?;
+        if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+            return Err(ApiError::invalid(
+                Some(unknown),
+                format!("Unrecognized request argument supplied: {unknown}"),
+            ));
+        }
+        let model = string_field(obj, "model")?
+            .filter(|m| !m.trim().is_empty())
+            .ok_or_else(|| ApiError::invalid(Some("model"), "you must provide a model parameter"))?
+            .trim()
+            .to_string();
+        let input = string_field(obj, "input")?.ok_or_else(|| {
+            ApiError::invalid(Some("input"), "Missing required parameter: 'input'")
+        })?;
+        let chars = input.chars().count();
+        if input.trim().is_empty() {
+            return Err(ApiError::invalid_code(
+                "input",
+                "string_below_min_length",
+                "'input' must contain text to speak",
+            ));
+        }
+        if chars > MAX_INPUT_CHARS {
+            return Err(ApiError::invalid_code(
+                "input",
+                "string_above_max_length",
+                format!(
+                    "'input' is too long: {chars} characters, the maximum is {MAX_INPUT_CHARS}"
+                ),
+            ));
+        }
+        let voice = match obj.get("voice") {
+            Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
+            Some(Value::Object(v)) => match v.get("id") {
+                Some(Value::String(id)) if !id.trim().is_empty() && v.len() == 1 => {
+                    id.trim().to_string()
+                }
+                _ => {
+                    return Err(ApiError::invalid(
+                        Some("voice"),
+                        "'voice' must be a voice name or an object {\"id\": \"…\"}",
+                    ))
+                }
+            },
+            None | Some(Value::Null) => {
+                return Err(ApiError::invalid(
+                    Some("voice"),
+                    "Missing required parameter: 'voice'",
+                ))
+            }
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    Some("voice"),
+                    "'voice' must be a voice name or an object {\"id\": \"…\"}",
+                ))
+            }
+        };
+        let format = match string_field(obj, "response_format")? {
+            None => AudioFormat::Mp3,
+            Some(f) => parse_format(f).ok_or_else(|| {
+                ApiError::invalid(
+                    Some("response_format"),
+                    format!(
+                        "'{f}' is not one of mp3, opus, aac, flac, wav, pcm - 'response_format'"
+                    ),
+                )
+            })?,
+        };
+        let speed = match obj.get("speed") {
+            None | Some(Value::Null) => 1.0,
+            Some(Value::Number(n)) => match n.as_f64() {
+                Some(s) if (MIN_SPEED..=MAX_SPEED).contains(&s) => s,
+                _ => {
+                    return Err(ApiError::invalid(
+                        Some("speed"),
+                        format!("'speed' must be between {MIN_SPEED} and {MAX_SPEED}, got {n}"),
+                    ))
+                }
+            },
+            Some(_) => return Err(ApiError::invalid(Some("speed"), "'speed' must be a number")),
+        };
+        let instructions = string_field(obj, "instructions")?.map(String::from);
+        if instructions
+            .as_ref()
+            .is_some_and(|i| i.chars().count() > MAX_INPUT_CHARS)
+        {
+            return Err(ApiError::invalid_code(
+                "instructions",
+                "string_above_max_length",
+                format!("'instructions' is too long; the maximum is {MAX_INPUT_CHARS} characters"),
+            ));
+        }
+        let sse = match string_field(obj, "stream_format")? {
+            None | Some("audio") => false,
+            Some("sse") => true,
+            Some(other) => {
+                return Err(ApiError::invalid(
+                    Some("stream_format"),
+                    format!("'{other}' is not one of audio, sse - 'stream_format'"),
+                ))
+            }
+        };
+        Ok(Self {
+            model,
+            input: input.to_string(),
+            voice,
+            format,
+            speed: speed as f32,
+            instructions,
+            sse,
+        })
+    }
+}
+
+fn parse_format(name: &str) -> Option<AudioFormat> {
+    Some(match name {
+        "mp3" => AudioFormat::Mp3,
+        "opus" => AudioFormat::Opus,
+        "aac" => AudioFormat::Aac,
+        "flac" => AudioFormat::Flac,
+        "wav" => AudioFormat::Wav,
+        "pcm" => AudioFormat::Pcm,
+        _ => return None,
+    })
+}
+
+/// Audio in the requested format.
+#[derive(ResponseContent)]
+pub enum AudioBody {
+    #[oai(content_type = "audio/mpeg")]
+    Mp3(Binary<Vec<u8>>),
+    #[oai(content_type = "audio/ogg")]
+    Opus(Binary<Vec<u8>>),
+    #[oai(content_type = "audio/aac")]
+    Aac(Binary<Vec<u8>>),
+    #[oai(content_type = "audio/flac")]
+    Flac(Binary<Vec<u8>>),
+    #[oai(content_type = "audio/wav")]
+    Wav(Binary<Vec<u8>>),
+    /// Raw 24 kHz signed 16-bit little-endian mono.
+    #[oai(content_type = "audio/pcm")]
+    Pcm(Binary<Vec<u8>>),
+}
+
+impl AudioBody {
+    fn new(format: AudioFormat, bytes: Vec<u8>) -> Self {
+        let b = Binary(bytes);
+        match format {
+            AudioFormat::Mp3 => Self::Mp3(b),
+            AudioFormat::Opus => Self::Opus(b),
+            AudioFormat::Aac => Self::Aac(b),
+            AudioFormat::Flac => Self::Flac(b),
+            AudioFormat::Wav => Self::Wav(b),
+            AudioFormat::Pcm => Self::Pcm(b),
+        }
+    }
+}
+
+#[derive(ApiResponse)]
+pub enum SpeechResponse {
+    /// The audio file.
+    #[oai(status = 200)]
+    Audio(AudioBody),
+}
+
+pub struct SpeechApi;
+
+#[OpenApi(tag = "ApiTags::Audio")]
+impl SpeechApi {
+    /// Generate audio from text.
+    ///
+    /// OpenAI's speech endpoint. The model is loaded on first use and unloaded
+    /// after its idle timeout.
+    #[oai(
+        path = "/v1/audio/speech",
+        method = "post",
+        operation_id = "createSpeech"
+    )]
+    async fn create_speech(
+        &self,
+        state: Data<&Arc<AppState>>,
+        body: Json<SpeechBody>,
+    ) -> Result<SpeechResponse, ApiError> {
+        let started = Instant::now();
+        let params = SpeechParams::from_json(&body.0 .0)?;
+        let spec = state
+            .pool
+            .registry()
+            .resolve(&params.model)
+            .ok_or_else(|| {
+                ApiError::not_found(
+                    Some("model"),
+                    "model_not_found",
+                    format!("The model '{}' does not exist", params.model),
+                )
+            })?;
+        let model = spec.id.clone();
+        let span = tracing::info_span!(
+            "speech",
+            model = %model,
+            voice = %params.voice,
+            characters = params.input.chars().count(),
+            format = params.format.name(),
+            audio_seconds = tracing::field::Empty,
+        );
+        let result = speak(&state, &model, &params)
+            .instrument(span.clone())
+            .await;
+        let (status, audio_seconds) = match &result {
+            Ok((_, secs)) => (200, *secs),
+            Err(e) => (error_status(e), 0.0),
+        };
+        span.record("audio_seconds", audio_seconds);
+        let usage = NewUsage {
+            key_id: None,
+            model,
+            voice: params.voice.clone(),
+            characters: params.input.chars().count(),
+            audio_seconds,
+            latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            status,
+        };
+        if let Err(e) = state.store.record_usage(&usage).await {
+            tracing::error!(error = %e, "could not record usage");
+        }
+        result.map(|(resp, _)| resp)
+    }
+}
+
+/// Lease the model, speak each sentence, encode: the request path without HTTP.
+async fn speak(
+    state: &AppState,
+    model: &str,
+    params: &SpeechParams,
+) -> Result<(SpeechResponse, f64), ApiError> {
+    if !params.format.is_supported() {
+        return Err(audio::AudioError::Unsupported(params.format).into());
+    }
+    if params.sse {
+        return Err(ApiError::invalid(
+            Some("stream_format"),
+            "stream_format 'sse' is not supported by this build yet; use 'audio'",
+        ));
+    }
+    let chunks = split_sentences(&params.input);
+    let lease = state.pool.lease(model).await?;
+    if !lease.engine().voices().iter().any(|v| v == &params.voice) {
+        return Err(crate::engine::EngineError::UnknownVoice {
+            model: model.to_string(),
+            voice: params.voice.clone(),
+        }
+        .into());
+    }
+    let (voice, speed, format) = (params.voice.clone(), params.speed, params.format);
+    let span = tracing::Span::current();
+    // Synthesis is CPU-bound: keep it off the async reactor. The lease moves along
+    // and is dropped when the audio is ready.
+    let encoded = tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
+        let engine = lease.engine();
+        let mut samples = Vec::new();
+        for text in &chunks {
+            let chunk = engine.synthesize(&SynthRequest {
+                text,
+                voice: &voice,
+                speed,
+            })?;
+            samples.extend_from_slice(&chunk.samples);
+        }
+        let rate = engine.sample_rate();
+        let seconds = samples.len() as f64 / f64::from(rate.max(1));
+        let bytes = audio::encode(format, &samples, rate)?;
+        Ok::<_, ApiError>((bytes, seconds))
+    })
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "synthesis task failed");
+        ApiError::internal("-")
+    })??;
+    let (bytes, seconds) = encoded;
+    Ok((
+        SpeechResponse::Audio(AudioBody::new(format, bytes)),
+        seconds,
+    ))
+}
+
+fn error_status(err: &ApiError) -> u16 {
+    match err {
+        ApiError::BadRequest(_) => 400,
+        ApiError::Unauthorized(_) => 401,
+        ApiError::Forbidden(_) => 403,
+        ApiError::NotFound(_) => 404,
+        ApiError::PayloadTooLarge(_) => 413,
+        ApiError::TooManyRequests(..) => 429,
+        ApiError::Internal(_) => 500,
+        ApiError::NotImplemented(_) => 501,
+        ApiError::Unavailable(..) => 503,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn param_of(v: Value) -> Option<String> {
+        match SpeechParams::from_json(&v) {
+            Err(ApiError::BadRequest(b)) => b.0.error.param,
+            Err(_) => Some("<other status>".into()),
+            Ok(_) => None,
+        }
+    }
+
+    #[test]
+    fn valid_request_with_defaults() {
+        let p =
+            SpeechParams::from_json(&json!({"model": "tts-1", "input": "Hi", "voice": "alloy"}))
+                .unwrap();
+        assert_eq!(p.format, AudioFormat::Mp3);
+        assert_eq!(p.speed, 1.0);
+        assert!(!p.sse);
+        let p = SpeechParams::from_json(
+            &json!({"model": "kokoro", "input": "Hi", "voice": {"id": "voice_1"}, "speed": 4}),
+        )
+        .unwrap();
+        assert_eq!(p.voice, "voice_1");
+        assert_eq!(p.speed, 4.0);
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let ok = json!({"model": "m", "input": "Hi", "voice": "v"});
+        let with = |k: &str, v: Value| {
+            let mut o = ok.clone();
+            o[k] = v;
+            o
+        };
+        assert_eq!(param_of(with("speed", json!(5))), Some("speed".into()));
+        assert_eq!(param_of(with("speed", json!(0.2))), Some("speed".into()));
+        assert_eq!(param_of(with("speed", json!("fast"))), Some("speed".into()));
+        assert_eq!(
+            param_of(with("input", json!("x".repeat(4097)))),
+            Some("input".into())
+        );
+        assert_eq!(param_of(with("input", json!("   "))), Some("input".into()));
+        assert_eq!(param_of(with("input", json!(3))), Some("input".into()));
+        assert_eq!(
+            param_of(with("response_format", json!("ogg"))),
+            Some("response_format".into())
+        );
+        assert_eq!(
+            param_of(with("stream_format", json!("ws"))),
+            Some("stream_format".into())
+        );
+        assert_eq!(
+            param_of(with("voice", json!({"name": "x"}))),
+            Some("voice".into())
+        );
+        assert_eq!(param_of(with("bogus", json!(1))), Some("bogus".into()));
+        assert_eq!(
+            param_of(json!({"input": "Hi", "voice": "v"})),
+            Some("model".into())
+        );
+        assert!(SpeechParams::from_json(&json!([1, 2])).is_err());
+        assert_eq!(param_of(with("input", json!("x".repeat(4096)))), None);
+    }
+}

@@ -1,0 +1,30 @@
+//! Raw 24 kHz signed 16-bit little-endian mono, as OpenAI's `pcm` format.
+
+use super::{to_i16, AudioError};
+
+/// The only rate OpenAI clients expect for raw PCM.
+pub const PCM_RATE: u32 = 24_000;
+
+pub fn encode(samples: &[f32], sample_rate: u32) -> Result<Vec<u8>, AudioError> {
+    if sample_rate != PCM_RATE {
+        return Err(AudioError::SampleRate {
+            format: "pcm",
+            expected: PCM_RATE,
+            actual: sample_rate,
+        });
+    }
+    Ok(samples
+        .iter()
+        .flat_map(|&s| to_i16(s).to_le_bytes())
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn little_endian_16_bit() {
+        let bytes = super::encode(&[0.0, 1.0, -1.0], 24_000).unwrap();
+        assert_eq!(bytes, vec![0, 0, 0xff, 0x7f, 0x01, 0x80]);
+        assert!(super::encode(&[0.0], 22_050).is_err());
+    }
+}

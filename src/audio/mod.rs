@@ -1,0 +1,6 @@
+//! Audio out of the engines: encoders for the response formats. Engines hand over
+//! f32 samples and a rate; this module never sees a tensor.
+
+pub mod encode;
+
+pub use encode::{encode, AudioError, AudioFormat};

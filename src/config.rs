@@ -1,0 +1,603 @@
+//! Settings from the environment and the command line, validated once at start.
+//!
+//! This is the only module that reads the environment. Every server flag has a
+//! long name, an environment variable (names from DESIGN.md and the seeds) and
+//! help text; [`Config::from_args`] turns the strings into typed values and
+//! rejects bad ones, naming the variable.
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Self-hosted, OpenAI-compatible speech server.
+#[derive(Debug, Parser)]
+#[command(name = "voxpool", version, args_conflicts_with_subcommands = true)]
+#[command(
+    after_help = "Examples:\n  voxpool                         # serve on 0.0.0.0:5005\n  \
+    MODEL_UNLOAD_TIMEOUT=120 voxpool serve --port 8080\n  voxpool openapi > openapi.json"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Server options when no subcommand is given (`serve` is the default).
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (the default).
+    Serve(Box<ServeArgs>),
+    /// Print the OpenAPI document of the HTTP API.
+    Openapi,
+}
+
+/// Options of `voxpool serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "VOXPOOL_HOST", default_value = "0.0.0.0")]
+    pub host: String,
+    /// Port to listen on.
+    #[arg(long, env = "PORT", default_value = "5005")]
+    pub port: String,
+    /// Seconds of inactivity before a model is unloaded (`-1` or `never`: keep loaded;
+    /// `0`: unload after each request). A value set through `POST /model/timeout` is
+    /// persisted and wins over this default.
+    #[arg(long, env = "MODEL_UNLOAD_TIMEOUT", default_value = "300")]
+    pub model_unload_timeout: String,
+    /// Device for the models: `cpu`, `cuda`, `cuda:N`, `metal`, or empty for automatic.
+    #[arg(long, env = "MODEL_DEVICE", default_value = "")]
+    pub model_device: String,
+    /// Database URL: `sqlite://path.db`, SQLAlchemy style `sqlite:///path.db`, or
+    /// `postgres://user:pass@host/db`. Also read from TORCHTS_DB_URL and DATABASE_URL.
+    #[arg(long, env = "VOXPOOL_DB_URL")]
+    pub db_url: Option<String>,
+    /// Log level (`error`, `warn`, `info`, `debug`, `trace`); RUST_LOG filters win.
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+    /// Return freed heap memory to the operating system after each request.
+    #[arg(long, env = "FORCE_GC_AFTER_REQUEST", default_value = "false")]
+    pub force_gc_after_request: String,
+    /// Release the device allocator's cached blocks when a model is unloaded.
+    #[arg(long, env = "CLEAR_CUDA_CACHE", default_value = "true")]
+    pub clear_cuda_cache: String,
+    /// Comma-separated models to load at start.
+    #[arg(long, env = "MODEL_PRELOAD", default_value = "")]
+    pub model_preload: String,
+    /// Folder with model weights (Hugging Face cache layout or one folder per model).
+    /// Defaults to `$HF_HOME/hub`, then `~/.cache/huggingface/hub`.
+    #[arg(long, env = "VOXPOOL_MODELS_DIR")]
+    pub models_dir: Option<PathBuf>,
+    /// Bytes of memory that loaded models may use together (suffixes K, M, G, KiB, MiB,
+    /// GiB accepted); loading past it unloads the least recently used idle models.
+    #[arg(long, env = "MODEL_MEMORY_BUDGET", default_value = "")]
+    pub model_memory_budget: String,
+    /// Model served for the OpenAI aliases `tts-1`, `tts-1-hd` and `gpt-4o-mini-tts`.
+    #[arg(long, env = "VOXPOOL_DEFAULT_MODEL", default_value = "kokoro")]
+    pub default_model: String,
+    /// Bootstrap admin API key.
+    #[arg(long, env = "VOXPOOL_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Requests per minute allowed per API key (or per client IP without keys); empty: off.
+    #[arg(long, env = "RATE_LIMIT_RPM", default_value = "")]
+    pub rate_limit_rpm: String,
+    /// Requests that may arrive at once before the per-minute rate applies.
+    #[arg(long, env = "RATE_LIMIT_BURST", default_value = "")]
+    pub rate_limit_burst: String,
+}
+
+/// A setting that could not be accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid {var}={value:?}: {reason}")]
+    Invalid {
+        var: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+fn invalid(var: &'static str, value: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        var,
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// How long an idle model stays loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdleTimeout {
+    /// Keep loaded until asked to unload.
+    Never,
+    /// Unload after this much inactivity; zero unloads as soon as the last request ends.
+    After(Duration),
+}
+
+impl IdleTimeout {
+    /// Parse the `MODEL_UNLOAD_TIMEOUT` form: whole seconds, `-1` or `never`.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let v = value.trim();
+        if v.eq_ignore_ascii_case("never") || v == "-1" {
+            return Ok(Self::Never);
+        }
+        match v.parse::<u64>() {
+            Ok(secs) => Ok(Self::After(Duration::from_secs(secs))),
+            Err(_) => Err("expected whole seconds (0 or more), -1 or `never`".into()),
+        }
+    }
+
+    /// Seconds as stored and reported: `-1` for [`IdleTimeout::Never`].
+    pub fn as_seconds(self) -> i64 {
+        match self {
+            Self::Never => -1,
+            Self::After(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        }
+    }
+
+    /// Inverse of [`IdleTimeout::as_seconds`]; any negative value means never.
+    pub fn from_seconds(secs: i64) -> Self {
+        u64::try_from(secs)
+            .map(|s| Self::After(Duration::from_secs(s)))
+            .unwrap_or(Self::Never)
+    }
+}
+
+/// Where models run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceSpec {
+    Cpu,
+    Cuda(usize),
+    Metal,
+}
+
+impl DeviceSpec {
+    /// Parse `MODEL_DEVICE`. Empty means automatic: CUDA when this build has it, else CPU.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let v = value.trim().to_ascii_lowercase();
+        let spec = match v.as_str() {
+            "" | "auto" => return Ok(Self::auto()),
+            "cpu" => Self::Cpu,
+            "cuda" | "gpu" => Self::Cuda(0),
+            "metal" | "mps" => Self::Metal,
+            other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+                Some(Ok(n)) => Self::Cuda(n),
+                _ => return Err("expected cpu, cuda, cuda:N, metal or empty for automatic".into()),
+            },
+        };
+        match spec {
+            Self::Cpu => Ok(spec),
+            // No engine of this build runs on an accelerator yet; refusing here beats
+            // reporting a device the models are not really on.
+            Self::Cuda(_) => Err("this build has no CUDA support; use cpu".into()),
+            Self::Metal => Err("this build has no Metal support; use cpu".into()),
+        }
+    }
+
+    fn auto() -> Self {
+        Self::Cpu
+    }
+
+    /// True when models live in device memory rather than RAM.
+    pub fn is_accelerator(self) -> bool {
+        !matches!(self, Self::Cpu)
+    }
+}
+
+impl fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Cpu => f.write_str("cpu"),
+            Self::Cuda(0) => f.write_str("cuda"),
+            Self::Cuda(n) => write!(f, "cuda:{n}"),
+            Self::Metal => f.write_str("metal"),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Per-client request rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+/// A secret that never shows in `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// Validated server settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind: SocketAddr,
+    pub unload_timeout: IdleTimeout,
+    pub device: DeviceSpec,
+    pub db_url: String,
+    pub log_level: String,
+    pub log_format: LogFormat,
+    pub force_gc_after_request: bool,
+    pub clear_cuda_cache: bool,
+    pub preload: Vec<String>,
+    pub models_dir: PathBuf,
+    pub memory_budget: Option<u64>,
+    pub default_model: String,
+    pub api_key: Option<Secret>,
+    pub rate_limit: Option<RateLimit>,
+}
+
+impl Config {
+    /// Validate `voxpool serve` options, reading the database aliases and `HF_HOME`.
+    pub fn from_args(args: &ServeArgs) -> Result<Self, ConfigError> {
+        let db_url = args
+            .db_url
+            .clone()
+            .or_else(|| non_empty_env("TORCHTS_DB_URL"))
+            .or_else(|| non_empty_env("DATABASE_URL"));
+        let models_dir = args.models_dir.clone().unwrap_or_else(default_models_dir);
+        Self::build(args, db_url, models_dir)
+    }
+
+    fn build(
+        args: &ServeArgs,
+        db_url: Option<String>,
+        models_dir: PathBuf,
+    ) -> Result<Self, ConfigError> {
+        let port: u16 = args
+            .port
+            .trim()
+            .parse()
+            .map_err(|_| invalid("PORT", &args.port, "expected a port number 0-65535"))?;
+        let bind = (args.host.trim(), port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .ok_or_else(|| invalid("VOXPOOL_HOST", &args.host, "not an address or host name"))?;
+        let unload_timeout = IdleTimeout::parse(&args.model_unload_timeout)
+            .map_err(|r| invalid("MODEL_UNLOAD_TIMEOUT", &args.model_unload_timeout, r))?;
+        let device = DeviceSpec::parse(&args.model_device)
+            .map_err(|r| invalid("MODEL_DEVICE", &args.model_device, r))?;
+        let db_url = match db_url {
+            Some(url) => normalize_db_url(&url).map_err(|r| invalid("VOXPOOL_DB_URL", &url, r))?,
+            None => "sqlite://data/voxpool.db?mode=rwc".to_string(),
+        };
+        let log_level = args.log_level.trim().to_ascii_lowercase();
+        if !["error", "warn", "warning", "info", "debug", "trace"].contains(&log_level.as_str()) {
+            return Err(invalid(
+                "LOG_LEVEL",
+                &args.log_level,
+                "expected error, warn, info, debug or trace",
+            ));
+        }
+        let log_level = if log_level == "warning" {
+            "warn".into()
+        } else {
+            log_level
+        };
+        let log_format = match args.log_format.trim().to_ascii_lowercase().as_str() {
+            "" | "text" | "pretty" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            _ => {
+                return Err(invalid(
+                    "LOG_FORMAT",
+                    &args.log_format,
+                    "expected text or json",
+                ))
+            }
+        };
+        let force_gc_after_request = parse_bool(&args.force_gc_after_request)
+            .map_err(|r| invalid("FORCE_GC_AFTER_REQUEST", &args.force_gc_after_request, r))?;
+        let clear_cuda_cache = parse_bool(&args.clear_cuda_cache)
+            .map_err(|r| invalid("CLEAR_CUDA_CACHE", &args.clear_cuda_cache, r))?;
+        let preload = args
+            .model_preload
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect();
+        let memory_budget = match args.model_memory_budget.trim() {
+            "" => None,
+            v => Some(
+                parse_bytes(v)
+                    .map_err(|r| invalid("MODEL_MEMORY_BUDGET", &args.model_memory_budget, r))?,
+            ),
+        };
+        let default_model = args.default_model.trim().to_string();
+        if default_model.is_empty() {
+            return Err(invalid("VOXPOOL_DEFAULT_MODEL", "", "must name a model"));
+        }
+        let api_key = args
+            .api_key
+            .as_deref()
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(|k| Secret(k.to_string()));
+        let rate_limit = parse_rate_limit(&args.rate_limit_rpm, &args.rate_limit_burst)?;
+        Ok(Self {
+            bind,
+            unload_timeout,
+            device,
+            db_url,
+            log_level,
+            log_format,
+            force_gc_after_request,
+            clear_cuda_cache,
+            preload,
+            models_dir,
+            memory_budget,
+            default_model,
+            api_key,
+            rate_limit,
+        })
+    }
+
+    /// Settings for an in-process server on `127.0.0.1:0` with the given database:
+    /// what tests, benches and embedders start from.
+    pub fn local(db_url: &str) -> Result<Self, ConfigError> {
+        let args = ServeArgs::parse_from_defaults();
+        let mut cfg = Self::build(&args, Some(db_url.to_string()), default_models_dir())?;
+        cfg.bind = SocketAddr::from(([127, 0, 0, 1], 0));
+        Ok(cfg)
+    }
+}
+
+impl ServeArgs {
+    /// The defaults, ignoring the environment.
+    fn parse_from_defaults() -> Self {
+        Self {
+            host: "0.0.0.0".into(),
+            port: "5005".into(),
+            model_unload_timeout: "300".into(),
+            model_device: String::new(),
+            db_url: None,
+            log_level: "info".into(),
+            log_format: "text".into(),
+            force_gc_after_request: "false".into(),
+            clear_cuda_cache: "true".into(),
+            model_preload: String::new(),
+            models_dir: None,
+            model_memory_budget: String::new(),
+            default_model: "kokoro".into(),
+            api_key: None,
+            rate_limit_rpm: String::new(),
+            rate_limit_burst: String::new(),
+        }
+    }
+}
+
+fn non_empty_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn default_models_dir() -> PathBuf {
+    if let Some(home) = non_empty_env("HF_HOME") {
+        return PathBuf::from(home).join("hub");
+    }
+    let home = non_empty_env("HOME").unwrap_or_else(|| ".".into());
+    PathBuf::from(home).join(".cache/huggingface/hub")
+}
+
+fn parse_bool(value: &str) -> Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        _ => Err("expected true or false".into()),
+    }
+}
+
+fn parse_bytes(value: &str) -> Result<u64, String> {
+    let v = value.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (digits, unit) = v.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| "expected bytes, e.g. 4000000000, 4G or 3GiB".to_string())?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        _ => return Err("unknown unit; use K, M, G, KiB, MiB or GiB".into()),
+    };
+    n.checked_mul(mult)
+        .filter(|b| *b > 0)
+        .ok_or_else(|| "must be a positive number of bytes".into())
+}
+
+fn parse_rate_limit(rpm: &str, burst: &str) -> Result<Option<RateLimit>, ConfigError> {
+    let per_minute = match rpm.trim() {
+        "" | "0" | "off" => return Ok(None),
+        v => v
+            .parse::<u32>()
+            .map_err(|_| invalid("RATE_LIMIT_RPM", rpm, "expected requests per minute"))?,
+    };
+    let burst = match burst.trim() {
+        "" => per_minute,
+        v => v
+            .parse::<u32>()
+            .ok()
+            .filter(|b| *b > 0)
+            .ok_or_else(|| invalid("RATE_LIMIT_BURST", burst, "expected a positive count"))?,
+    };
+    Ok(Some(RateLimit { per_minute, burst }))
+}
+
+/// Accept sqlx URLs, SQLAlchemy ones (`sqlite:///relative.db`, `sqlite:////absolute.db`,
+/// `postgresql+psycopg2://`) and return what the database driver understands.
+pub fn normalize_db_url(url: &str) -> Result<String, String> {
+    let url = url.trim();
+    if let Some(rest) = url.strip_prefix("sqlite:") {
+        if rest.starts_with(":memory:") || rest == "//:memory:" {
+            return Ok("sqlite::memory:".into());
+        }
+        // SQLAlchemy: three slashes then a relative path, four for an absolute one.
+        let path_and_query = if let Some(p) = rest.strip_prefix("///") {
+            p
+        } else if let Some(p) = rest.strip_prefix("//") {
+            p
+        } else {
+            rest
+        };
+        if path_and_query.is_empty() || path_and_query.starts_with('?') {
+            return Err("no database file named".into());
+        }
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path_and_query, None),
+        };
+        let mut query: Vec<&str> = query
+            .map(|q| q.split('&').filter(|s| !s.is_empty()).collect())
+            .unwrap_or_default();
+        if !query.iter().any(|kv| kv.starts_with("mode=")) {
+            query.push("mode=rwc");
+        }
+        return Ok(format!("sqlite://{path}?{}", query.join("&")));
+    }
+    for prefix in [
+        "postgresql+psycopg2://",
+        "postgresql+asyncpg://",
+        "postgresql://",
+    ] {
+        if let Some(rest) = url.strip_prefix(prefix) {
+            return Ok(format!("postgres://{rest}"));
+        }
+    }
+    if url.starts_with("postgres://") {
+        return Ok(url.to_string());
+    }
+    Err("expected a sqlite:// or postgres:// URL".into())
+}
+
+/// The file behind a SQLite URL, if any (to create its folder before connecting).
+pub fn sqlite_path(db_url: &str) -> Option<PathBuf> {
+    let rest = db_url.strip_prefix("sqlite://")?;
+    let path = rest.split('?').next()?;
+    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlalchemy_urls_map_to_sqlx() {
+        assert_eq!(
+            normalize_db_url("sqlite:///data/torchts.db").unwrap(),
+            "sqlite://data/torchts.db?mode=rwc"
+        );
+        assert_eq!(
+            normalize_db_url("sqlite:////var/lib/x.db").unwrap(),
+            "sqlite:///var/lib/x.db?mode=rwc"
+        );
+        assert_eq!(
+            normalize_db_url("sqlite://data/voxpool.db?mode=rwc").unwrap(),
+            "sqlite://data/voxpool.db?mode=rwc"
+        );
+        assert_eq!(
+            normalize_db_url("postgresql+psycopg2://u:p@h/db").unwrap(),
+            "postgres://u:p@h/db"
+        );
+        assert!(normalize_db_url("mysql://x").is_err());
+        assert!(normalize_db_url("sqlite://").is_err());
+        assert_eq!(
+            sqlite_path("sqlite://data/torchts.db?mode=rwc"),
+            Some(PathBuf::from("data/torchts.db"))
+        );
+    }
+
+    #[test]
+    fn timeouts_parse_like_the_seed() {
+        assert_eq!(
+            IdleTimeout::parse("300"),
+            Ok(IdleTimeout::After(Duration::from_secs(300)))
+        );
+        assert_eq!(IdleTimeout::parse("-1"), Ok(IdleTimeout::Never));
+        assert_eq!(IdleTimeout::parse("never"), Ok(IdleTimeout::Never));
+        assert!(IdleTimeout::parse("abc").is_err());
+        assert!(IdleTimeout::parse("-5").is_err());
+        assert_eq!(IdleTimeout::from_seconds(-1), IdleTimeout::Never);
+        assert_eq!(IdleTimeout::After(Duration::from_secs(60)).as_seconds(), 60);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let mut args = ServeArgs::parse_from_defaults();
+        args.model_unload_timeout = "abc".into();
+        let err = Config::build(&args, None, PathBuf::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("MODEL_UNLOAD_TIMEOUT"), "{err}");
+
+        let mut args = ServeArgs::parse_from_defaults();
+        args.model_device = "tpu".into();
+        let err = Config::build(&args, None, PathBuf::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("MODEL_DEVICE"), "{err}");
+
+        let mut args = ServeArgs::parse_from_defaults();
+        args.rate_limit_rpm = "lots".into();
+        let err = Config::build(&args, None, PathBuf::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("RATE_LIMIT_RPM"), "{err}");
+    }
+
+    #[test]
+    fn defaults_match_the_design() {
+        let cfg = Config::build(&ServeArgs::parse_from_defaults(), None, PathBuf::new()).unwrap();
+        assert_eq!(cfg.bind.port(), 5005);
+        assert_eq!(cfg.db_url, "sqlite://data/voxpool.db?mode=rwc");
+        assert_eq!(
+            cfg.unload_timeout,
+            IdleTimeout::After(Duration::from_secs(300))
+        );
+        assert!(cfg.clear_cuda_cache && !cfg.force_gc_after_request);
+        assert_eq!(cfg.rate_limit, None);
+        assert_eq!(parse_bytes("2GiB"), Ok(2 << 30));
+        assert_eq!(
+            parse_rate_limit("60", "").unwrap(),
+            Some(RateLimit {
+                per_minute: 60,
+                burst: 60
+            })
+        );
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug() {
+        let mut args = ServeArgs::parse_from_defaults();
+        args.api_key = Some("sk-very-secret".into());
+        let cfg = Config::build(&args, None, PathBuf::new()).unwrap();
+        assert!(!format!("{cfg:?}").contains("sk-very-secret"));
+    }
+}

@@ -1,0 +1,78 @@
+//! Text-to-speech engines and the registry of models the server knows.
+//!
+//! An engine turns one chunk of text into f32 samples. It knows nothing of HTTP,
+//! the pool or the database; the pool sees engines only through [`TtsEngine`].
+
+mod registry;
+
+pub use registry::{EngineLoader, LoadContext, ModelSpec, Registry, OPENAI_ALIASES};
+
+/// One chunk of text to speak.
+#[derive(Debug, Clone, Copy)]
+pub struct SynthRequest<'a> {
+    pub text: &'a str,
+    /// A voice id the engine lists in [`TtsEngine::voices`].
+    pub voice: &'a str,
+    /// Speaking rate, 0.25 to 4.0, 1.0 normal.
+    pub speed: f32,
+}
+
+/// Mono audio produced by an engine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AudioChunk {
+    pub samples: Vec<f32>,
+    pub sample_rate: u32,
+}
+
+impl AudioChunk {
+    pub fn seconds(&self) -> f64 {
+        self.samples.len() as f64 / f64::from(self.sample_rate.max(1))
+    }
+}
+
+/// A loaded text-to-speech model. Weights are immutable; per-request state lives
+/// in the call, so one engine serves concurrent requests.
+pub trait TtsEngine: Send + Sync {
+    /// Speak one chunk of text.
+    fn synthesize(&self, req: &SynthRequest<'_>) -> Result<AudioChunk, EngineError>;
+    /// Output sample rate in Hz.
+    fn sample_rate(&self) -> u32;
+    /// Voice ids this engine accepts.
+    fn voices(&self) -> Vec<String>;
+    /// Language codes this engine can speak (Kokoro's one-letter codes).
+    fn languages(&self) -> Vec<String>;
+    /// Bytes of weights and buffers this engine holds (RAM or device memory).
+    fn memory_bytes(&self) -> u64;
+    /// Free the weights; with `release_device_cache`, also give the device allocator's
+    /// cached blocks back to the driver so the memory shows as free.
+    fn unload(self: Box<Self>, release_device_cache: bool) {
+        let _ = release_device_cache;
+        drop(self);
+    }
+}
+
+/// What can go wrong loading or running an engine.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EngineError {
+    /// The weights are not on disk; `voxpool pull` fetches them.
+    #[error("Model files not found in cache. Run: voxpool pull {model}")]
+    FilesMissing { model: String },
+    /// The weights are there but this build cannot run the model yet.
+    #[error("The {model} engine is not available in this build of voxpool")]
+    NotBuilt { model: String },
+    /// A file exists but cannot be used.
+    #[error("Cannot load {model} from {path}: {reason}")]
+    BadFile {
+        model: String,
+        path: String,
+        reason: String,
+    },
+    #[error("Voice '{voice}' is not available for model {model}")]
+    UnknownVoice { model: String, voice: String },
+    /// The input cannot be spoken (e.g. nothing pronounceable).
+    #[error("{0}")]
+    InvalidInput(String),
+    /// Anything else that failed inside the model.
+    #[error("synthesis failed: {0}")]
+    Synthesis(String),
+}

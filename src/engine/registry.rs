@@ -1,0 +1,219 @@
+//! The models this server can serve, their aliases and how to load each.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::{EngineError, TtsEngine};
+use crate::config::DeviceSpec;
+
+/// OpenAI model names that stand for the default model.
+pub const OPENAI_ALIASES: [&str; 3] = ["tts-1", "tts-1-hd", "gpt-4o-mini-tts"];
+
+/// Where and on what a model is loaded.
+#[derive(Debug, Clone)]
+pub struct LoadContext {
+    pub models_dir: PathBuf,
+    pub device: DeviceSpec,
+}
+
+/// Builds an engine from files on disk. Runs on a blocking thread.
+pub trait EngineLoader: Send + Sync {
+    fn load(&self, ctx: &LoadContext) -> Result<Box<dyn TtsEngine>, EngineError>;
+}
+
+/// One model the server offers.
+#[derive(Clone)]
+pub struct ModelSpec {
+    pub id: String,
+    pub owned_by: String,
+    /// Languages this build can really speak with the model (empty when not built).
+    pub languages: Vec<String>,
+    pub loader: Arc<dyn EngineLoader>,
+}
+
+impl std::fmt::Debug for ModelSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelSpec")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The set of models and the default one the OpenAI aliases point to.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    models: Vec<ModelSpec>,
+    default_model: String,
+}
+
+impl Registry {
+    /// The models of this build: Kokoro-82M and Chatterbox Turbo.
+    pub fn builtin() -> Self {
+        let models = vec![
+            ModelSpec {
+                id: "kokoro".into(),
+                owned_by: "hexgrad".into(),
+                languages: Vec::new(),
+                loader: Arc::new(PendingEngine {
+                    model: "kokoro",
+                    hub_repo: "hexgrad/Kokoro-82M",
+                    marker_file: "kokoro-v1_0.pth",
+                }),
+            },
+            ModelSpec {
+                id: "chatterbox-turbo".into(),
+                owned_by: "resemble-ai".into(),
+                languages: Vec::new(),
+                loader: Arc::new(PendingEngine {
+                    model: "chatterbox-turbo",
+                    hub_repo: "ResembleAI/chatterbox-turbo",
+                    marker_file: "conds.pt",
+                }),
+            },
+        ];
+        Self {
+            models,
+            default_model: "kokoro".into(),
+        }
+    }
+
+    /// A registry with no models, to build up with [`Registry::with_model`].
+    pub fn empty() -> Self {
+        Self {
+            models: Vec::new(),
+            default_model: String::new(),
+        }
+    }
+
+    /// Add (or replace) a model.
+    pub fn with_model(mut self, spec: ModelSpec) -> Self {
+        self.models.retain(|m| m.id != spec.id);
+        if self.default_model.is_empty() {
+            self.default_model = spec.id.clone();
+        }
+        self.models.push(spec);
+        self
+    }
+
+    /// Point the OpenAI aliases (and requests without a model) at `id`.
+    pub fn with_default(mut self, id: &str) -> Self {
+        self.default_model = id.to_string();
+        self
+    }
+
+    pub fn default_model(&self) -> &str {
+        &self.default_model
+    }
+
+    pub fn models(&self) -> &[ModelSpec] {
+        &self.models
+    }
+
+    /// Find a model by id or alias.
+    pub fn resolve(&self, name: &str) -> Option<&ModelSpec> {
+        let id = if OPENAI_ALIASES.contains(&name) {
+            self.default_model.as_str()
+        } else {
+            name
+        };
+        self.models.iter().find(|m| m.id == id)
+    }
+}
+
+/// A model whose native engine has not landed in this build yet: it reports missing
+/// files exactly as a real engine would, and says plainly that it cannot run otherwise.
+struct PendingEngine {
+    model: &'static str,
+    hub_repo: &'static str,
+    marker_file: &'static str,
+}
+
+impl EngineLoader for PendingEngine {
+    fn load(&self, ctx: &LoadContext) -> Result<Box<dyn TtsEngine>, EngineError> {
+        if find_model_file(&ctx.models_dir, self.hub_repo, self.model, self.marker_file).is_none() {
+            return Err(EngineError::FilesMissing {
+                model: self.model.into(),
+            });
+        }
+        Err(EngineError::NotBuilt {
+            model: self.model.into(),
+        })
+    }
+}
+
+/// Look for `file` in the Hugging Face cache layout (`models--org--name/snapshots/*/`)
+/// or in a plain `<models_dir>/<model>/` folder.
+pub fn find_model_file(
+    models_dir: &Path,
+    hub_repo: &str,
+    model: &str,
+    file: &str,
+) -> Option<PathBuf> {
+    let local = models_dir.join(model).join(file);
+    if local.is_file() {
+        return Some(local);
+    }
+    let snapshots = models_dir
+        .join(format!("models--{}", hub_repo.replace('/', "--")))
+        .join("snapshots");
+    std::fs::read_dir(snapshots)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path().join(file))
+        .find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aliases_resolve_to_the_default_model() {
+        let reg = Registry::builtin();
+        for alias in OPENAI_ALIASES {
+            assert_eq!(reg.resolve(alias).map(|m| m.id.as_str()), Some("kokoro"));
+        }
+        assert_eq!(
+            reg.resolve("chatterbox-turbo").map(|m| m.id.as_str()),
+            Some("chatterbox-turbo")
+        );
+        assert!(reg.resolve("whisper-1").is_none());
+        let reg = reg.with_default("chatterbox-turbo");
+        assert_eq!(
+            reg.resolve("tts-1").map(|m| m.id.as_str()),
+            Some("chatterbox-turbo")
+        );
+    }
+
+    #[test]
+    fn missing_files_give_the_pull_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = LoadContext {
+            models_dir: dir.path().to_path_buf(),
+            device: DeviceSpec::Cpu,
+        };
+        let reg = Registry::builtin();
+        let err = reg
+            .resolve("kokoro")
+            .unwrap()
+            .loader
+            .load(&ctx)
+            .err()
+            .unwrap();
+        assert_eq!(
+            err.to_string(),
+            "Model files not found in cache. Run: voxpool pull kokoro"
+        );
+        let snap = dir.path().join("models--hexgrad--Kokoro-82M/snapshots/abc");
+        std::fs::create_dir_all(&snap).unwrap();
+        std::fs::write(snap.join("kokoro-v1_0.pth"), b"x").unwrap();
+        let err = reg
+            .resolve("kokoro")
+            .unwrap()
+            .loader
+            .load(&ctx)
+            .err()
+            .unwrap();
+        assert!(matches!(err, EngineError::NotBuilt { .. }), "{err}");
+    }
+}

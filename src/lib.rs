@@ -1,0 +1,157 @@
+//! voxpool: a self-hosted, OpenAI-compatible speech server.
+//!
+//! The request path: HTTP ([`api`]) → rate limit ([`limit`]) → validation →
+//! [`pool::ModelPool::lease`] (loads on a miss, one load for all waiters) → text
+//! chunks ([`text`]) → [`engine::TtsEngine::synthesize`] → encoder ([`audio`]) →
+//! response → lease dropped → usage row ([`store`]).
+
+pub mod api;
+pub mod audio;
+pub mod config;
+pub mod engine;
+pub mod limit;
+pub mod pool;
+pub mod store;
+pub mod text;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use poem::listener::TcpAcceptor;
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+use config::Config;
+use engine::Registry;
+use pool::{ModelPool, PoolError};
+use store::{Store, StoreError};
+
+/// How long a stopping server lets requests in flight finish.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("unknown model {0:?} in VOXPOOL_DEFAULT_MODEL or MODEL_PRELOAD")]
+    UnknownModel(String),
+}
+
+/// A server accepting requests.
+pub struct Server {
+    addr: SocketAddr,
+    pool: ModelPool,
+    store: Store,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    housekeepers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Connect the database (migrating it), build the pool, bind `config.bind` and
+    /// start serving. Returns once the socket accepts connections.
+    pub async fn start(config: Config, registry: Registry) -> Result<Self, StartError> {
+        let registry = registry.with_default(&config.default_model);
+        for name in std::iter::once(&config.default_model).chain(&config.preload) {
+            if registry.resolve(name).is_none() {
+                return Err(StartError::UnknownModel(name.clone()));
+            }
+        }
+        let store = Store::connect(&config.db_url).await?;
+        let pool = ModelPool::new(&config, registry, store.clone()).await?;
+        let mut housekeepers = vec![pool.spawn_housekeeper()];
+        let limiter = config.rate_limit.and_then(limit::RateLimiter::new);
+        if let Some(l) = &limiter {
+            housekeepers.push(l.spawn_janitor(Duration::from_secs(60)));
+        }
+        let listener = tokio::net::TcpListener::bind(config.bind)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.bind,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.bind,
+            source,
+        })?;
+        let acceptor = TcpAcceptor::from_tokio(listener).map_err(|source| StartError::Bind {
+            addr: config.bind,
+            source,
+        })?;
+        for name in &config.preload {
+            let pool = pool.clone();
+            let name = name.clone();
+            tokio::spawn(async move {
+                if let Err(e) = pool.load(&name).await {
+                    warn!(model = %name, error = %e, "preload failed");
+                }
+            });
+        }
+        let state = Arc::new(api::AppState {
+            config: Arc::new(config),
+            pool: pool.clone(),
+            store: store.clone(),
+            started_unix: chrono::Utc::now().timestamp(),
+        });
+        let app = api::app(state, limiter);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(
+            poem::Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
+                app,
+                async {
+                    let _ = stopped.await;
+                },
+                Some(DRAIN_TIMEOUT),
+            ),
+        );
+        info!(%addr, "voxpool listening");
+        Ok(Self {
+            addr,
+            pool,
+            store,
+            stop: Some(stop),
+            task,
+            housekeepers,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn pool(&self) -> &ModelPool {
+        &self.pool
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Stop accepting, let requests in flight finish, unload models, close the database.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Err(e) = (&mut self.task).await {
+            warn!(error = %e, "server task ended abnormally");
+        }
+        self.pool.unload_all().await;
+        for h in &self.housekeepers {
+            h.abort();
+        }
+        if let Err(e) = self.store.close().await {
+            warn!(error = %e, "closing the database failed");
+        }
+        info!("voxpool stopped");
+    }
+}

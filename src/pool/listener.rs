@@ -1,0 +1,33 @@
+//! What happens when a model leaves the cache, and giving memory back.
+
+use std::sync::Arc;
+
+use moka::notification::RemovalCause;
+
+use super::loaded::Loaded;
+
+/// moka's eviction listener: say why the model leaves. The weights are freed when
+/// the last reference (a running request may still hold one) drops.
+pub(crate) fn on_evict(model: Arc<String>, loaded: Arc<Loaded>, cause: RemovalCause) {
+    let why = match cause {
+        RemovalCause::Expired => "Unloading model due to inactivity",
+        RemovalCause::Explicit => loaded.cause().log_line(),
+        RemovalCause::Size => "Unloading model to stay within MODEL_MEMORY_BUDGET",
+        RemovalCause::Replaced => return,
+    };
+    let in_flight = loaded.leases();
+    if in_flight > 0 {
+        tracing::info!(model = %model, in_flight, "{why}; waiting for requests in flight");
+    } else {
+        tracing::info!(model = %model, "{why}");
+    }
+}
+
+/// Return freed heap pages to the operating system (glibc keeps them otherwise).
+pub fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

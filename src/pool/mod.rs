@@ -1,0 +1,334 @@
+//! The model pool: loads a model on first use (one load however many requests
+//! wait), lends it to requests through leases, unloads it when idle, on request
+//! or to stay within the memory budget, and gives the memory back.
+//!
+//! Loaded models live in a `moka::future::Cache` whose per-entry expiry reads each
+//! model's idle clock and timeout ([`expiry`]); a housekeeper runs the cache's
+//! maintenance so idle models leave on time with no traffic.
+
+mod error;
+mod expiry;
+mod listener;
+mod loaded;
+mod state;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use moka::future::Cache;
+use moka::policy::EvictionPolicy;
+use tracing::{info, instrument, warn, Instrument};
+
+pub use error::{LoadError, PoolError};
+pub use listener::trim_heap;
+pub use loaded::{Lease, UnloadCause};
+pub use state::{idle_remaining, IdleClock, ModelState};
+
+use crate::config::{Config, IdleTimeout};
+use crate::engine::{LoadContext, Registry};
+use crate::store::Store;
+use loaded::Loaded;
+
+/// How often the housekeeper runs the cache's pending work (expiry, eviction).
+const HOUSEKEEPING_PERIOD: Duration = Duration::from_millis(500);
+
+/// A snapshot of one model for `/model/status`.
+#[derive(Debug, Clone)]
+pub struct ModelStatus {
+    pub model: String,
+    pub loaded: bool,
+    pub is_loading: bool,
+    pub timeout: IdleTimeout,
+    pub idle_seconds: f64,
+    pub in_flight: usize,
+    pub memory_bytes: u64,
+    pub last_load_seconds: Option<f64>,
+    pub languages: Vec<String>,
+    pub last_error: Option<String>,
+}
+
+/// Cheap to clone; all clones share one pool.
+#[derive(Clone)]
+pub struct ModelPool {
+    inner: Arc<PoolInner>,
+}
+
+pub(crate) struct PoolInner {
+    cache: Cache<String, Arc<Loaded>>,
+    models: HashMap<String, Arc<ModelState>>,
+    registry: Registry,
+    ctx: LoadContext,
+    store: Store,
+    clear_device_cache: bool,
+    pub(crate) force_gc_after_request: bool,
+    pub(crate) runtime: tokio::runtime::Handle,
+}
+
+impl ModelPool {
+    /// Build the pool for `registry`, restoring persisted per-model timeouts.
+    /// Must be called inside a Tokio runtime.
+    pub async fn new(config: &Config, registry: Registry, store: Store) -> Result<Self, PoolError> {
+        let persisted = store.timeouts().await?;
+        let epoch = Instant::now();
+        let models = registry
+            .models()
+            .iter()
+            .map(|spec| {
+                let timeout = persisted
+                    .get(&spec.id)
+                    .copied()
+                    .map(IdleTimeout::from_seconds)
+                    .unwrap_or(config.unload_timeout);
+                let state = ModelState::new(spec.clone(), timeout, epoch);
+                (spec.id.clone(), Arc::new(state))
+            })
+            .collect();
+        let mut builder = Cache::builder()
+            .name("models")
+            .eviction_policy(EvictionPolicy::lru())
+            .expire_after(expiry::IdleExpiry)
+            .eviction_listener(listener::on_evict);
+        if let Some(budget) = config.memory_budget {
+            // moka weighs in u32: count KiB so budgets and models of terabytes fit.
+            builder = builder
+                .max_capacity(budget / 1024)
+                .weigher(|_, loaded: &Arc<Loaded>| {
+                    u32::try_from(loaded.memory_bytes().div_ceil(1024)).unwrap_or(u32::MAX)
+                });
+        }
+        Ok(Self {
+            inner: Arc::new(PoolInner {
+                cache: builder.build(),
+                models,
+                ctx: LoadContext {
+                    models_dir: config.models_dir.clone(),
+                    device: config.device,
+                },
+                registry,
+                store,
+                clear_device_cache: config.clear_cuda_cache,
+                force_gc_after_request: config.force_gc_after_request,
+                runtime: tokio::runtime::Handle::current(),
+            }),
+        })
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// Run the cache's maintenance periodically so idle models leave within about a
+    /// second of their deadline even when no request arrives.
+    pub fn spawn_housekeeper(&self) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(HOUSEKEEPING_PERIOD);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { break };
+                inner.cache.run_pending_tasks().await;
+            }
+        })
+    }
+
+    fn state(&self, model: &str) -> Result<&Arc<ModelState>, PoolError> {
+        self.inner
+            .models
+            .get(model)
+            .ok_or_else(|| PoolError::UnknownModel(model.to_string()))
+    }
+
+    /// Lend `model` to a request, loading it first if needed. Concurrent callers
+    /// share one load; a failed load is reported to all of them, and callers within
+    /// the cooldown that follows get the same error at once.
+    #[instrument(skip_all, fields(model = %model))]
+    pub async fn lease(&self, model: &str) -> Result<Lease, PoolError> {
+        let state = Arc::clone(self.state(model)?);
+        state.clock.touch();
+        if let Some((error, left)) = state.cooling_down(Instant::now()) {
+            return Err(LoadError::Failed {
+                model: model.to_string(),
+                source: error,
+                retry_after: left,
+            }
+            .into());
+        }
+        // The load runs in its own task so that a caller who goes away mid-load
+        // neither cancels it nor makes the next caller start another.
+        let inner = Arc::clone(&self.inner);
+        let key = model.to_string();
+        let span = tracing::Span::current();
+        let loaded = tokio::spawn(
+            async move {
+                let init = PoolInner::load(Arc::clone(&inner), Arc::clone(&state));
+                inner.cache.try_get_with(key, init).await
+            }
+            .instrument(span),
+        )
+        .await
+        .map_err(|_| LoadError::Crashed {
+            model: model.to_string(),
+            retry_after: Duration::from_secs(1),
+        })?
+        .map_err(|e| PoolError::Load((*e).clone()))?;
+        let lease = Lease::new(loaded, Arc::clone(&self.inner));
+        // Re-read with the lease held: the entry now has no deadline while in use.
+        let _ = self.inner.cache.get(model).await;
+        Ok(lease)
+    }
+
+    /// Load `model` now (for `/model/load` and `MODEL_PRELOAD`).
+    pub async fn load(&self, model: &str) -> Result<(), PoolError> {
+        self.lease(model).await.map(drop)
+    }
+
+    /// Unload `model`. New requests load a fresh copy; this returns once the
+    /// requests still holding the old one have finished and its memory is back.
+    #[instrument(skip_all, fields(model = %model))]
+    pub async fn unload(&self, model: &str) -> Result<(), PoolError> {
+        self.state(model)?;
+        self.inner.remove(model, UnloadCause::Requested).await;
+        Ok(())
+    }
+
+    /// Unload every model (at shutdown), waiting for requests in flight.
+    pub async fn unload_all(&self) {
+        for model in self.inner.models.keys() {
+            self.inner.remove(model, UnloadCause::Shutdown).await;
+        }
+    }
+
+    /// Change and persist `model`'s idle timeout; the running idle clock is
+    /// re-evaluated at once, so a model already idle longer than the new timeout leaves.
+    #[instrument(skip_all, fields(model = %model))]
+    pub async fn set_timeout(&self, model: &str, timeout: IdleTimeout) -> Result<(), PoolError> {
+        let state = self.state(model)?;
+        self.inner
+            .store
+            .save_timeout(model, timeout.as_seconds())
+            .await?;
+        state.set_timeout(timeout);
+        info!(
+            model,
+            timeout = timeout.as_seconds(),
+            "Unload timeout updated"
+        );
+        let _ = self.inner.cache.get(model).await;
+        self.inner.cache.run_pending_tasks().await;
+        Ok(())
+    }
+
+    /// Status of one model.
+    pub async fn status(&self, model: &str) -> Result<ModelStatus, PoolError> {
+        let state = self.state(model)?;
+        let loaded = self.inner.cache.get(model).await;
+        let languages = match &loaded {
+            Some(l) => l.engine().languages(),
+            None => state.spec.languages.clone(),
+        };
+        Ok(ModelStatus {
+            model: model.to_string(),
+            loaded: loaded.is_some(),
+            is_loading: state.is_loading(),
+            timeout: state.timeout(),
+            idle_seconds: state.clock.idle_for(Instant::now()).as_secs_f64(),
+            in_flight: state.in_flight(),
+            memory_bytes: loaded.as_ref().map_or(0, |l| l.memory_bytes()),
+            last_load_seconds: state.last_load_seconds(),
+            languages,
+            last_error: state.last_error(),
+        })
+    }
+
+    /// Status of every model, in registry order.
+    pub async fn statuses(&self) -> Vec<ModelStatus> {
+        let mut out = Vec::new();
+        for spec in self.inner.registry.models() {
+            if let Ok(s) = self.status(&spec.id).await {
+                out.push(s);
+            }
+        }
+        out
+    }
+}
+
+impl PoolInner {
+    async fn load(inner: Arc<Self>, state: Arc<ModelState>) -> Result<Arc<Loaded>, LoadError> {
+        let _loading = state.begin_loading();
+        let model = state.id().to_string();
+        info!(model = %model, device = %inner.ctx.device, "Loading model");
+        let started = Instant::now();
+        let loader = Arc::clone(&state.spec.loader);
+        let ctx = inner.ctx.clone();
+        let span = tracing::Span::current();
+        let result = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            loader.load(&ctx)
+        })
+        .await;
+        match result {
+            Ok(Ok(engine)) => {
+                let took = started.elapsed();
+                state.load_succeeded(took);
+                info!(model = %model, "Model loaded successfully in {:.2}s", took.as_secs_f64());
+                Ok(Arc::new(Loaded::new(
+                    engine,
+                    Arc::clone(&state),
+                    inner.clear_device_cache,
+                )))
+            }
+            Ok(Err(error)) => {
+                let retry_after = state.load_failed(&error);
+                warn!(model = %model, error = %error, "Model failed to load");
+                Err(LoadError::Failed {
+                    model,
+                    source: error,
+                    retry_after,
+                })
+            }
+            Err(join_error) => {
+                let error = crate::engine::EngineError::Synthesis(join_error.to_string());
+                let retry_after = state.load_failed(&error);
+                warn!(model = %model, "Model loader crashed: {join_error}");
+                Err(LoadError::Crashed { model, retry_after })
+            }
+        }
+    }
+
+    /// Take `model` out of the cache and wait until its memory has been given back.
+    async fn remove(&self, model: &str, cause: UnloadCause) {
+        let Some(loaded) = self.cache.get(model).await else {
+            return;
+        };
+        loaded.set_cause(cause);
+        let mut released = loaded.released();
+        drop(loaded);
+        self.cache.invalidate(model).await;
+        self.cache.run_pending_tasks().await;
+        // Errors once the sender is dropped, i.e. after the weights are freed.
+        while released.changed().await.is_ok() {}
+    }
+
+    /// The last lease of `instance` ended: restart its idle clock, or unload it now
+    /// when the timeout is zero.
+    pub(crate) async fn after_last_lease(&self, model: &str, instance: Weak<Loaded>) {
+        let Some(state) = self.models.get(model) else {
+            return;
+        };
+        let Some(current) = self.cache.get(model).await else {
+            return;
+        };
+        if !std::ptr::eq(Arc::as_ptr(&current), instance.as_ptr()) {
+            return;
+        }
+        if current.leases() > 0 {
+            // A request started meanwhile; make sure its "no deadline" stands.
+            let _ = self.cache.get(model).await;
+        } else if state.timeout() == IdleTimeout::After(Duration::ZERO) {
+            drop(current);
+            self.remove(model, UnloadCause::AfterRequest).await;
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Text handling before synthesis.
+
+pub mod chunk;
+
+pub use chunk::split_sentences;

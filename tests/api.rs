@@ -1,0 +1,443 @@
+//! The HTTP contract, end to end: a real server on a random port, a real SQLite file.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{expected_samples, start, start_with, wav_samples, Options, MODEL};
+use serde_json::{json, Value};
+use voxpool::config::RateLimit;
+
+fn assert_openai_error(body: &Value, param: Option<&str>) {
+    let err = &body["error"];
+    assert!(
+        err["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert!(err["type"].is_string(), "{body}");
+    assert!(err.as_object().unwrap().contains_key("param"), "{body}");
+    assert!(err.as_object().unwrap().contains_key("code"), "{body}");
+    if let Some(p) = param {
+        assert_eq!(err["param"], p, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn status_has_the_seed_fields_with_their_types() {
+    let srv = start().await;
+    let (code, body) = srv.get("/model/status").await;
+    assert_eq!(code, 200);
+    let obj = body.as_object().unwrap();
+    for key in [
+        "model_loaded",
+        "device",
+        "unload_timeout",
+        "time_since_last_activity",
+        "is_loading",
+        "available_languages",
+        "gpu_memory_allocated",
+        "gpu_memory_reserved",
+    ] {
+        assert!(obj.contains_key(key), "missing {key}: {body}");
+    }
+    assert_eq!(body["model_loaded"], false);
+    assert_eq!(body["device"], "cpu");
+    assert_eq!(body["unload_timeout"], 300);
+    assert!(body["unload_timeout"].is_i64());
+    assert!(body["time_since_last_activity"].is_f64());
+    assert_eq!(body["is_loading"], false);
+    assert_eq!(body["available_languages"], json!(["a"]));
+    assert_eq!(body["gpu_memory_allocated"], 0);
+    assert_eq!(body["gpu_memory_reserved"], 0);
+    assert_eq!(body["model"], MODEL);
+    assert_eq!(body["in_flight"], 0);
+    assert_eq!(body["memory_bytes"], 0);
+    let models: Vec<&str> = body["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["model"].as_str().unwrap())
+        .collect();
+    assert_eq!(models, vec!["kokoro", "chatterbox-turbo", MODEL]);
+    // Engines not built yet claim no language.
+    let (_, kokoro) = srv.get("/model/status?model=kokoro").await;
+    assert_eq!(kokoro["available_languages"], json!([]));
+    let (code, body) = srv.get("/model/status?model=nope").await;
+    assert_eq!(code, 404);
+    assert_openai_error(&body, Some("model"));
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn admin_endpoints_answer_the_seed_messages() {
+    let srv = start().await;
+    // The seed's curl: POST with no body and no content type.
+    let resp = srv
+        .client
+        .post(srv.url("/model/load"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        json!({"message": "Model loaded successfully"})
+    );
+    let status = srv.status().await;
+    assert_eq!(status["model_loaded"], true);
+    assert_eq!(status["memory_bytes"], 1 << 20);
+    assert!(status["last_load_seconds"].is_f64());
+
+    let resp = srv
+        .client
+        .post(srv.url("/model/unload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        json!({"message": "Model unloaded successfully"})
+    );
+    assert_eq!(srv.status().await["model_loaded"], false);
+    assert_eq!(
+        srv.knobs.unloads.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+
+    let (code, body) = srv
+        .post("/model/timeout", json!({"timeout_seconds": 600}))
+        .await;
+    assert_eq!(
+        (code, body),
+        (200, json!({"message": "Timeout updated to 600 seconds"}))
+    );
+    assert_eq!(srv.status().await["unload_timeout"], 600);
+
+    // curl -d without a content type still works.
+    let resp = srv
+        .client
+        .post(srv.url("/model/timeout"))
+        .body(r#"{"timeout_seconds": 120}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(srv.status().await["unload_timeout"], 120);
+
+    for bad in [
+        json!({"timeout_seconds": 59}),
+        json!({"timeout_seconds": 0}),
+        json!({"timeout_seconds": -1}),
+    ] {
+        let (code, body) = srv.post("/model/timeout", bad).await;
+        assert_eq!(code, 400);
+        assert_openai_error(&body, Some("timeout_seconds"));
+        assert_eq!(
+            body["error"]["message"],
+            "Timeout must be at least 60 seconds"
+        );
+    }
+    assert_eq!(
+        srv.status().await["unload_timeout"],
+        120,
+        "bad input changes nothing"
+    );
+    let (code, body) = srv
+        .post("/model/timeout", json!({"timeout_seconds": "soon"}))
+        .await;
+    assert_eq!(code, 400);
+    assert_openai_error(&body, None);
+    let (code, body) = srv.post("/model/unload", json!({"model": "nope"})).await;
+    assert_eq!(code, 404);
+    assert_openai_error(&body, Some("model"));
+    let (code, body) = srv.post("/model/unload", json!({"modle": MODEL})).await;
+    assert_eq!(code, 400, "{body}");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn timeout_survives_restart() {
+    let srv = start().await;
+    let (code, _) = srv
+        .post(
+            "/model/timeout",
+            json!({"timeout_seconds": 900, "model": MODEL}),
+        )
+        .await;
+    assert_eq!(code, 200);
+    let dir = srv.stop().await;
+    let srv = start_with(Options {
+        dir: Some(dir),
+        ..Options::default()
+    })
+    .await;
+    assert_eq!(srv.status().await["unload_timeout"], 900);
+    // Other models keep the configured default.
+    let (_, kokoro) = srv.get("/model/status?model=kokoro").await;
+    assert_eq!(kokoro["unload_timeout"], 300);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn speech_returns_wav_and_pcm_and_records_usage() {
+    let srv = start().await;
+    let text = "Hello world. This is voxpool!";
+    let (code, wav) = srv.speak(text).await;
+    assert_eq!(code, 200);
+    let (rate, n) = wav_samples(&wav);
+    assert_eq!(rate, 24_000);
+    // Sentences are spoken one by one; the test engine gives 240 samples a character.
+    let expected =
+        expected_samples("Hello world.", 1.0) + expected_samples("This is voxpool!", 1.0);
+    assert_eq!(n, expected);
+
+    let resp = srv
+        .client
+        .post(srv.url("/v1/audio/speech"))
+        .json(&json!({"model": "tts-1", "input": "Slow", "voice": {"id": "alloy"}, "response_format": "pcm", "speed": 0.5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "audio/pcm");
+    let pcm = resp.bytes().await.unwrap();
+    assert_eq!(pcm.len(), 2 * expected_samples("Slow", 0.5));
+
+    let resp = srv
+        .client
+        .post(srv.url("/v1/audio/speech"))
+        .json(&json!({"model": MODEL, "input": "Hi", "voice": "alloy", "response_format": "wav"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "audio/wav");
+    assert!(resp.headers().contains_key("x-request-id"));
+
+    let (code, _) = srv
+        .post(
+            "/v1/audio/speech",
+            json!({"model": MODEL, "input": "Hi", "voice": "nobody", "response_format": "wav"}),
+        )
+        .await;
+    assert_eq!(code, 404);
+
+    let rows = srv
+        .server
+        .as_ref()
+        .unwrap()
+        .store()
+        .recent_usage(10)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 4);
+    let ok: Vec<_> = rows.iter().filter(|r| r.usage.status == 200).collect();
+    assert_eq!(ok.len(), 3);
+    let first = rows.last().unwrap();
+    assert_eq!(first.usage.model, MODEL);
+    assert_eq!(first.usage.characters, text.chars().count());
+    assert!((first.usage.audio_seconds - expected as f64 / 24_000.0).abs() < 1e-9);
+    assert_eq!(rows[0].usage.status, 404);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn bad_requests_get_openai_errors_and_change_nothing() {
+    let srv = start().await;
+    let speech = srv.url("/v1/audio/speech");
+    let ok = json!({"model": MODEL, "input": "Hi", "voice": "alloy", "response_format": "wav"});
+    let with = |k: &str, v: Value| {
+        let mut o = ok.clone();
+        o[k] = v;
+        o
+    };
+    let cases = [
+        (with("input", json!("x".repeat(4097))), 400, Some("input")),
+        (with("input", json!("")), 400, Some("input")),
+        (with("speed", json!(4.5)), 400, Some("speed")),
+        (with("speed", json!(0.1)), 400, Some("speed")),
+        (
+            with("response_format", json!("ogg")),
+            400,
+            Some("response_format"),
+        ),
+        (
+            with("response_format", json!("mp3")),
+            400,
+            Some("response_format"),
+        ),
+        (
+            with("stream_format", json!("sse")),
+            400,
+            Some("stream_format"),
+        ),
+        (with("unknown_field", json!(1)), 400, Some("unknown_field")),
+        (with("voice", json!(42)), 400, Some("voice")),
+        (with("model", json!("whisper-1")), 404, Some("model")),
+        (json!({"input": "Hi", "voice": "alloy"}), 400, Some("model")),
+        (json!("just a string"), 400, None),
+    ];
+    for (body, status, param) in cases {
+        let (code, resp) = srv.post("/v1/audio/speech", body.clone()).await;
+        assert_eq!(code, status, "{body} -> {resp}");
+        assert_openai_error(&resp, param);
+    }
+    // Malformed JSON, wrong content type, oversized body: JSON errors, never HTML or 500.
+    for (ct, body) in [
+        ("application/json", r#"{"model": "#.to_string()),
+        ("text/plain", "hello".to_string()),
+        ("application/json", "x".repeat(13 << 20)),
+    ] {
+        let resp = srv
+            .client
+            .post(&speech)
+            .header("content-type", ct)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let code = resp.status().as_u16();
+        assert!((400..500).contains(&code), "{ct}: {code}");
+        let body: Value = resp.json().await.unwrap();
+        assert_openai_error(&body, None);
+    }
+    let (code, body) = srv.get("/v1/nothing/here").await;
+    assert_eq!(code, 404);
+    assert_openai_error(&body, None);
+    assert_eq!(
+        body["error"]["message"],
+        "Invalid URL (GET /v1/nothing/here)"
+    );
+    let resp = srv
+        .client
+        .delete(srv.url("/model/status"))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_client_error());
+    assert_openai_error(&resp.json::<Value>().await.unwrap(), None);
+    // Nothing was loaded by all that.
+    assert_eq!(srv.knobs.loads.load(std::sync::atomic::Ordering::SeqCst), 0);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn engines_not_built_answer_503_with_the_pull_message() {
+    let srv = start().await;
+    let (code, body) = srv
+        .post("/v1/audio/speech", json!({"model": "kokoro", "input": "Hi", "voice": "af_bella", "response_format": "wav"}))
+        .await;
+    assert_eq!(code, 503);
+    assert_eq!(
+        body["error"]["message"],
+        "Model files not found in cache. Run: voxpool pull kokoro"
+    );
+    let resp = srv
+        .client
+        .post(srv.url("/model/load"))
+        .json(&json!({"model": "chatterbox-turbo"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["error"]["message"],
+        "Model files not found in cache. Run: voxpool pull chatterbox-turbo"
+    );
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn models_list_in_openai_shape() {
+    let srv = start().await;
+    let (code, body) = srv.get("/v1/models").await;
+    assert_eq!(code, 200);
+    assert_eq!(body["object"], "list");
+    let ids: Vec<&str> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    for id in [
+        "kokoro",
+        "chatterbox-turbo",
+        MODEL,
+        "tts-1",
+        "tts-1-hd",
+        "gpt-4o-mini-tts",
+    ] {
+        assert!(ids.contains(&id), "{id} missing from {ids:?}");
+    }
+    let (code, m) = srv.get("/v1/models/tts-1").await;
+    assert_eq!(code, 200);
+    assert_eq!(m["object"], "model");
+    assert!(m["created"].is_i64());
+    let (code, body) = srv.get("/v1/models/nope").await;
+    assert_eq!(code, 404);
+    assert_openai_error(&body, Some("model"));
+    let (code, body) = srv.get("/health").await;
+    assert_eq!((code, body["status"].as_str()), (200, Some("ok")));
+    let resp = srv.client.get(srv.url("/docs")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.unwrap().contains("swagger"));
+    let (code, spec) = srv.get("/openapi.json").await;
+    assert_eq!(code, 200);
+    assert!(spec["paths"]["/v1/audio/speech"].is_object());
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn rate_limit_answers_429_with_retry_after() {
+    let srv = start_with(Options {
+        configure: Box::new(|c| {
+            c.rate_limit = Some(RateLimit {
+                per_minute: 2,
+                burst: 2,
+            })
+        }),
+        ..Options::default()
+    })
+    .await;
+    for _ in 0..2 {
+        assert_eq!(srv.get("/v1/models").await.0, 200);
+    }
+    let resp = srv.client.get(srv.url("/v1/models")).send().await.unwrap();
+    assert_eq!(resp.status(), 429);
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    let body: Value = resp.json().await.unwrap();
+    assert_openai_error(&body, None);
+    assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+    // A different API key is a different client; /health is never limited.
+    let resp = srv
+        .client
+        .get(srv.url("/v1/models"))
+        .bearer_auth("other-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(srv.get("/health").await.0, 200);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn timeout_never_keeps_the_model() {
+    let srv = start_with(Options {
+        timeout: voxpool::config::IdleTimeout::Never,
+        ..Options::default()
+    })
+    .await;
+    assert_eq!(srv.speak("Hi.").await.0, 200);
+    assert_eq!(srv.status().await["unload_timeout"], -1);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(srv.status().await["model_loaded"], true);
+    srv.stop().await;
+}

@@ -1,0 +1,154 @@
+//! Start a real voxpool server on 127.0.0.1:0 with a temporary SQLite file and
+//! test-engine models, and talk to it over HTTP like a client.
+#![allow(dead_code)]
+
+pub mod test_engine;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use voxpool::config::{Config, IdleTimeout};
+use voxpool::engine::Registry;
+use voxpool::Server;
+
+pub use test_engine::{expected_samples, Knobs, TestLoader};
+
+/// The test model every server gets, and the default one.
+pub const MODEL: &str = "test-tts";
+
+pub struct TestServer {
+    pub server: Option<Server>,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub knobs: Arc<Knobs>,
+    pub dir: Arc<tempfile::TempDir>,
+    pub db_url: String,
+}
+
+pub struct Options {
+    pub timeout: IdleTimeout,
+    pub memory_bytes: usize,
+    pub extra_models: Vec<(String, usize)>,
+    pub configure: Box<dyn FnOnce(&mut Config)>,
+    pub dir: Option<Arc<tempfile::TempDir>>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            timeout: IdleTimeout::After(Duration::from_secs(300)),
+            memory_bytes: 1 << 20,
+            extra_models: Vec::new(),
+            configure: Box::new(|_| {}),
+            dir: None,
+        }
+    }
+}
+
+pub async fn start() -> TestServer {
+    start_with(Options::default()).await
+}
+
+/// Start a server; with `opts.dir`, reuse that folder's database (a restart).
+pub async fn start_with(opts: Options) -> TestServer {
+    let dir = opts
+        .dir
+        .unwrap_or_else(|| Arc::new(tempfile::tempdir().expect("temp dir")));
+    let db_url = format!("sqlite://{}/voxpool.db?mode=rwc", dir.path().display());
+    let mut config = Config::local(&db_url).expect("config");
+    config.unload_timeout = opts.timeout;
+    config.default_model = MODEL.into();
+    config.models_dir = dir.path().join("models");
+    (opts.configure)(&mut config);
+    let (spec, knobs) = TestLoader::spec(MODEL, opts.memory_bytes);
+    let mut registry = Registry::builtin().with_model(spec);
+    for (id, bytes) in opts.extra_models {
+        let (spec, _) = TestLoader::spec(&id, bytes);
+        registry = registry.with_model(spec);
+    }
+    let server = Server::start(config, registry)
+        .await
+        .expect("server starts");
+    let base = format!("http://{}", server.addr());
+    TestServer {
+        server: Some(server),
+        base,
+        client: reqwest::Client::new(),
+        knobs,
+        dir,
+        db_url,
+    }
+}
+
+impl TestServer {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let resp = self.client.get(self.url(path)).send().await.expect("GET");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let resp = self
+            .client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `POST /v1/audio/speech` in WAV; returns the status and the body bytes.
+    pub async fn speak(&self, input: &str) -> (u16, Vec<u8>) {
+        let resp = self
+            .client
+            .post(self.url("/v1/audio/speech"))
+            .json(&json!({"model": MODEL, "input": input, "voice": "alloy", "response_format": "wav"}))
+            .send()
+            .await
+            .expect("speech");
+        let status = resp.status().as_u16();
+        (status, resp.bytes().await.expect("body").to_vec())
+    }
+
+    pub async fn status(&self) -> Value {
+        let (code, body) = self.get(&format!("/model/status?model={MODEL}")).await;
+        assert_eq!(code, 200, "{body}");
+        body
+    }
+
+    /// Poll `/model/status` until `pred` holds or `limit` passes; returns whether it held.
+    pub async fn wait_status(&self, limit: Duration, pred: impl Fn(&Value) -> bool) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            if pred(&self.status().await) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn stop(mut self) -> Arc<tempfile::TempDir> {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+        self.dir
+    }
+}
+
+/// Samples in a 16-bit mono WAV file.
+pub fn wav_samples(bytes: &[u8]) -> (u32, usize) {
+    let reader = hound::WavReader::new(std::io::Cursor::new(bytes)).expect("valid WAV");
+    assert_eq!(reader.spec().channels, 1);
+    assert_eq!(reader.spec().bits_per_sample, 16);
+    (reader.spec().sample_rate, reader.len() as usize)
+}
