@@ -57,6 +57,7 @@ impl Loaded {
         clear_device_cache: bool,
     ) -> Self {
         let memory_bytes = engine.memory_bytes();
+        state.instance_created(memory_bytes);
         Self {
             state,
             engine: Some(engine),
@@ -113,13 +114,15 @@ impl Drop for Loaded {
         let engine = self.engine.take();
         let released = self.released.take();
         let clear = self.clear_device_cache;
-        let model = self.state.id().to_string();
+        let state = Arc::clone(&self.state);
+        let bytes = self.memory_bytes;
         let free = move || {
             if let Some(engine) = engine {
                 engine.unload(clear);
             }
             super::listener::trim_heap();
-            tracing::info!(model = %model, "Model unloaded successfully");
+            state.instance_freed(bytes);
+            tracing::info!(model = %state.id(), "Model unloaded successfully");
             drop(released);
         };
         match tokio::runtime::Handle::try_current() {

@@ -228,14 +228,16 @@ impl ModelPool {
             Some(l) => l.engine().languages(),
             None => state.spec.languages.clone(),
         };
+        // "Loaded" means holding memory: a model stays loaded until its weights are
+        // really freed, even after it left the cache.
         Ok(ModelStatus {
             model: model.to_string(),
-            loaded: loaded.is_some(),
+            loaded: state.is_resident(),
             is_loading: state.is_loading(),
             timeout: state.timeout(),
             idle_seconds: state.clock.idle_for(Instant::now()).as_secs_f64(),
             in_flight: state.in_flight(),
-            memory_bytes: loaded.as_ref().map_or(0, |l| l.memory_bytes()),
+            memory_bytes: state.resident_bytes(),
             last_load_seconds: state.last_load_seconds(),
             languages,
             last_error: state.last_error(),

@@ -88,6 +88,9 @@ pub struct ModelState {
     timeout_secs: AtomicI64,
     in_flight: AtomicUsize,
     loading: AtomicUsize,
+    /// Loaded instances whose memory has not been given back yet, and their bytes.
+    resident: AtomicUsize,
+    resident_bytes: AtomicU64,
     last_load_ms: AtomicU64,
     failure: Mutex<Option<LoadFailure>>,
 }
@@ -100,6 +103,8 @@ impl ModelState {
             timeout_secs: AtomicI64::new(timeout.as_seconds()),
             in_flight: AtomicUsize::new(0),
             loading: AtomicUsize::new(0),
+            resident: AtomicUsize::new(0),
+            resident_bytes: AtomicU64::new(0),
             last_load_ms: AtomicU64::new(u64::MAX),
             failure: Mutex::new(None),
         }
@@ -140,6 +145,26 @@ impl ModelState {
     pub(crate) fn begin_loading(&self) -> LoadingGuard<'_> {
         self.loading.fetch_add(1, Ordering::AcqRel);
         LoadingGuard(self)
+    }
+
+    /// True while any instance of the model holds memory (until its weights are freed).
+    pub fn is_resident(&self) -> bool {
+        self.resident.load(Ordering::Acquire) > 0
+    }
+
+    /// Bytes held by the model's instances, including one still draining after an unload.
+    pub fn resident_bytes(&self) -> u64 {
+        self.resident_bytes.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn instance_created(&self, bytes: u64) {
+        self.resident_bytes.fetch_add(bytes, Ordering::AcqRel);
+        self.resident.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(crate) fn instance_freed(&self, bytes: u64) {
+        self.resident.fetch_sub(1, Ordering::AcqRel);
+        self.resident_bytes.fetch_sub(bytes, Ordering::AcqRel);
     }
 
     pub fn last_load_seconds(&self) -> Option<f64> {

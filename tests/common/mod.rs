@@ -1,6 +1,6 @@
 //! Start a real voxpool server on 127.0.0.1:0 with a temporary SQLite file and
 //! test-engine models, and talk to it over HTTP like a client.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod test_engine;
 
