@@ -22,11 +22,14 @@ async fn fifty_concurrent_first_requests_share_one_load() {
     let mut tasks = Vec::new();
     for i in 0..50 {
         let srv = srv.clone();
-        tasks.push(tokio::spawn(async move { srv.speak(&format!("Request {i}.")).await.0 }));
+        tasks.push(tokio::spawn(async move {
+            srv.speak(&format!("Request {i}.")).await.0
+        }));
     }
     // While the load runs, status says so.
     assert!(
-        srv.wait_status(Duration::from_secs(5), |s| s["is_loading"] == true).await,
+        srv.wait_status(Duration::from_secs(5), |s| s["is_loading"] == true)
+            .await,
         "is_loading never became true"
     );
     for t in tasks {
@@ -50,7 +53,8 @@ async fn idle_model_is_unloaded_by_the_housekeeper_without_traffic() {
     assert_eq!(srv.status().await["model_loaded"], true);
     // Status reads are not activity: polling does not keep the model alive.
     assert!(
-        srv.wait_status(Duration::from_secs(10), |s| s["model_loaded"] == false).await,
+        srv.wait_status(Duration::from_secs(10), |s| s["model_loaded"] == false)
+            .await,
         "model still loaded long after its idle timeout"
     );
     assert_eq!(srv.knobs.unloads.load(Ordering::SeqCst), 1);
@@ -69,7 +73,11 @@ async fn a_request_in_flight_across_the_deadline_keeps_the_model() {
         })
         .await,
     );
-    srv.client.post(srv.url("/model/load")).send().await.unwrap();
+    srv.client
+        .post(srv.url("/model/load"))
+        .send()
+        .await
+        .unwrap();
     srv.knobs.synth_delay_ms.store(3000, Ordering::SeqCst);
     let req = {
         let srv = srv.clone();
@@ -86,23 +94,38 @@ async fn a_request_in_flight_across_the_deadline_keeps_the_model() {
     assert_eq!(srv.knobs.unloads.load(Ordering::SeqCst), 0);
     // The idle clock starts when the request ends.
     assert_eq!(srv.status().await["model_loaded"], true);
-    assert!(srv.wait_status(Duration::from_secs(10), |s| s["model_loaded"] == false).await);
+    assert!(
+        srv.wait_status(Duration::from_secs(10), |s| s["model_loaded"] == false)
+            .await
+    );
     assert_eq!(srv.knobs.loads.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
 async fn unload_during_twenty_requests_fails_none() {
     let srv = std::sync::Arc::new(start_with(Options::default()).await);
-    srv.client.post(srv.url("/model/load")).send().await.unwrap();
+    srv.client
+        .post(srv.url("/model/load"))
+        .send()
+        .await
+        .unwrap();
     srv.knobs.synth_delay_ms.store(700, Ordering::SeqCst);
     let mut tasks = Vec::new();
     for i in 0..20 {
         let srv = srv.clone();
-        tasks.push(tokio::spawn(async move { srv.speak(&format!("Busy {i}.")).await.0 }));
+        tasks.push(tokio::spawn(async move {
+            srv.speak(&format!("Busy {i}.")).await.0
+        }));
     }
-    assert!(srv.wait_status(Duration::from_secs(5), |s| s["in_flight"] == 20).await);
+    assert!(
+        srv.wait_status(Duration::from_secs(5), |s| s["in_flight"] == 20)
+            .await
+    );
     let (code, body) = srv.post("/model/unload", json!({})).await;
-    assert_eq!((code, body), (200, json!({"message": "Model unloaded successfully"})));
+    assert_eq!(
+        (code, body),
+        (200, json!({"message": "Model unloaded successfully"}))
+    );
     // The unload answered only once the memory was back, i.e. after the requests.
     assert_eq!(srv.knobs.unloads.load(Ordering::SeqCst), 1);
     for t in tasks {
@@ -126,7 +149,13 @@ async fn failed_load_reaches_every_waiter_and_is_not_retried_in_a_loop() {
         let (code, body) = t.await.unwrap();
         assert_eq!(code, 503);
         let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert!(body["error"]["message"].as_str().unwrap().contains("weights.bin"), "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("weights.bin"),
+            "{body}"
+        );
     }
     assert_eq!(srv.knobs.loads.load(Ordering::SeqCst), 1);
     // Straight after, callers get the error at once with Retry-After, and no new load.
@@ -141,7 +170,10 @@ async fn failed_load_reaches_every_waiter_and_is_not_retried_in_a_loop() {
     assert!(resp.headers().contains_key("retry-after"));
     assert_eq!(srv.knobs.loads.load(Ordering::SeqCst), 1);
     let status = srv.status().await;
-    assert!(status["last_error"].as_str().unwrap().contains("truncated"), "{status}");
+    assert!(
+        status["last_error"].as_str().unwrap().contains("truncated"),
+        "{status}"
+    );
     // Once the files are fixed and the cooldown is over, it loads.
     srv.knobs.fail_loads.store(false, Ordering::SeqCst);
     let mut code = 0;
@@ -164,9 +196,15 @@ async fn zero_timeout_unloads_after_each_request() {
     })
     .await;
     assert_eq!(srv.speak("One.").await.0, 200);
-    assert!(srv.wait_status(Duration::from_secs(5), |s| s["model_loaded"] == false).await);
+    assert!(
+        srv.wait_status(Duration::from_secs(5), |s| s["model_loaded"] == false)
+            .await
+    );
     assert_eq!(srv.speak("Two.").await.0, 200);
-    assert!(srv.wait_status(Duration::from_secs(5), |s| s["model_loaded"] == false).await);
+    assert!(
+        srv.wait_status(Duration::from_secs(5), |s| s["model_loaded"] == false)
+            .await
+    );
     assert_eq!(srv.knobs.loads.load(Ordering::SeqCst), 2);
     assert_eq!(srv.knobs.unloads.load(Ordering::SeqCst), 2);
     srv.stop().await;
@@ -181,7 +219,10 @@ async fn a_new_timeout_applies_to_the_running_idle_clock() {
     // Idle for 3 s already: a 2 s timeout means it leaves now, not 2 s from now.
     let pool = srv.server.as_ref().unwrap().pool().clone();
     pool.set_timeout(MODEL, secs(2)).await.unwrap();
-    assert!(srv.wait_status(Duration::from_millis(1000), |s| s["model_loaded"] == false).await);
+    assert!(
+        srv.wait_status(Duration::from_millis(1000), |s| s["model_loaded"] == false)
+            .await
+    );
     srv.stop().await;
 }
 

@@ -52,8 +52,8 @@ impl Store {
             }
         }
         let mut opts = ConnectOptions::new(url.to_string());
-        opts.connect_timeout(Duration::from_secs(10))
-            .acquire_timeout(Duration::from_secs(10))
+        opts.connect_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(5))
             .sqlx_logging(false)
             .map_sqlx_sqlite_opts(|o| {
                 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
@@ -91,6 +91,22 @@ impl Store {
     /// Close the connection pool, flushing SQLite's WAL.
     pub async fn close(self) -> Result<(), StoreError> {
         self.db.close().await.map_err(StoreError::from)
+    }
+
+    /// SQLite's journal mode (`wal` by default); `None` on other databases.
+    pub async fn journal_mode(&self) -> Result<Option<String>, StoreError> {
+        use sea_orm::{ConnectionTrait, Statement};
+        if self.backend() != DbBackend::Sqlite {
+            return Ok(None);
+        }
+        let row = self
+            .db
+            .query_one_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                "PRAGMA journal_mode",
+            ))
+            .await?;
+        Ok(row.and_then(|r| r.try_get_by_index::<String>(0).ok()))
     }
 
     pub(crate) fn conn(&self) -> &DatabaseConnection {

@@ -46,9 +46,10 @@ impl TestLoader {
     }
 }
 
-/// Block size of the weights: many mid-sized buffers, like a model's tensors, so
-/// that freeing them exercises the allocator rather than one big `munmap`.
-const BLOCK: usize = 1 << 20;
+/// Block sizes of the weights, taken in turn: many buffers below and above glibc's
+/// mmap threshold, like a model's tensors, so that freeing them exercises the
+/// allocator's heaps rather than one big `munmap`.
+const BLOCKS: [usize; 3] = [64 << 10, 1 << 20, 96 << 10];
 
 impl EngineLoader for TestLoader {
     fn load(&self, _ctx: &LoadContext) -> Result<Box<dyn TtsEngine>, EngineError> {
@@ -66,8 +67,10 @@ impl EngineLoader for TestLoader {
         let mut blocks = Vec::new();
         let mut left = self.memory_bytes;
         let mut seed = 1u8;
+        let mut i = 0;
         while left > 0 {
-            let n = left.min(BLOCK);
+            let n = left.min(BLOCKS[i % BLOCKS.len()]);
+            i += 1;
             // Written byte by byte: every page is really resident.
             let block: Vec<u8> = (0..n).map(|i| (i as u8).wrapping_mul(seed)).collect();
             blocks.push(block);
