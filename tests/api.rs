@@ -441,3 +441,45 @@ async fn timeout_never_keeps_the_model() {
     assert_eq!(srv.status().await["model_loaded"], true);
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn the_same_server_runs_on_postgres() {
+    let Ok(url) = std::env::var("DATABASE_URL_TEST") else {
+        eprintln!("DATABASE_URL_TEST not set: PostgreSQL server test skipped");
+        return;
+    };
+    let url = voxpool::config::normalize_db_url(&url).unwrap();
+    let configure = move |c: &mut voxpool::config::Config| c.db_url = url;
+    let srv = start_with(Options {
+        configure: Box::new(configure.clone()),
+        ..Options::default()
+    })
+    .await;
+    let (code, _) = srv
+        .post("/model/timeout", json!({"timeout_seconds": 777}))
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(srv.speak("Stored in PostgreSQL.").await.0, 200);
+    let rows = srv
+        .server
+        .as_ref()
+        .unwrap()
+        .store()
+        .recent_usage(1)
+        .await
+        .unwrap();
+    assert_eq!(rows[0].usage.characters, "Stored in PostgreSQL.".len());
+    srv.stop().await;
+    let srv = start_with(Options {
+        configure: Box::new(configure),
+        ..Options::default()
+    })
+    .await;
+    assert_eq!(srv.status().await["unload_timeout"], 777);
+    // Leave the shared database as the other tests expect it.
+    let (code, _) = srv
+        .post("/model/timeout", json!({"timeout_seconds": 300}))
+        .await;
+    assert_eq!(code, 200);
+    srv.stop().await;
+}

@@ -170,4 +170,21 @@ mod tests {
         assert!(limiter.check(&b).is_ok(), "clients are limited separately");
         assert_eq!(limiter.tracked(), 2);
     }
+
+    #[test]
+    fn idle_clients_are_forgotten() {
+        // 60 000 a minute: a cell comes back every millisecond.
+        let limiter = RateLimiter::new(RateLimit {
+            per_minute: 60_000,
+            burst: 1,
+        })
+        .unwrap();
+        for i in 0..100u64 {
+            assert!(limiter.check(&ClientKey::ApiKey(i)).is_ok());
+        }
+        assert_eq!(limiter.tracked(), 100);
+        std::thread::sleep(Duration::from_millis(20));
+        limiter.forget_idle();
+        assert_eq!(limiter.tracked(), 0);
+    }
 }
