@@ -342,40 +342,26 @@ impl SpeechApi {
         body: Json<SpeechBody>,
     ) -> Result<SpeechResponse, ApiError> {
         let started = Instant::now();
-        let params = SpeechParams::from_json(&body.0 .0)?;
-        let spec = state
-            .pool
-            .registry()
-            .resolve(&params.model)
-            .ok_or_else(|| {
-                ApiError::not_found(
-                    Some("model"),
-                    "model_not_found",
-                    format!("The model '{}' does not exist", params.model),
-                )
-            })?;
-        let model = spec.id.clone();
-        let span = tracing::info_span!(
-            "speech",
-            model = %model,
-            voice = %params.voice,
-            characters = params.input.chars().count(),
-            format = params.format.name(),
-            audio_seconds = tracing::field::Empty,
-        );
-        let result = speak(&state, &model, &params)
-            .instrument(span.clone())
-            .await;
-        let (status, audio_seconds) = match &result {
-            Ok((_, secs)) => (200, *secs),
-            Err(e) => (error_status(e), 0.0),
+        let raw = &body.0 .0;
+        let result = match SpeechParams::from_json(raw) {
+            Ok(params) => synthesize_request(&state, &params).await,
+            Err(e) => Err(e),
         };
-        span.record("audio_seconds", audio_seconds);
+        // Every request that reached the handler leaves a usage row, failures included.
+        let field = |name: &str| raw.get(name).and_then(Value::as_str).unwrap_or_default();
+        let (status, audio_seconds, model) = match &result {
+            Ok((_, secs, model)) => (200, *secs, model.clone()),
+            Err(e) => (error_status(e), 0.0, field("model").to_string()),
+        };
+        let voice = match raw.get("voice") {
+            Some(Value::Object(v)) => v.get("id").and_then(Value::as_str).unwrap_or_default(),
+            _ => field("voice"),
+        };
         let usage = NewUsage {
             key_id: None,
             model,
-            voice: params.voice.clone(),
-            characters: params.input.chars().count(),
+            voice: voice.chars().take(200).collect(),
+            characters: field("input").chars().count(),
             audio_seconds,
             latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             status,
@@ -383,8 +369,40 @@ impl SpeechApi {
         if let Err(e) = state.store.record_usage(&usage).await {
             tracing::error!(error = %e, "could not record usage");
         }
-        result.map(|(resp, _)| resp)
+        result.map(|(resp, _, _)| resp)
     }
+}
+
+/// Resolve the model and speak: returns the response, seconds of audio and model id.
+async fn synthesize_request(
+    state: &AppState,
+    params: &SpeechParams,
+) -> Result<(SpeechResponse, f64, String), ApiError> {
+    let spec = state
+        .pool
+        .registry()
+        .resolve(&params.model)
+        .ok_or_else(|| {
+            ApiError::not_found(
+                Some("model"),
+                "model_not_found",
+                format!("The model '{}' does not exist", params.model),
+            )
+        })?;
+    let model = spec.id.clone();
+    let span = tracing::info_span!(
+        "speech",
+        model = %model,
+        voice = %params.voice,
+        characters = params.input.chars().count(),
+        format = params.format.name(),
+        audio_seconds = tracing::field::Empty,
+    );
+    let (resp, secs) = speak(state, &model, params)
+        .instrument(span.clone())
+        .await?;
+    span.record("audio_seconds", secs);
+    Ok((resp, secs, model))
 }
 
 /// Lease the model, speak each sentence, encode: the request path without HTTP.
