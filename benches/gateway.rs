@@ -83,8 +83,12 @@ fn direct(n: usize) -> Vec<Duration> {
                 speed: 1.0,
             })
             .expect("synth");
-        let bytes = voxpool::audio::encode(voxpool::audio::AudioFormat::Wav, &audio.samples, audio.sample_rate)
-            .expect("encode");
+        let bytes = voxpool::audio::encode(
+            voxpool::audio::AudioFormat::Wav,
+            &audio.samples,
+            audio.sample_rate,
+        )
+        .expect("encode");
         std::hint::black_box(bytes);
         times.push(t.elapsed());
     }
@@ -185,7 +189,11 @@ async fn unload_lateness(rounds: usize) -> Vec<Duration> {
 fn main() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     println!("voxpool gateway benchmark — {}", machine());
-    println!("text: {:?} ({} chars), test engine, WAV output\n", TEXT, TEXT.len());
+    println!(
+        "text: {:?} ({} chars), test engine, WAV output\n",
+        TEXT,
+        TEXT.len()
+    );
 
     let n = 2000;
     let _ = direct(100);
