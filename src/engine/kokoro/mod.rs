@@ -5,3 +5,5 @@
 pub mod config;
 
 pub use config::KokoroConfig;
+pub mod voices;
+pub mod weights;
