@@ -81,6 +81,7 @@ fn direct(n: usize) -> Vec<Duration> {
                 text: TEXT,
                 voice: "alloy",
                 speed: 1.0,
+                phonemes: false,
             })
             .expect("synth");
         let bytes = voxpool::audio::encode(

@@ -422,7 +422,7 @@ async fn speak(
     }
     let chunks = split_sentences(&params.input);
     let lease = state.pool.lease(model).await?;
-    if !lease.engine().voices().iter().any(|v| v == &params.voice) {
+    if !lease.engine().accepts_voice(&params.voice) {
         return Err(crate::engine::EngineError::UnknownVoice {
             model: model.to_string(),
             voice: params.voice.clone(),
@@ -442,6 +442,7 @@ async fn speak(
                 text,
                 voice: &voice,
                 speed,
+                phonemes: false,
             })?;
             samples.extend_from_slice(&chunk.samples);
         }

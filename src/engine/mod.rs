@@ -17,6 +17,8 @@ pub struct SynthRequest<'a> {
     pub voice: &'a str,
     /// Speaking rate, 0.25 to 4.0, 1.0 normal.
     pub speed: f32,
+    /// `text` is already in the engine's phoneme alphabet (Kokoro), not plain text.
+    pub phonemes: bool,
 }
 
 /// Mono audio produced by an engine.
@@ -39,8 +41,12 @@ pub trait TtsEngine: Send + Sync {
     fn synthesize(&self, req: &SynthRequest<'_>) -> Result<AudioChunk, EngineError>;
     /// Output sample rate in Hz.
     fn sample_rate(&self) -> u32;
-    /// Voice ids this engine accepts.
+    /// Voice ids this engine lists.
     fn voices(&self) -> Vec<String>;
+    /// Whether `voice` can be spoken (engines with blends accept more than they list).
+    fn accepts_voice(&self, voice: &str) -> bool {
+        self.voices().iter().any(|v| v == voice)
+    }
     /// Language codes this engine can speak (Kokoro's one-letter codes).
     fn languages(&self) -> Vec<String>;
     /// Bytes of weights and buffers this engine holds (RAM or device memory).
