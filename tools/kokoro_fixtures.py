@@ -42,11 +42,11 @@ warnings.filterwarnings("ignore", message=".*weight_norm.*is deprecated", catego
 warnings.filterwarnings("ignore", message="dropout option adds dropout after all but last recurrent layer")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-VOCAB_PATH = Path(__file__).resolve().parent / "kokoro_vocab_v1_0.json"
+VOCAB_PATH = Path(__file__).resolve().parent.parent / "src" / "engine" / "kokoro" / "vocab_v1_0.json"
 FORMAT_VERSION = "1"
 
 # The official hexgrad/Kokoro-82M config.json (v1.0), same key order; the
-# vocabulary is filled in from tools/kokoro_vocab_v1_0.json.
+# vocabulary is filled in from src/engine/kokoro/vocab_v1_0.json.
 OFFICIAL_CONFIG = {
     "istftnet": {
         "upsample_kernel_sizes": [20, 12],

@@ -5,5 +5,6 @@
 pub mod config;
 
 pub use config::KokoroConfig;
+pub mod vocab;
 pub mod voices;
 pub mod weights;
