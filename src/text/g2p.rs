@@ -1,8 +1,7 @@
 //! Grapheme-to-phoneme conversion for Kokoro: American (`a`) and British (`b`)
 //! English through misaki-rs, a Rust port of the reference's `misaki` G2P.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use misaki_rs::{Language, G2P};
 
@@ -28,29 +27,28 @@ fn language(code: &str) -> Result<Language, TextError> {
     }
 }
 
-thread_local! {
-    // misaki's G2P is built once per thread (it is not shareable across threads)
-    // and reused for every call on that thread.
-    static G2PS: RefCell<HashMap<&'static str, G2P>> = RefCell::new(HashMap::new());
+/// One G2P per language, built on first use (about half a second) and shared.
+fn g2p_for(language: Language) -> &'static G2P {
+    static US: OnceLock<G2P> = OnceLock::new();
+    static GB: OnceLock<G2P> = OnceLock::new();
+    let cell = match language {
+        Language::EnglishUS => &US,
+        Language::EnglishGB => &GB,
+    };
+    cell.get_or_init(|| {
+        let mut g = G2P::new(language);
+        // Unpronounceable words are dropped rather than spoken as a marker.
+        g.unk = String::new();
+        g
+    })
 }
 
-/// Phonemes of `text` in `lang` (`a` or `b`). Words misaki cannot pronounce are
-/// dropped rather than spelled out as an unknown-word marker.
+/// Phonemes of `text` in `lang` (`a` or `b`).
 pub fn phonemize(text: &str, lang: &str) -> Result<String, TextError> {
-    let language = language(lang)?;
-    let key = match language {
-        Language::EnglishUS => "a",
-        Language::EnglishGB => "b",
-    };
-    let phonemes = G2PS.with(|cell| {
-        let mut map = cell.borrow_mut();
-        let g2p = map.entry(key).or_insert_with(|| {
-            let mut g = G2P::new(language);
-            g.unk = String::new();
-            g
-        });
-        g2p.g2p(text).map(|(p, _)| p).unwrap_or_default()
-    });
+    let phonemes = g2p_for(language(lang)?)
+        .g2p(text)
+        .map(|(p, _)| p)
+        .unwrap_or_default();
     let phonemes = phonemes.split_whitespace().collect::<Vec<_>>().join(" ");
     if phonemes.is_empty() {
         return Err(TextError::Empty);
