@@ -5,6 +5,8 @@
 pub mod config;
 
 pub use config::KokoroConfig;
+pub mod albert;
+pub mod modules;
 pub mod vocab;
 pub mod voices;
 pub mod weights;

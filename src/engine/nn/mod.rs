@@ -4,3 +4,5 @@
 pub mod weight_norm;
 
 pub use weight_norm::{conv1d, conv_transpose1d, fold_weight_norm};
+pub mod lstm;
+pub use lstm::Lstm;

@@ -1,0 +1,202 @@
+//! Parity of Kokoro's text side (ALBERT, text encoder, prosody predictor) with
+//! the PyTorch reference, stage by stage, on the committed tiny fixture
+//! (`tools/kokoro_fixtures.py`; key table in `tools/README.md`).
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
+use candle_nn::{linear, VarBuilder};
+use voxpool::engine::kokoro::albert::CustomAlbert;
+use voxpool::engine::kokoro::modules::{duration, pred_dur, ProsodyPredictor, TextEncoder};
+use voxpool::engine::kokoro::KokoroConfig;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/kokoro");
+/// Largest absolute difference accepted on hidden states.
+const TOL: f32 = 1e-4;
+
+struct Fixture {
+    cfg: KokoroConfig,
+    weights: VarBuilder<'static>,
+    tensors: HashMap<String, Tensor>,
+}
+
+impl Fixture {
+    fn load() -> Result<Self> {
+        let text = std::fs::read_to_string(format!("{FIXTURES}/tiny_config.json"))?;
+        let cfg = KokoroConfig::from_json(&text).map_err(candle_core::Error::wrap)?;
+        let tensors =
+            candle_core::safetensors::load(format!("{FIXTURES}/tiny.safetensors"), &Device::Cpu)?;
+        let weights: HashMap<String, Tensor> = tensors
+            .iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix("weights.")
+                    .map(|k| (k.to_string(), v.clone()))
+            })
+            .collect();
+        let weights = VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu);
+        Ok(Self {
+            cfg,
+            weights,
+            tensors,
+        })
+    }
+
+    fn get(&self, case: usize, key: &str) -> Result<Tensor> {
+        let name = format!("case{case}.{key}");
+        self.tensors
+            .get(&name)
+            .cloned()
+            .ok_or_else(|| candle_core::Error::Msg(format!("fixture has no {name}")))
+    }
+
+    /// The predictor's style: `ref_s[:, style_dim:]`.
+    fn style(&self, case: usize) -> Result<Tensor> {
+        let s = self.cfg.style_dim;
+        self.get(case, "input.ref_s")?.narrow(1, s, s)
+    }
+}
+
+/// Asserts `got` has `want`'s shape and lies within `TOL` of it.
+fn assert_close(stage: &str, case: usize, got: &Tensor, want: &Tensor) -> Result<f32> {
+    assert_eq!(got.dims(), want.dims(), "case {case} {stage}: shape");
+    let diff = (got - want)?
+        .abs()?
+        .flatten_all()?
+        .max(0)?
+        .to_scalar::<f32>()?;
+    assert!(
+        diff <= TOL,
+        "case {case} {stage}: largest abs difference {diff:e} > {TOL:e}"
+    );
+    println!("case {case} {stage:16} max abs diff {diff:.3e}");
+    Ok(diff)
+}
+
+#[test]
+fn albert_and_bert_encoder_match_the_reference() -> Result<()> {
+    let fx = Fixture::load()?;
+    let bert = CustomAlbert::load(fx.weights.pp("bert"), &fx.cfg.plbert, fx.cfg.n_token)?;
+    let bert_encoder = linear(
+        fx.cfg.plbert.hidden_size,
+        fx.cfg.hidden_dim,
+        fx.weights.pp("bert_encoder"),
+    )?;
+    for case in 0..2 {
+        let ids = fx.get(case, "input.input_ids")?;
+        let bert_dur = bert.forward(&ids, None)?;
+        assert_close("bert_dur", case, &bert_dur, &fx.get(case, "out.bert_dur")?)?;
+        // An all-ones attention mask is the same as none.
+        let ones = ids.ones_like()?;
+        let masked = bert.forward(&ids, Some(&ones))?;
+        assert_close("bert_dur masked", case, &masked, &bert_dur)?;
+        let d_en = bert_encoder.forward(&bert_dur)?.transpose(1, 2)?;
+        assert_close("d_en", case, &d_en, &fx.get(case, "out.d_en")?)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn albert_padding_does_not_change_the_tokens() -> Result<()> {
+    let fx = Fixture::load()?;
+    let bert = CustomAlbert::load(fx.weights.pp("bert"), &fx.cfg.plbert, fx.cfg.n_token)?;
+    let ids = fx.get(0, "input.input_ids")?;
+    let t = ids.dim(1)?;
+    let padded = Tensor::cat(&[&ids, &ids.zeros_like()?.narrow(1, 0, 3)?], 1)?;
+    let mask = Tensor::cat(
+        &[
+            &Tensor::ones((1, t), DType::U8, &Device::Cpu)?,
+            &Tensor::zeros((1, 3), DType::U8, &Device::Cpu)?,
+        ],
+        1,
+    )?;
+    let got = bert.forward(&padded, Some(&mask))?.narrow(1, 0, t)?;
+    assert_close("bert padded", 0, &got, &fx.get(0, "out.bert_dur")?)?;
+    Ok(())
+}
+
+#[test]
+fn text_encoder_matches_the_reference() -> Result<()> {
+    let fx = Fixture::load()?;
+    let enc = TextEncoder::load_config(fx.weights.pp("text_encoder"), &fx.cfg)?;
+    for case in 0..2 {
+        let t_en = enc.forward(&fx.get(case, "input.input_ids")?)?;
+        assert_close("t_en", case, &t_en, &fx.get(case, "out.t_en")?)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn duration_path_matches_the_reference() -> Result<()> {
+    let fx = Fixture::load()?;
+    let predictor = ProsodyPredictor::load(fx.weights.pp("predictor"), &fx.cfg)?;
+    for case in 0..2 {
+        let s = fx.style(case)?;
+        // From the reference `d_en`, so each stage is judged on its own.
+        let d = predictor
+            .text_encoder
+            .forward(&fx.get(case, "out.d_en")?, &s)?;
+        assert_close("d", case, &d, &fx.get(case, "out.d")?)?;
+        let d = fx.get(case, "out.d")?;
+        let x = predictor.lstm.forward(&d)?;
+        assert_close("lstm", case, &x, &fx.get(case, "out.lstm")?)?;
+        let logits = predictor.duration_logits(&d)?;
+        assert_close(
+            "duration_logits",
+            case,
+            &logits,
+            &fx.get(case, "out.duration_logits")?,
+        )?;
+        let speed = fx.get(case, "input.speed")?.to_scalar::<f32>()?;
+        let dur = duration(&fx.get(case, "out.duration_logits")?, speed)?;
+        assert_close("duration", case, &dur, &fx.get(case, "out.duration")?)?;
+        let want: Vec<u32> = fx
+            .get(case, "out.pred_dur")?
+            .to_vec1::<i64>()?
+            .into_iter()
+            .map(|v| v as u32)
+            .collect();
+        assert_eq!(
+            pred_dur(&dur.i(0)?.to_vec1::<f32>()?),
+            want,
+            "case {case} pred_dur"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn durations_from_tokens_match_the_reference() -> Result<()> {
+    let fx = Fixture::load()?;
+    let bert = CustomAlbert::load(fx.weights.pp("bert"), &fx.cfg.plbert, fx.cfg.n_token)?;
+    let bert_encoder = linear(
+        fx.cfg.plbert.hidden_size,
+        fx.cfg.hidden_dim,
+        fx.weights.pp("bert_encoder"),
+    )?;
+    let predictor = ProsodyPredictor::load(fx.weights.pp("predictor"), &fx.cfg)?;
+    for case in 0..2 {
+        let bert_dur = bert.forward(&fx.get(case, "input.input_ids")?, None)?;
+        let d_en = bert_encoder.forward(&bert_dur)?.transpose(1, 2)?;
+        let d = predictor.text_encoder.forward(&d_en, &fx.style(case)?)?;
+        let speed = fx.get(case, "input.speed")?.to_scalar::<f32>()?;
+        let dur = duration(&predictor.duration_logits(&d)?, speed)?;
+        assert_close(
+            "chained duration",
+            case,
+            &dur,
+            &fx.get(case, "out.duration")?,
+        )?;
+        let want: Vec<u32> = fx
+            .get(case, "out.pred_dur")?
+            .to_vec1::<i64>()?
+            .into_iter()
+            .map(|v| v as u32)
+            .collect();
+        assert_eq!(
+            pred_dur(&dur.i(0)?.to_vec1::<f32>()?),
+            want,
+            "case {case} pred_dur"
+        );
+    }
+    Ok(())
+}
