@@ -483,3 +483,48 @@ async fn the_same_server_runs_on_postgres() {
     assert_eq!(code, 200);
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn phonemize_and_speak_phonemes() {
+    let srv = start().await;
+    let (code, body) = srv
+        .post(
+            "/v1/audio/phonemize",
+            json!({"input": "They record a record every week."}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["phonemes"], "ðˌA ɹəkˈɔɹd ɐ ɹˈɛkəɹd ˈɛvəɹi wˈik.");
+    let tokens = body["tokens"].as_array().unwrap();
+    assert_eq!(
+        tokens.len(),
+        body["phonemes"].as_str().unwrap().chars().count()
+    );
+    let (code, body) = srv
+        .post(
+            "/v1/audio/phonemize",
+            json!({"input": "Hi", "language": "z"}),
+        )
+        .await;
+    assert_eq!(code, 400);
+    assert_openai_error(&body, Some("language"));
+    // Phonemes instead of text: checked against the vocabulary before anything loads.
+    let (code, body) = srv
+        .post(
+            "/v1/audio/speech",
+            json!({"model": MODEL, "input": "hˈ#I§", "voice": "alloy", "response_format": "wav", "input_format": "phonemes"}),
+        )
+        .await;
+    assert_eq!(code, 400);
+    assert_openai_error(&body, Some("input"));
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("'#'") && msg.contains("'§'"), "{msg}");
+    let (code, _) = srv
+        .post(
+            "/v1/audio/speech",
+            json!({"model": MODEL, "input": "hˈI", "voice": "alloy", "response_format": "wav", "input_format": "phonemes"}),
+        )
+        .await;
+    assert_eq!(code, 200);
+    srv.stop().await;
+}

@@ -31,6 +31,7 @@ const UNLIMITED_PATHS: &[&str] = &["/health"];
 /// POST routes whose body is JSON.
 const JSON_ROUTES: &[&str] = &[
     "/v1/audio/speech",
+    "/v1/audio/phonemize",
     "/model/unload",
     "/model/load",
     "/model/timeout",
@@ -59,6 +60,7 @@ pub enum ApiTags {
 
 type Apis = (
     speech::SpeechApi,
+    speech::PhonemizeApi,
     models::ModelsApi,
     admin::AdminApi,
     health::HealthApi,
@@ -69,6 +71,7 @@ pub fn api_service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
         (
             speech::SpeechApi,
+            speech::PhonemizeApi,
             models::ModelsApi,
             admin::AdminApi,
             health::HealthApi,

@@ -15,9 +15,10 @@ use tracing::Instrument;
 use super::error::ApiError;
 use super::{ApiTags, AppState};
 use crate::audio::{self, AudioFormat};
+use crate::engine::kokoro::vocab;
 use crate::engine::SynthRequest;
 use crate::store::NewUsage;
-use crate::text::split_sentences;
+use crate::text::{g2p, split_sentences};
 
 /// Longest `input` accepted, in characters (OpenAI's limit).
 pub const MAX_INPUT_CHARS: usize = 4096;
@@ -46,6 +47,17 @@ struct CreateSpeechRequest {
     instructions: Option<String>,
     /// `audio` (the whole file, chunked) or `sse` (server-sent events).
     stream_format: Option<StreamFormat>,
+    /// voxpool extension: `phonemes` when `input` is already in Kokoro's phoneme
+    /// alphabet (see `POST /v1/audio/phonemize`), to fix a word's pronunciation.
+    /// Default `text`.
+    input_format: Option<InputFormat>,
+}
+
+#[derive(Enum, Clone, Copy)]
+#[oai(rename_all = "lowercase")]
+enum InputFormat {
+    Text,
+    Phonemes,
 }
 
 #[derive(Union)]
@@ -127,9 +139,12 @@ pub struct SpeechParams {
     pub speed: f32,
     pub instructions: Option<String>,
     pub sse: bool,
+    /// `input` is Kokoro phonemes rather than text.
+    pub phonemes: bool,
 }
 
-const FIELDS: [&str; 7] = [
+const FIELDS: [&str; 8] = [
+    "input_format",
     "model",
     "input",
     "voice",
@@ -260,7 +275,23 @@ impl SpeechParams {
                 ))
             }
         };
+        let phonemes = match string_field(obj, "input_format")? {
+            None | Some("text") => false,
+            Some("phonemes") => {
+                if let Err(unknown) = vocab::encode(vocab::v1_0(), input) {
+                    return Err(unknown_symbols("input", &unknown));
+                }
+                true
+            }
+            Some(other) => {
+                return Err(ApiError::invalid(
+                    Some("input_format"),
+                    format!("'{other}' is not one of text, phonemes - 'input_format'"),
+                ))
+            }
+        };
         Ok(Self {
+            phonemes,
             model,
             input: input.to_string(),
             voice,
@@ -270,6 +301,21 @@ impl SpeechParams {
             sse,
         })
     }
+}
+
+fn unknown_symbols(param: &str, unknown: &[char]) -> ApiError {
+    let list: Vec<String> = unknown
+        .iter()
+        .map(|c| format!("'{c}' (U+{:04X})", *c as u32))
+        .collect();
+    ApiError::invalid_code(
+        param,
+        "unknown_phonemes",
+        format!(
+            "Symbols not in Kokoro's phoneme vocabulary: {}",
+            list.join(", ")
+        ),
+    )
 }
 
 fn parse_format(name: &str) -> Option<AudioFormat> {
@@ -321,6 +367,26 @@ pub enum SpeechResponse {
     /// The audio file.
     #[oai(status = 200)]
     Audio(AudioBody),
+}
+
+/// Request body of `POST /v1/audio/phonemize`.
+#[derive(Object)]
+#[oai(deny_unknown_fields)]
+struct PhonemizeRequest {
+    /// Text to convert.
+    #[oai(validator(min_length = 1, max_length = 4096))]
+    input: String,
+    /// `a` (American English, default) or `b` (British English).
+    language: Option<String>,
+}
+
+/// Kokoro phonemes for a text, and their token ids.
+#[derive(Object)]
+struct PhonemizeResponse {
+    /// Phonemes in Kokoro's alphabet; edit and send back with `input_format: "phonemes"`.
+    phonemes: String,
+    /// Token ids of the phonemes in the Kokoro v1.0 vocabulary.
+    tokens: Vec<u32>,
 }
 
 pub struct SpeechApi;
@@ -405,6 +471,47 @@ async fn synthesize_request(
     Ok((resp, secs, model))
 }
 
+#[OpenApi(tag = "ApiTags::Audio")]
+impl PhonemizeApi {
+    /// Convert text to Kokoro phonemes.
+    ///
+    /// Shows how a text will be pronounced; the phonemes can be edited and spoken
+    /// with `input_format: "phonemes"` on `/v1/audio/speech`.
+    #[oai(
+        path = "/v1/audio/phonemize",
+        method = "post",
+        operation_id = "phonemize"
+    )]
+    async fn phonemize(
+        &self,
+        body: Json<PhonemizeRequest>,
+    ) -> Result<Json<PhonemizeResponse>, ApiError> {
+        let language = body.0.language.unwrap_or_else(|| "a".into());
+        let input = body.0.input;
+        let phonemes = tokio::task::spawn_blocking(move || g2p::phonemize(&input, &language))
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "phonemizer task failed");
+                ApiError::internal("-")
+            })?
+            .map_err(|e| match e {
+                g2p::TextError::UnsupportedLanguage(_) => {
+                    ApiError::invalid(Some("language"), e.to_string())
+                }
+                g2p::TextError::Empty => ApiError::invalid(Some("input"), e.to_string()),
+            })?;
+        let tokens =
+            crate::engine::kokoro::vocab::encode(crate::engine::kokoro::vocab::v1_0(), &phonemes)
+                .unwrap_or_else(|_| {
+                    crate::engine::kokoro::vocab::v1_0();
+                    Vec::new()
+                });
+        Ok(Json(PhonemizeResponse { phonemes, tokens }))
+    }
+}
+
+pub struct PhonemizeApi;
+
 /// Lease the model, speak each sentence, encode: the request path without HTTP.
 async fn speak(
     state: &AppState,
@@ -429,7 +536,12 @@ async fn speak(
         }
         .into());
     }
-    let (voice, speed, format) = (params.voice.clone(), params.speed, params.format);
+    let (voice, speed, format, phonemes) = (
+        params.voice.clone(),
+        params.speed,
+        params.format,
+        params.phonemes,
+    );
     let span = tracing::Span::current();
     // Synthesis is CPU-bound: keep it off the async reactor. The lease moves along
     // and is dropped when the audio is ready.
@@ -442,7 +554,7 @@ async fn speak(
                 text,
                 voice: &voice,
                 speed,
-                phonemes: false,
+                phonemes,
             })?;
             samples.extend_from_slice(&chunk.samples);
         }

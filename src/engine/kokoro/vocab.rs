@@ -19,6 +19,15 @@ pub fn v1_0() -> &'static HashMap<String, u32> {
     })
 }
 
+/// Token ids of `phonemes`, dropping symbols outside the vocabulary (as the
+/// reference does).
+pub fn tokens_lossy(vocab: &HashMap<String, u32>, phonemes: &str) -> Vec<u32> {
+    phonemes
+        .chars()
+        .filter_map(|c| vocab.get(c.encode_utf8(&mut [0; 4]) as &str).copied())
+        .collect()
+}
+
 /// Token ids of `phonemes`, or the symbols that are not in the vocabulary.
 pub fn encode(vocab: &HashMap<String, u32>, phonemes: &str) -> Result<Vec<u32>, Vec<char>> {
     let mut ids = Vec::with_capacity(phonemes.len());
