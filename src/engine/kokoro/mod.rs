@@ -6,6 +6,7 @@ pub mod config;
 
 pub use config::KokoroConfig;
 pub mod albert;
+pub mod istftnet;
 pub mod modules;
 pub mod vocab;
 pub mod voices;

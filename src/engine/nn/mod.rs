@@ -6,3 +6,5 @@ pub mod weight_norm;
 pub use weight_norm::{conv1d, conv_transpose1d, fold_weight_norm};
 pub mod lstm;
 pub use lstm::Lstm;
+pub mod norm;
+pub mod ops;

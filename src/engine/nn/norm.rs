@@ -1,0 +1,199 @@
+//! Normalisation layers.
+
+use candle_core::{DType, Module, Result, Tensor};
+use candle_nn::VarBuilder;
+
+use super::ops::{fill_chunks, with_cpu_f32};
+
+const INSTANCE_NORM_EPS: f64 = 1e-5;
+
+/// `torch.nn.InstanceNorm1d(num_features, eps=1e-5)` in inference: every channel of
+/// every item normalised over time (biased variance). The affine `weight`/`bias` are
+/// read when the checkpoint has them and are otherwise 1 and 0: Kokoro's `AdaIN1d`
+/// declares them, but the released checkpoint does not store them.
+#[derive(Debug, Clone)]
+pub struct InstanceNorm1d {
+    weight: Option<Tensor>,
+    bias: Option<Tensor>,
+    eps: f64,
+}
+
+impl InstanceNorm1d {
+    pub fn load(vb: VarBuilder, num_features: usize) -> Result<Self> {
+        let weight = if vb.contains_tensor("weight") {
+            Some(vb.get(num_features, "weight")?)
+        } else {
+            None
+        };
+        let bias = if vb.contains_tensor("bias") {
+            Some(vb.get(num_features, "bias")?)
+        } else {
+            None
+        };
+        Ok(Self {
+            weight,
+            bias,
+            eps: INSTANCE_NORM_EPS,
+        })
+    }
+
+    /// `gain · norm(x) + shift`, with `x` [B, C, T] and `gain`, `shift` [B, C]: the
+    /// style modulation of AdaIN fused into the normalisation pass.
+    pub fn forward_modulated(&self, x: &Tensor, gain: &Tensor, shift: &Tensor) -> Result<Tensor> {
+        let (b, c, _) = x.dims3()?;
+        let gain = gain.reshape((b, c))?;
+        let shift = shift.reshape((b, c))?;
+        // The affine step of the norm, then the modulation, as per-channel f32 values.
+        let (w, bias) = self.affine(c, x)?;
+        if x.device().is_cpu() && x.dtype() == DType::F32 {
+            let g = gain.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            let s = shift
+                .to_dtype(DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            let w = w.to_vec1::<f32>()?;
+            let bias = bias.to_vec1::<f32>()?;
+            let out = with_cpu_f32(x, |data| {
+                normalize_rows(data, x, self.eps, |row| {
+                    let ch = row % c;
+                    (w[ch], bias[ch], g[row], s[row])
+                })
+            });
+            if let Some(out) = out {
+                return out;
+            }
+        }
+        let y = self.normalize(x)?;
+        let y = y
+            .broadcast_mul(&w.reshape((1, c, 1))?)?
+            .broadcast_add(&bias.reshape((1, c, 1))?)?;
+        y.broadcast_mul(&gain.unsqueeze(2)?)?
+            .broadcast_add(&shift.unsqueeze(2)?)
+    }
+
+    /// The per-channel affine weight and bias, 1 and 0 when the checkpoint has none.
+    fn affine(&self, c: usize, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let w = match &self.weight {
+            Some(w) => w.to_dtype(DType::F32)?,
+            None => Tensor::ones(c, DType::F32, x.device())?,
+        };
+        let b = match &self.bias {
+            Some(b) => b.to_dtype(DType::F32)?,
+            None => Tensor::zeros(c, DType::F32, x.device())?,
+        };
+        Ok((w.to_dtype(x.dtype())?, b.to_dtype(x.dtype())?))
+    }
+
+    /// `(x − mean) / sqrt(var + eps)` over the last dimension, with candle ops.
+    fn normalize(&self, x: &Tensor) -> Result<Tensor> {
+        let mean = x.mean_keepdim(2)?;
+        let xc = x.broadcast_sub(&mean)?;
+        let var = xc.sqr()?.mean_keepdim(2)?;
+        xc.broadcast_div(&(var + self.eps)?.sqrt()?)
+    }
+}
+
+/// One pass per row of `x` [B, C, T] (contiguous f32 `data`): statistics as PyTorch's
+/// CPU batch norm takes them (sum in f64, mean rounded to f32, squared deviations
+/// summed in f64, `1/sqrt(var + eps)` rounded to f32), then
+/// `(x·α + β)·gain + shift` with `α = w/std`, `β = bias − mean·α`.
+fn normalize_rows(
+    data: &[f32],
+    x: &Tensor,
+    eps: f64,
+    params: impl Fn(usize) -> (f32, f32, f32, f32) + Sync,
+) -> Result<Tensor> {
+    let (_, _, t) = x.dims3()?;
+    let mut out = vec![0f32; data.len()];
+    if t > 0 {
+        fill_chunks(&mut out, t, |row, o| {
+            let xs = &data[row * t..(row + 1) * t];
+            let sum: f64 = xs.iter().map(|&v| f64::from(v)).sum();
+            let mean = (sum / t as f64) as f32;
+            let var_sum: f64 = xs
+                .iter()
+                .map(|&v| {
+                    let d = v - mean;
+                    f64::from(d * d)
+                })
+                .sum();
+            let inv_std = (1.0 / (var_sum / t as f64 + eps).sqrt()) as f32;
+            let (w, bias, gain, shift) = params(row);
+            let alpha = inv_std * w;
+            let beta = bias - mean * alpha;
+            for (o, &v) in o.iter_mut().zip(xs) {
+                *o = (v * alpha + beta) * gain + shift;
+            }
+        });
+    }
+    Tensor::from_vec(out, x.shape(), x.device())
+}
+
+impl Module for InstanceNorm1d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, c, _) = x.dims3()?;
+        let ones = Tensor::ones((b, c), x.dtype(), x.device())?;
+        let zeros = Tensor::zeros((b, c), x.dtype(), x.device())?;
+        self.forward_modulated(x, &ones, &zeros)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, IndexOp};
+    use std::collections::HashMap;
+
+    fn empty_vb() -> VarBuilder<'static> {
+        VarBuilder::from_tensors(HashMap::new(), DType::F32, &Device::Cpu)
+    }
+
+    #[test]
+    fn normalises_each_channel_over_time() -> Result<()> {
+        let dev = Device::Cpu;
+        let norm = InstanceNorm1d::load(empty_vb(), 2)?;
+        let x = Tensor::new(&[[[1f32, 2.0, 3.0, 4.0], [5.0, 5.0, 5.0, 9.0]]], &dev)?;
+        let y = norm.forward(&x)?;
+        // Channel 0: mean 2.5, biased variance 1.25.
+        let s = (1.25f32 + 1e-5).sqrt();
+        let want0 = [-1.5 / s, -0.5 / s, 0.5 / s, 1.5 / s];
+        for (g, w) in y.i((0, 0))?.to_vec1::<f32>()?.iter().zip(want0) {
+            assert!((g - w).abs() < 1e-6);
+        }
+        // Channel 1: mean 6, variance 3.
+        let got = y.i((0, 1))?.to_vec1::<f32>()?;
+        assert!((got[3] - 3.0 / (3f32 + 1e-5).sqrt()).abs() < 1e-6);
+        Ok(())
+    }
+
+    #[test]
+    fn fused_path_matches_candle_ops_with_affine_and_modulation() -> Result<()> {
+        let dev = Device::Cpu;
+        let (b, c, t) = (2, 3, 30_000);
+        let mut map = HashMap::new();
+        map.insert(
+            "weight".to_string(),
+            Tensor::new(&[0.5f32, 1.0, 2.0], &dev)?,
+        );
+        map.insert("bias".to_string(), Tensor::new(&[0.1f32, -0.2, 0.3], &dev)?);
+        let norm = InstanceNorm1d::load(VarBuilder::from_tensors(map, DType::F32, &dev), c)?;
+        let x = (Tensor::randn(0f32, 3.0, (b, c, t), &dev)? + 7.0)?;
+        let gain = Tensor::randn(1f32, 0.3, (b, c), &dev)?;
+        let shift = Tensor::randn(0f32, 0.3, (b, c), &dev)?;
+        let got = norm.forward_modulated(&x, &gain, &shift)?;
+        let (w, bias) = norm.affine(c, &x)?;
+        let want = norm
+            .normalize(&x)?
+            .broadcast_mul(&w.reshape((1, c, 1))?)?
+            .broadcast_add(&bias.reshape((1, c, 1))?)?
+            .broadcast_mul(&gain.unsqueeze(2)?)?
+            .broadcast_add(&shift.unsqueeze(2)?)?;
+        let diff = (got - want)?
+            .abs()?
+            .flatten_all()?
+            .max(0)?
+            .to_scalar::<f32>()?;
+        assert!(diff < 1e-4, "{diff}");
+        Ok(())
+    }
+}

@@ -1,0 +1,422 @@
+//! Small tensor ops the engines need that candle 0.11 lacks, or has only in a slow
+//! form (many passes, or a loop over channel groups).
+//!
+//! On a contiguous f32 CPU tensor each op is one pass over the data, split across
+//! threads when the tensor is large; on other devices it falls back to candle's own
+//! ops (or, for the few ops candle cannot express, a trip through host memory).
+
+use candle_core::{CpuStorage, DType, Device, Result, Storage, Tensor};
+use candle_nn::{ConvTranspose1d, ConvTranspose1dConfig};
+
+/// Below this many values an op runs on the calling thread: starting threads costs
+/// more than it saves.
+const PARALLEL_MIN: usize = 1 << 16;
+
+/// Runs `f` on the f32 values of `x` when it lives in CPU memory as f32; `None` on any
+/// other device or dtype. A strided CPU tensor is made contiguous first.
+pub(crate) fn with_cpu_f32<R>(
+    x: &Tensor,
+    f: impl FnOnce(&[f32]) -> Result<R>,
+) -> Option<Result<R>> {
+    if !x.device().is_cpu() || x.dtype() != DType::F32 {
+        return None;
+    }
+    let x = match x.contiguous() {
+        Ok(x) => x,
+        Err(e) => return Some(Err(e)),
+    };
+    let (storage, layout) = x.storage_and_layout();
+    let Storage::Cpu(CpuStorage::F32(data)) = &*storage else {
+        return None;
+    };
+    let (start, end) = layout.contiguous_offsets()?;
+    Some(f(&data[start..end]))
+}
+
+/// Fills `out` chunk by chunk (`chunk` values each, the last possibly shorter) with
+/// `f(chunk_index, values)`, on candle's thread count when `out` is large.
+pub(crate) fn fill_chunks(out: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    let chunk = chunk.max(1);
+    let chunks = out.len().div_ceil(chunk);
+    let threads = candle_core::utils::get_num_threads().min(chunks);
+    if out.len() < PARALLEL_MIN || threads <= 1 {
+        out.chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
+        return;
+    }
+    let per_thread = chunks.div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|scope| {
+        for (t, part) in out.chunks_mut(per_thread * chunk).enumerate() {
+            scope.spawn(move || {
+                for (i, c) in part.chunks_mut(chunk).enumerate() {
+                    f(t * per_thread + i, c);
+                }
+            });
+        }
+    });
+}
+
+/// Applies `f` to every value of a CPU f32 tensor, or returns `None` elsewhere.
+fn map_cpu(x: &Tensor, f: impl Fn(f32) -> f32 + Sync) -> Option<Result<Tensor>> {
+    with_cpu_f32(x, |data| {
+        let mut out = vec![0f32; data.len()];
+        let threads = candle_core::utils::get_num_threads().max(1);
+        fill_chunks(&mut out, data.len().div_ceil(threads), |i, o| {
+            let start = i * data.len().div_ceil(threads);
+            for (o, &v) in o.iter_mut().zip(&data[start..]) {
+                *o = f(v);
+            }
+        });
+        Tensor::from_vec(out, x.shape(), x.device())
+    })
+}
+
+/// `F.leaky_relu(x, slope)`: `x` where `x > 0`, else `slope · x`.
+pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
+    let s = slope as f32;
+    if let Some(out) = map_cpu(x, |v| if v > 0.0 { v } else { v * s }) {
+        return out;
+    }
+    let zeros = x.zeros_like()?;
+    x.maximum(&zeros)? + (x.minimum(&zeros)? * slope)?
+}
+
+/// Snake activation `x + sin²(α·x)/α` with one `α` per channel: `x` is [B, C, T] and
+/// `alpha` has C values (the reference stores it as [1, C, 1]). Rounds like the
+/// reference: `x + (1/α) · sin(α·x)²`.
+pub fn snake(x: &Tensor, alpha: &Tensor) -> Result<Tensor> {
+    let (_, c, t) = x.dims3()?;
+    let alpha = alpha.flatten_all()?;
+    if alpha.dim(0)? != c {
+        candle_core::bail!("snake: {} alphas for {c} channels", alpha.dim(0)?);
+    }
+    if x.device().is_cpu() && x.dtype() == DType::F32 {
+        let a = alpha.to_vec1::<f32>()?;
+        if let Some(out) = with_cpu_f32(x, |data| {
+            let mut out = vec![0f32; data.len()];
+            fill_chunks(&mut out, t, |row, o| {
+                let a = a[row % c];
+                let inv = 1.0 / a;
+                let xs = &data[row * t..(row + 1) * t];
+                for (o, &v) in o.iter_mut().zip(xs) {
+                    let s = (a * v).sin();
+                    *o = v + inv * (s * s);
+                }
+            });
+            Tensor::from_vec(out, x.shape(), x.device())
+        }) {
+            return out;
+        }
+    }
+    let a = alpha.reshape((1, c, 1))?;
+    let s = x.broadcast_mul(&a)?.sin()?.sqr()?;
+    x + s.broadcast_mul(&a.recip()?)?
+}
+
+/// Elementwise `atan2(y, x)` (the angle of `x + iy`, as `torch.angle`). Candle has no
+/// arctangent, so off the CPU the values make a round trip through host memory.
+pub fn atan2(y: &Tensor, x: &Tensor) -> Result<Tensor> {
+    if y.shape() != x.shape() {
+        candle_core::bail!("atan2: shapes {:?} and {:?} differ", y.shape(), x.shape());
+    }
+    let dev = y.device();
+    let (yc, xc) = (y.to_device(&Device::Cpu)?, x.to_device(&Device::Cpu)?);
+    let (yv, xv) = (
+        yc.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?,
+        xc.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?,
+    );
+    let out: Vec<f32> = yv.iter().zip(&xv).map(|(y, x)| y.atan2(*x)).collect();
+    Tensor::from_vec(out, y.shape(), dev)?.to_dtype(y.dtype())
+}
+
+/// `F.interpolate(x, scale_factor=scale, mode="linear", align_corners=False)` for `x`
+/// [B, C, T]: T·scale output samples (truncated), each read at source position
+/// `max((1/scale)·(t + 0.5) − 0.5, 0)` in f32 and blended as PyTorch's CPU kernel does,
+/// `λ0·x[i0] + λ1·x[i1]` with a fused multiply-add, so the result matches bit for bit.
+/// Works for down- and upscaling. Off the CPU the values go through host memory.
+pub fn interpolate_linear(x: &Tensor, scale: f64) -> Result<Tensor> {
+    let (b, c, t_in) = x.dims3()?;
+    if scale.is_nan() || scale <= 0.0 || t_in == 0 {
+        candle_core::bail!("interpolate_linear: scale {scale} on {t_in} samples");
+    }
+    let t_out = (t_in as f64 * scale) as usize;
+    let src_scale = (1.0 / scale) as f32;
+    // Source taps and weights depend only on the output position.
+    let taps: Vec<(usize, usize, f32, f32)> = (0..t_out)
+        .map(|t| {
+            let src = (src_scale * (t as f32 + 0.5) - 0.5).max(0.0);
+            let i0 = (src as usize).min(t_in - 1);
+            let i1 = if i0 + 1 < t_in { i0 + 1 } else { i0 };
+            let l1 = src - i0 as f32;
+            (i0, i1, 1.0 - l1, l1)
+        })
+        .collect();
+    let dev = x.device().clone();
+    let host = x.to_device(&Device::Cpu)?.to_dtype(DType::F32)?;
+    let out = with_cpu_f32(&host, |data| {
+        let mut out = vec![0f32; b * c * t_out];
+        fill_chunks(&mut out, t_out, |row, o| {
+            let xs = &data[row * t_in..(row + 1) * t_in];
+            for (o, &(i0, i1, l0, l1)) in o.iter_mut().zip(&taps) {
+                *o = l0.mul_add(xs[i0], l1 * xs[i1]);
+            }
+        });
+        Tensor::from_vec(out, (b, c, t_out), &dev)
+    });
+    match out {
+        Some(out) => out?.to_dtype(x.dtype()),
+        None => candle_core::bail!("interpolate_linear: no host copy"),
+    }
+}
+
+/// `F.interpolate(x, scale_factor=2, mode="nearest")` for `x` [B, C, T]: every sample twice.
+pub fn upsample_nearest2x(x: &Tensor) -> Result<Tensor> {
+    let (b, c, t) = x.dims3()?;
+    x.unsqueeze(3)?
+        .broadcast_as((b, c, t, 2))?
+        .reshape((b, c, 2 * t))
+}
+
+/// `nn.ReflectionPad1d((left, right))` on the last dimension: mirrors the samples next
+/// to each edge, the edge itself not repeated.
+pub fn reflection_pad1d(x: &Tensor, left: usize, right: usize) -> Result<Tensor> {
+    let t = x.dim(candle_core::D::Minus1)?;
+    if left >= t || right >= t {
+        candle_core::bail!("reflection_pad1d: pad ({left}, {right}) on {t} samples");
+    }
+    let last = x.rank() - 1;
+    let mut parts = Vec::with_capacity(left + right + 1);
+    for i in (1..=left).rev() {
+        parts.push(x.narrow(last, i, 1)?);
+    }
+    parts.push(x.clone());
+    for i in 1..=right {
+        parts.push(x.narrow(last, t - 1 - i, 1)?);
+    }
+    Tensor::cat(&parts, last)
+}
+
+/// A depthwise `nn.ConvTranspose1d` (groups = in = out channels, dilation 1). Candle
+/// runs a grouped transposed convolution as one small convolution per group; this
+/// splits the output into `stride` phases instead, each a sum of `⌈k/stride⌉` shifted,
+/// per-channel scaled copies of the input, then interleaves them.
+#[derive(Debug, Clone)]
+pub struct DepthwiseConvTranspose1d {
+    /// [C, K]
+    weight: Tensor,
+    /// [1, C, 1]
+    bias: Option<Tensor>,
+    stride: usize,
+    padding: usize,
+    output_padding: usize,
+}
+
+impl DepthwiseConvTranspose1d {
+    /// From a loaded (weight-norm folded) depthwise `ConvTranspose1d`; fails unless it is
+    /// depthwise with dilation 1.
+    pub fn from_conv(conv: &ConvTranspose1d) -> Result<Self> {
+        let cfg: &ConvTranspose1dConfig = conv.config();
+        let (c, per_group, k) = conv.weight().dims3()?;
+        if cfg.groups != c || per_group != 1 || cfg.dilation != 1 {
+            candle_core::bail!(
+                "depthwise conv_transpose1d: weight {:?}, groups {}, dilation {}",
+                conv.weight().shape(),
+                cfg.groups,
+                cfg.dilation
+            );
+        }
+        if cfg.stride == 0 || cfg.output_padding >= cfg.stride.max(cfg.dilation) {
+            candle_core::bail!("depthwise conv_transpose1d: bad stride/output padding");
+        }
+        let bias = conv.bias().map(|b| b.reshape((1, c, 1))).transpose()?;
+        Ok(Self {
+            weight: conv.weight().reshape((c, k))?,
+            bias,
+            stride: cfg.stride,
+            padding: cfg.padding,
+            output_padding: cfg.output_padding,
+        })
+    }
+
+    /// `x` [B, C, T] → [B, C, (T−1)·stride − 2·padding + K + output_padding].
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, c, t) = x.dims3()?;
+        let (_, k) = self.weight.dims2()?;
+        let s = self.stride;
+        let taps = k.div_ceil(s);
+        let q = t + taps - 1;
+        let l_out = ((t - 1) * s + k + self.output_padding)
+            .checked_sub(2 * self.padding)
+            .ok_or_else(|| candle_core::Error::Msg("conv_transpose1d: output too short".into()))?;
+        // Full output u[q·s + r] = Σ_m w[r + m·s] · x[q − m]: phase r of every block.
+        let xp = x.pad_with_zeros(2, taps - 1, taps - 1)?;
+        let mut phases = Vec::with_capacity(s);
+        for r in 0..s {
+            let mut acc: Option<Tensor> = None;
+            for m in 0..taps {
+                let tap = r + m * s;
+                if tap >= k {
+                    break;
+                }
+                let w = self.weight.narrow(1, tap, 1)?.reshape((1, c, 1))?;
+                let term = xp.narrow(2, taps - 1 - m, q)?.broadcast_mul(&w)?;
+                acc = Some(match acc {
+                    None => term,
+                    Some(a) => (a + term)?,
+                });
+            }
+            phases.push(match acc {
+                Some(a) => a,
+                None => Tensor::zeros((b, c, q), x.dtype(), x.device())?,
+            });
+        }
+        let full = Tensor::stack(&phases, 3)?.reshape((b, c, q * s))?;
+        let need = self.padding + l_out;
+        let full = if need > q * s {
+            full.pad_with_zeros(2, 0, need - q * s)?
+        } else {
+            full
+        };
+        let out = full.narrow(2, self.padding, l_out)?;
+        match &self.bias {
+            Some(bias) => out.broadcast_add(bias),
+            None => out.contiguous(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, IndexOp};
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn leaky_relu_scales_negatives_only() -> Result<()> {
+        let x = Tensor::new(&[-2f32, -0.5, 0.0, 3.0], &Device::Cpu)?;
+        assert_eq!(
+            leaky_relu(&x, 0.1)?.to_vec1::<f32>()?,
+            [-0.2, -0.05, 0.0, 3.0]
+        );
+        // The large-tensor (threaded) path agrees with candle's own composition.
+        let big = Tensor::randn(0f32, 1.0, (3, 7, 10_000), &Device::Cpu)?;
+        let want = candle_nn::ops::leaky_relu(&big, 0.2)?;
+        assert!(max_diff(&leaky_relu(&big, 0.2)?, &want) < 1e-7);
+        Ok(())
+    }
+
+    #[test]
+    fn snake_matches_formula_per_channel() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 2.0, (2, 3, 40_000), &dev)?;
+        let alpha = Tensor::new(&[[[0.5f32], [1.0], [1.5]]], &dev)?;
+        let got = snake(&x, &alpha)?;
+        let s = x.broadcast_mul(&alpha)?.sin()?.sqr()?;
+        let want = (&x + s.broadcast_div(&alpha)?)?;
+        assert!(max_diff(&got, &want) < 1e-5);
+        let v = snake(
+            &Tensor::new(&[[[1f32]]], &dev)?,
+            &Tensor::new(&[2f32], &dev)?,
+        )?;
+        let expect = 1.0 + (2f32).sin().powi(2) / 2.0;
+        assert!((v.flatten_all()?.to_vec1::<f32>()?[0] - expect).abs() < 1e-6);
+        Ok(())
+    }
+
+    #[test]
+    fn atan2_gives_all_quadrants() -> Result<()> {
+        let dev = Device::Cpu;
+        let y = Tensor::new(&[0f32, 1.0, 0.0, -1.0, 0.0], &dev)?;
+        let x = Tensor::new(&[1f32, 0.0, -1.0, 0.0, 0.0], &dev)?;
+        let got = atan2(&y, &x)?.to_vec1::<f32>()?;
+        let pi = std::f32::consts::PI;
+        for (g, w) in got.iter().zip([0.0, pi / 2.0, pi, -pi / 2.0, 0.0]) {
+            assert!((g - w).abs() < 1e-7, "{got:?}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn linear_interpolation_matches_pytorch() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = Tensor::new(&[[[1f32, 2.0, 4.0]]], &dev)?;
+        // torch.nn.functional.interpolate(x, scale_factor=2, mode="linear")
+        let up = interpolate_linear(&x, 2.0)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        assert_eq!(up, [1.0, 1.25, 1.75, 2.5, 3.5, 4.0]);
+        // scale_factor=0.5 on [1, 2, 4, 8]: sources 0.5 and 2.5.
+        let x = Tensor::new(&[[[1f32, 2.0, 4.0, 8.0]]], &dev)?;
+        let down = interpolate_linear(&x, 0.5)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        assert_eq!(down, [1.5, 6.0]);
+        // Per row: rows do not mix.
+        let x = Tensor::new(&[[[0f32, 0.0], [10.0, 20.0]]], &dev)?;
+        let rows = interpolate_linear(&x, 3.0)?;
+        assert_eq!(rows.dims(), [1, 2, 6]);
+        assert_eq!(rows.i((0, 0))?.to_vec1::<f32>()?, [0.0; 6]);
+        Ok(())
+    }
+
+    #[test]
+    fn nearest_upsample_repeats_samples() -> Result<()> {
+        let x = Tensor::new(&[[[1f32, 2.0], [3.0, 4.0]]], &Device::Cpu)?;
+        let y = upsample_nearest2x(&x)?;
+        assert_eq!(
+            y.i(0)?.to_vec2::<f32>()?,
+            [[1.0, 1.0, 2.0, 2.0], [3.0, 3.0, 4.0, 4.0]]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn reflection_pad_mirrors_without_the_edge() -> Result<()> {
+        let x = Tensor::new(&[[[1f32, 2.0, 3.0, 4.0]]], &Device::Cpu)?;
+        let y = reflection_pad1d(&x, 1, 0)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        assert_eq!(y, [2.0, 1.0, 2.0, 3.0, 4.0]);
+        let y = reflection_pad1d(&x, 2, 2)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        assert_eq!(y, [3.0, 2.0, 1.0, 2.0, 3.0, 4.0, 3.0, 2.0]);
+        Ok(())
+    }
+
+    #[test]
+    fn depthwise_transposed_conv_matches_candle() -> Result<()> {
+        let dev = Device::Cpu;
+        let c = 5;
+        let x = Tensor::randn(0f32, 1.0, (2, c, 9), &dev)?;
+        for (k, stride, padding, output_padding) in [(3, 2, 1, 1), (4, 2, 1, 0), (5, 3, 0, 2)] {
+            let w = Tensor::randn(0f32, 1.0, (c, 1, k), &dev)?;
+            let b = Tensor::randn(0f32, 1.0, c, &dev)?;
+            let cfg = ConvTranspose1dConfig {
+                padding,
+                output_padding,
+                stride,
+                dilation: 1,
+                groups: c,
+            };
+            let conv = ConvTranspose1d::new(w, Some(b), cfg);
+            let want = candle_core::Module::forward(&conv, &x)?;
+            let got = DepthwiseConvTranspose1d::from_conv(&conv)?.forward(&x)?;
+            assert_eq!(got.dims(), want.dims());
+            assert!(max_diff(&got, &want) < 1e-5, "k {k} stride {stride}");
+        }
+        Ok(())
+    }
+}
