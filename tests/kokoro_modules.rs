@@ -58,6 +58,17 @@ impl Fixture {
 
 /// Asserts `got` has `want`'s shape and lies within `TOL` of it.
 fn assert_close(stage: &str, case: usize, got: &Tensor, want: &Tensor) -> Result<f32> {
+    assert_within(stage, case, got, want, TOL)
+}
+
+/// As [`assert_close`] for an output in physical units (F0 in Hz, up to ~250
+/// here): `TOL` relative to its largest magnitude, i.e. a few f32 ulps.
+fn assert_close_scaled(stage: &str, case: usize, got: &Tensor, want: &Tensor) -> Result<f32> {
+    let scale = want.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+    assert_within(stage, case, got, want, TOL * scale.max(1.0))
+}
+
+fn assert_within(stage: &str, case: usize, got: &Tensor, want: &Tensor, tol: f32) -> Result<f32> {
     assert_eq!(got.dims(), want.dims(), "case {case} {stage}: shape");
     let diff = (got - want)?
         .abs()?
@@ -65,10 +76,10 @@ fn assert_close(stage: &str, case: usize, got: &Tensor, want: &Tensor) -> Result
         .max(0)?
         .to_scalar::<f32>()?;
     assert!(
-        diff <= TOL,
-        "case {case} {stage}: largest abs difference {diff:e} > {TOL:e}"
+        diff <= tol,
+        "case {case} {stage}: largest abs difference {diff:e} > {tol:e}"
     );
-    println!("case {case} {stage:16} max abs diff {diff:.3e}");
+    println!("case {case} {stage:16} max abs diff {diff:.3e} (tolerance {tol:.1e})");
     Ok(diff)
 }
 
@@ -197,6 +208,18 @@ fn durations_from_tokens_match_the_reference() -> Result<()> {
             want,
             "case {case} pred_dur"
         );
+    }
+    Ok(())
+}
+
+#[test]
+fn f0_and_energy_match_the_reference() -> Result<()> {
+    let fx = Fixture::load()?;
+    let predictor = ProsodyPredictor::load(fx.weights.pp("predictor"), &fx.cfg)?;
+    for case in 0..2 {
+        let (f0, n) = predictor.f0_ntrain(&fx.get(case, "out.en")?, &fx.style(case)?)?;
+        assert_close_scaled("F0_pred", case, &f0, &fx.get(case, "out.F0_pred")?)?;
+        assert_close("N_pred", case, &n, &fx.get(case, "out.N_pred")?)?;
     }
     Ok(())
 }

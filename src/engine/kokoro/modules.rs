@@ -13,6 +13,8 @@ use candle_nn::{
 };
 
 use super::config::KokoroConfig;
+use super::istftnet::AdainResBlk1d;
+use crate::engine::nn::ops::leaky_relu;
 use crate::engine::nn::{conv1d, Lstm};
 
 /// LayerNorm epsilon of the text encoder and the prosody predictor.
@@ -139,7 +141,7 @@ impl TextEncoder {
         for (conv, norm) in &self.cnn {
             let y = conv.forward(&x.transpose(1, 2)?.contiguous()?)?;
             let y = norm.forward_channels_last(&y.transpose(1, 2)?)?;
-            x = candle_nn::ops::leaky_relu(&y, LEAKY_SLOPE)?;
+            x = leaky_relu(&y, LEAKY_SLOPE)?;
         }
         self.lstm.forward(&x)?.transpose(1, 2)
     }
@@ -239,6 +241,11 @@ pub struct ProsodyPredictor {
     pub text_encoder: DurationEncoder,
     pub lstm: Lstm,
     pub duration_proj: LinearNorm,
+    pub shared: Lstm,
+    pub F0: Vec<AdainResBlk1d>,
+    pub N: Vec<AdainResBlk1d>,
+    pub F0_proj: Conv1d,
+    pub N_proj: Conv1d,
 }
 
 impl ProsodyPredictor {
@@ -254,13 +261,48 @@ impl ProsodyPredictor {
             )?,
             lstm: Lstm::load(vb.pp("lstm"), d_hid + style_dim, d_hid / 2, true)?,
             duration_proj: LinearNorm::load(vb.pp("duration_proj"), d_hid, cfg.max_dur, true)?,
+            shared: Lstm::load(vb.pp("shared"), d_hid + style_dim, d_hid / 2, true)?,
+            F0: Self::load_branch(vb.pp("F0"), d_hid, style_dim)?,
+            N: Self::load_branch(vb.pp("N"), d_hid, style_dim)?,
+            F0_proj: conv1d(vb.pp("F0_proj"), d_hid / 2, 1, 1, Default::default(), true)?,
+            N_proj: conv1d(vb.pp("N_proj"), d_hid / 2, 1, 1, Default::default(), true)?,
         })
+    }
+
+    /// The `F0` or `N` blocks: d → d, d → d/2 at twice the frame rate, d/2 → d/2.
+    fn load_branch(vb: VarBuilder, d_hid: usize, style_dim: usize) -> Result<Vec<AdainResBlk1d>> {
+        Ok(vec![
+            AdainResBlk1d::load(vb.pp(0), d_hid, d_hid, style_dim, false)?,
+            AdainResBlk1d::load(vb.pp(1), d_hid, d_hid / 2, style_dim, true)?,
+            AdainResBlk1d::load(vb.pp(2), d_hid / 2, d_hid / 2, style_dim, false)?,
+        ])
     }
 
     /// `d` [B, T, H + S] (the duration encoder's output) → duration logits
     /// [B, T, max_dur].
     pub fn duration_logits(&self, d: &Tensor) -> Result<Tensor> {
         self.duration_proj.forward(&self.lstm.forward(d)?)
+    }
+
+    /// The reference's `F0Ntrain`: `en` [B, H + S, F] (the duration encoder's
+    /// output repeated per frame), `s` [B, S] → (F0, N), each [B, 2F].
+    pub fn f0_ntrain(&self, en: &Tensor, s: &Tensor) -> Result<(Tensor, Tensor)> {
+        let x = self
+            .shared
+            .forward(&en.transpose(1, 2)?)?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let branch = |blocks: &[AdainResBlk1d], proj: &Conv1d| -> Result<Tensor> {
+            let mut y = x.clone();
+            for block in blocks {
+                y = block.forward(&y, s)?;
+            }
+            proj.forward(&y)?.squeeze(1)
+        };
+        Ok((
+            branch(&self.F0, &self.F0_proj)?,
+            branch(&self.N, &self.N_proj)?,
+        ))
     }
 }
 
