@@ -5,11 +5,16 @@
 //! Port of `kokoro/istftnet.py` (kokoro 0.9.4, hexgrad/kokoro), itself adapted from
 //! StyleTTS2's `Modules/istftnet.py`.
 
-use candle_core::{Module, Result, Tensor};
-use candle_nn::{Conv1d, Conv1dConfig, ConvTranspose1dConfig, Linear, VarBuilder};
+use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_nn::{Conv1d, Conv1dConfig, ConvTranspose1d, ConvTranspose1dConfig, Linear, VarBuilder};
 
+use super::config::{IstftnetConfig, KokoroConfig};
 use crate::engine::nn::norm::InstanceNorm1d;
-use crate::engine::nn::ops::{leaky_relu, upsample_nearest2x, DepthwiseConvTranspose1d};
+use crate::engine::nn::ops::{
+    conv_transpose1d_trimmed, interpolate_linear, leaky_relu, reflection_pad1d, snake,
+    upsample_nearest2x, DepthwiseConvTranspose1d,
+};
+use crate::engine::nn::stft::Stft;
 use crate::engine::nn::{conv1d, conv_transpose1d};
 
 /// `(residual + shortcut) · torch.rsqrt(torch.tensor(2))`, rounded to f32 as there.
@@ -163,5 +168,532 @@ impl AdainResBlk1d {
     pub fn forward(&self, x: &Tensor, s: &Tensor) -> Result<Tensor> {
         let out = (self.residual(x, s)? + self.shortcut(x)?)?;
         out * RSQRT_2
+    }
+}
+
+/// `get_padding(kernel_size, dilation)`: the padding that keeps the length.
+fn same_padding(kernel: usize, dilation: usize) -> usize {
+    (kernel * dilation - dilation) / 2
+}
+
+// kokoro/istftnet.py `AdaINResBlock1`
+/// The generator's residual block: three dilated convolutions, each between AdaIN and
+/// Snake, each followed by a plain convolution, each added back to the input.
+#[derive(Debug, Clone)]
+pub struct AdaINResBlock1 {
+    convs1: Vec<Conv1d>,
+    convs2: Vec<Conv1d>,
+    adain1: Vec<AdaIN1d>,
+    adain2: Vec<AdaIN1d>,
+    /// Snake α per channel, [1, C, 1] each.
+    alpha1: Vec<Tensor>,
+    alpha2: Vec<Tensor>,
+}
+
+impl AdaINResBlock1 {
+    pub fn load(
+        vb: VarBuilder,
+        channels: usize,
+        kernel_size: usize,
+        dilation: &[usize],
+        style_dim: usize,
+    ) -> Result<Self> {
+        let n = dilation.len();
+        let mut block = Self {
+            convs1: Vec::with_capacity(n),
+            convs2: Vec::with_capacity(n),
+            adain1: Vec::with_capacity(n),
+            adain2: Vec::with_capacity(n),
+            alpha1: Vec::with_capacity(n),
+            alpha2: Vec::with_capacity(n),
+        };
+        for (i, &d) in dilation.iter().enumerate() {
+            let cfg1 = conv_cfg(same_padding(kernel_size, d), 1, d);
+            let cfg2 = conv_cfg(same_padding(kernel_size, 1), 1, 1);
+            let c = channels;
+            block.convs1.push(conv1d(
+                vb.pp("convs1").pp(i),
+                c,
+                c,
+                kernel_size,
+                cfg1,
+                true,
+            )?);
+            block.convs2.push(conv1d(
+                vb.pp("convs2").pp(i),
+                c,
+                c,
+                kernel_size,
+                cfg2,
+                true,
+            )?);
+            block
+                .adain1
+                .push(AdaIN1d::load(vb.pp("adain1").pp(i), style_dim, c)?);
+            block
+                .adain2
+                .push(AdaIN1d::load(vb.pp("adain2").pp(i), style_dim, c)?);
+            block
+                .alpha1
+                .push(vb.pp("alpha1").get((1, c, 1), &i.to_string())?);
+            block
+                .alpha2
+                .push(vb.pp("alpha2").get((1, c, 1), &i.to_string())?);
+        }
+        Ok(block)
+    }
+
+    /// `x` [B, C, T], `s` [B, style_dim] → [B, C, T].
+    pub fn forward(&self, x: &Tensor, s: &Tensor) -> Result<Tensor> {
+        let mut x = x.clone();
+        for i in 0..self.convs1.len() {
+            let xt = snake(&self.adain1[i].forward(&x, s)?, &self.alpha1[i])?;
+            let xt = self.convs1[i].forward(&xt)?;
+            let xt = snake(&self.adain2[i].forward(&xt, s)?, &self.alpha2[i])?;
+            let xt = self.convs2[i].forward(&xt)?;
+            x = (xt + x)?;
+        }
+        Ok(x)
+    }
+}
+
+// kokoro/istftnet.py `SineGen`
+/// Harmonic sine source from F0: the fundamental and `harmonic_num` overtones, zeroed
+/// on unvoiced frames, plus Gaussian noise.
+///
+/// The reference runs on F0 already repeated `upsample_scale` times per frame. Its
+/// phase increment is then constant within a frame, and its linear downsampling by
+/// `upsample_scale` reads two samples in the middle of each frame, so the per-frame
+/// increment is `(F0·h / sampling_rate) mod 1` exactly. This port computes it per
+/// frame (a few hundred values, accumulated in f64 on the host as PyTorch's CPU
+/// `cumsum` does) and upsamples only the accumulated phase. For the same reason the
+/// reference's random start phase, added to the very first sample only, never reaches
+/// the output (for any `upsample_scale` ≥ 3), so it is not taken.
+#[derive(Debug, Clone)]
+pub struct SineGen {
+    sine_amp: f64,
+    noise_std: f64,
+    harmonic_num: usize,
+    sampling_rate: f32,
+    voiced_threshold: f32,
+    upsample_scale: usize,
+}
+
+impl SineGen {
+    pub fn new(
+        samp_rate: u32,
+        upsample_scale: usize,
+        harmonic_num: usize,
+        sine_amp: f64,
+        noise_std: f64,
+        voiced_threshold: f32,
+    ) -> Result<Self> {
+        if upsample_scale < 3 {
+            candle_core::bail!("SineGen: upsample scale {upsample_scale} below 3 is not supported");
+        }
+        Ok(Self {
+            sine_amp,
+            noise_std,
+            harmonic_num,
+            sampling_rate: samp_rate as f32,
+            voiced_threshold,
+            upsample_scale,
+        })
+    }
+
+    /// Sine channels: fundamental and overtones.
+    pub fn dim(&self) -> usize {
+        self.harmonic_num + 1
+    }
+
+    /// `f0` [B, n] at frame rate (before the ×`upsample_scale` repeat), `noise`
+    /// [B, n·upsample_scale, dim] standard normal (the reference's `randn_like`) →
+    /// sine waves [B, dim, n·upsample_scale].
+    pub fn forward(&self, f0: &Tensor, noise: &Tensor) -> Result<Tensor> {
+        let (b, n) = f0.dims2()?;
+        let (dim, scale) = (self.dim(), self.upsample_scale);
+        let len = n * scale;
+        if noise.dims() != [b, len, dim] {
+            candle_core::bail!(
+                "SineGen: noise {:?}, want [{b}, {len}, {dim}]",
+                noise.shape()
+            );
+        }
+        let dev = f0.device();
+        let f0v = f0
+            .to_device(&Device::Cpu)?
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        // Per frame: accumulated phase (× 2π × scale, rounded as the reference does
+        // it in f32), whether voiced, and the noise amplitude.
+        let mut phase = vec![0f32; b * dim * n];
+        for bi in 0..b {
+            let f0b = &f0v[bi * n..(bi + 1) * n];
+            for h in 0..dim {
+                let mut acc = 0f64;
+                let out = &mut phase[(bi * dim + h) * n..(bi * dim + h + 1) * n];
+                for (o, &f) in out.iter_mut().zip(f0b) {
+                    let rad = (f * (h + 1) as f32 / self.sampling_rate).rem_euclid(1.0);
+                    acc += f64::from(rad);
+                    *o = (acc as f32 * 2.0) * std::f32::consts::PI * scale as f32;
+                }
+            }
+        }
+        let voiced: Vec<bool> = f0v.iter().map(|&f| f > self.voiced_threshold).collect();
+        let (sine_amp, noise_std) = (self.sine_amp as f32, self.noise_std as f32);
+        let unvoiced_amp = (self.sine_amp / 3.0) as f32;
+        let sine_gain: Vec<f32> = voiced.iter().map(|&v| if v { 1.0 } else { 0.0 }).collect();
+        let noise_gain: Vec<f32> = voiced
+            .iter()
+            .map(|&v| if v { noise_std } else { unvoiced_amp })
+            .collect();
+        let phase = Tensor::from_vec(phase, (b, dim, n), dev)?;
+        let phase = interpolate_linear(&phase, scale as f64)?;
+        let sines = (phase.sin()? * f64::from(sine_amp))?.reshape((b, dim, n, scale))?;
+        let sine_gain = Tensor::from_vec(sine_gain, (b, 1, n, 1), dev)?;
+        let noise_gain = Tensor::from_vec(noise_gain, (b, 1, n, 1), dev)?;
+        let noise = noise
+            .to_dtype(DType::F32)?
+            .transpose(1, 2)?
+            .reshape((b, dim, n, scale))?;
+        (sines.broadcast_mul(&sine_gain)? + noise.broadcast_mul(&noise_gain)?)?
+            .reshape((b, dim, len))
+    }
+}
+
+// kokoro/istftnet.py `SourceModuleHnNSF`
+/// The harmonic excitation: the sine channels merged by a linear layer and `tanh`.
+/// The reference also draws a noise source, which the generator never reads.
+#[derive(Debug, Clone)]
+pub struct SourceModuleHnNSF {
+    l_sin_gen: SineGen,
+    l_linear: Linear,
+}
+
+impl SourceModuleHnNSF {
+    /// As built by `Generator`: 24 kHz, 8 overtones, voiced above 10 Hz.
+    pub fn load(vb: VarBuilder, sampling_rate: u32, upsample_scale: usize) -> Result<Self> {
+        let harmonic_num = 8;
+        let l_sin_gen = SineGen::new(
+            sampling_rate,
+            upsample_scale,
+            harmonic_num,
+            0.1,
+            0.003,
+            10.0,
+        )?;
+        Ok(Self {
+            l_linear: candle_nn::linear(l_sin_gen.dim(), 1, vb.pp("l_linear"))?,
+            l_sin_gen,
+        })
+    }
+
+    /// Sine channels of the sine generator.
+    pub fn dim(&self) -> usize {
+        self.l_sin_gen.dim()
+    }
+
+    /// `f0` [B, n] at frame rate, `noise` [B, n·upsample_scale, dim] → [B, n·upsample_scale].
+    pub fn forward(&self, f0: &Tensor, noise: &Tensor) -> Result<Tensor> {
+        let sines = self.l_sin_gen.forward(f0, noise)?; // [B, dim, L]
+        let b = sines.dim(0)?;
+        let merged = self.l_linear.weight().broadcast_left(b)?.matmul(&sines)?; // [B, 1, L]
+        let merged = match self.l_linear.bias() {
+            Some(bias) => merged.broadcast_add(&bias.reshape((1, 1, 1))?)?,
+            None => merged,
+        };
+        merged.tanh()?.squeeze(1)
+    }
+}
+
+/// LeakyReLU slope inside the generator's upsampling loop.
+const GENERATOR_SLOPE: f64 = 0.1;
+/// `F.leaky_relu`'s default slope, used before `conv_post`.
+const POST_SLOPE: f64 = 0.01;
+/// The generator's sample rate (hard-coded in the reference).
+const SAMPLE_RATE: u32 = 24_000;
+
+// kokoro/istftnet.py `Generator`
+/// iSTFTNet generator: transposed convolutions upsample the decoder's features, the
+/// STFT of the harmonic source is mixed in at every scale, and `conv_post` predicts a
+/// log-magnitude and phase spectrogram that an inverse STFT turns into audio.
+#[derive(Debug, Clone)]
+pub struct Generator {
+    m_source: SourceModuleHnNSF,
+    noise_convs: Vec<Conv1d>,
+    noise_res: Vec<AdaINResBlock1>,
+    ups: Vec<ConvTranspose1d>,
+    resblocks: Vec<AdaINResBlock1>,
+    conv_post: Conv1d,
+    stft: Stft,
+    num_kernels: usize,
+    post_n_fft: usize,
+}
+
+impl Generator {
+    pub fn load(vb: VarBuilder, style_dim: usize, cfg: &IstftnetConfig) -> Result<Self> {
+        let rates = &cfg.upsample_rates;
+        let kernels = &cfg.upsample_kernel_sizes;
+        if rates.is_empty()
+            || rates.len() != kernels.len()
+            || cfg.resblock_kernel_sizes.len() != cfg.resblock_dilation_sizes.len()
+            || cfg.resblock_kernel_sizes.is_empty()
+        {
+            candle_core::bail!("istftnet: inconsistent upsample/resblock settings");
+        }
+        let n_fft = cfg.gen_istft_n_fft;
+        let c0 = cfg.upsample_initial_channel;
+        let upsample_scale = rates.iter().product::<usize>() * cfg.gen_istft_hop_size;
+        let m_source = SourceModuleHnNSF::load(vb.pp("m_source"), SAMPLE_RATE, upsample_scale)?;
+        let mut ups = Vec::with_capacity(rates.len());
+        let mut resblocks = Vec::new();
+        let mut noise_convs = Vec::with_capacity(rates.len());
+        let mut noise_res = Vec::with_capacity(rates.len());
+        for (i, (&u, &k)) in rates.iter().zip(kernels).enumerate() {
+            if k < u || (k - u) % 2 != 0 {
+                candle_core::bail!("istftnet: upsample kernel {k} for rate {u}");
+            }
+            let cfg_up = ConvTranspose1dConfig {
+                padding: (k - u) / 2,
+                stride: u,
+                ..Default::default()
+            };
+            let (c_in, c_out) = (c0 >> i, c0 >> (i + 1));
+            ups.push(conv_transpose1d(
+                vb.pp("ups").pp(i),
+                c_in,
+                c_out,
+                k,
+                cfg_up,
+                true,
+            )?);
+            for (j, (&rk, rd)) in cfg
+                .resblock_kernel_sizes
+                .iter()
+                .zip(&cfg.resblock_dilation_sizes)
+                .enumerate()
+            {
+                let idx = i * cfg.resblock_kernel_sizes.len() + j;
+                resblocks.push(AdaINResBlock1::load(
+                    vb.pp("resblocks").pp(idx),
+                    c_out,
+                    rk,
+                    rd,
+                    style_dim,
+                )?);
+            }
+            let (noise_conv, res_kernel) = if i + 1 < rates.len() {
+                let stride_f0: usize = rates[i + 1..].iter().product();
+                let cfg_n = conv_cfg(stride_f0.div_ceil(2), stride_f0, 1);
+                (
+                    conv1d(
+                        vb.pp("noise_convs").pp(i),
+                        n_fft + 2,
+                        c_out,
+                        2 * stride_f0,
+                        cfg_n,
+                        true,
+                    )?,
+                    7,
+                )
+            } else {
+                (
+                    conv1d(
+                        vb.pp("noise_convs").pp(i),
+                        n_fft + 2,
+                        c_out,
+                        1,
+                        conv_cfg(0, 1, 1),
+                        true,
+                    )?,
+                    11,
+                )
+            };
+            noise_convs.push(noise_conv);
+            noise_res.push(AdaINResBlock1::load(
+                vb.pp("noise_res").pp(i),
+                c_out,
+                res_kernel,
+                &[1, 3, 5],
+                style_dim,
+            )?);
+        }
+        let ch = c0 >> rates.len();
+        Ok(Self {
+            m_source,
+            noise_convs,
+            noise_res,
+            ups,
+            resblocks,
+            conv_post: conv1d(
+                vb.pp("conv_post"),
+                ch,
+                n_fft + 2,
+                7,
+                conv_cfg(3, 1, 1),
+                true,
+            )?,
+            stft: Stft::new(n_fft, cfg.gen_istft_hop_size, vb.device())?,
+            num_kernels: cfg.resblock_kernel_sizes.len(),
+            post_n_fft: n_fft,
+        })
+    }
+
+    /// The source module's output (`har_source`) for `f0` [B, n]: [B, L].
+    pub fn har_source(&self, f0: &Tensor, sine_noise: &Tensor) -> Result<Tensor> {
+        self.m_source.forward(f0, sine_noise)
+    }
+
+    /// The reference's `har`: STFT magnitude then phase of the harmonic source,
+    /// [B, n_fft + 2, L/hop + 1].
+    ///
+    /// In the first frame the reflection padding makes the windowed samples
+    /// symmetric, so every bin is real in exact arithmetic and the phase of a negative
+    /// one is ±π by the sign of rounding noise (PyTorch's window is a few ulps
+    /// asymmetric and its FFT rounds its own way). The two choices give audibly
+    /// identical output but differ numerically everywhere, the instance norms spreading
+    /// the difference over the whole utterance.
+    pub fn source_spectrum(&self, f0: &Tensor, sine_noise: &Tensor) -> Result<Tensor> {
+        let (spec, phase) = self.stft.transform(&self.har_source(f0, sine_noise)?)?;
+        Tensor::cat(&[spec, phase], 1)
+    }
+
+    /// `conv_post`'s output [B, n_fft + 2, frames] (log-magnitude, then phase before
+    /// `sin`) from the decoder's features `x` [B, C0, n], `s` [B, style_dim] and the
+    /// source spectrum `har` of [`Self::source_spectrum`].
+    pub fn spectrogram(&self, x: &Tensor, s: &Tensor, har: &Tensor) -> Result<Tensor> {
+        let mut x = x.clone();
+        let last = self.ups.len() - 1;
+        for (i, up) in self.ups.iter().enumerate() {
+            x = leaky_relu(&x, GENERATOR_SLOPE)?;
+            let x_source = self.noise_res[i].forward(&self.noise_convs[i].forward(har)?, s)?;
+            x = conv_transpose1d_trimmed(&x, up)?;
+            if i == last {
+                x = reflection_pad1d(&x, 1, 0)?;
+            }
+            x = (x + x_source)?;
+            let blocks = &self.resblocks[i * self.num_kernels..(i + 1) * self.num_kernels];
+            let mut xs: Option<Tensor> = None;
+            for block in blocks {
+                let y = block.forward(&x, s)?;
+                xs = Some(match xs {
+                    None => y,
+                    Some(acc) => (acc + y)?,
+                });
+            }
+            if let Some(xs) = xs {
+                x = (xs / self.num_kernels as f64)?;
+            }
+        }
+        self.conv_post.forward(&leaky_relu(&x, POST_SLOPE)?)
+    }
+
+    /// Audio [B, hop·(frames − 1)] from a [`Self::spectrogram`]:
+    /// `istft(exp(x[:, :bins]) · e^{i·sin(x[:, bins:])})`.
+    pub fn istft(&self, x: &Tensor) -> Result<Tensor> {
+        let bins = self.post_n_fft / 2 + 1;
+        let spec = x.narrow(1, 0, bins)?.exp()?;
+        let phase = x.narrow(1, bins, x.dim(1)? - bins)?.sin()?;
+        self.stft.inverse(&spec, &phase)
+    }
+
+    /// `x` [B, C0, n] (the decoder's features), `s` [B, style_dim], `f0` [B, n] (the
+    /// predicted F0 curve), `sine_noise` [B, L, 9] standard normal → audio [B, L],
+    /// L = n · prod(upsample_rates) · hop.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        s: &Tensor,
+        f0: &Tensor,
+        sine_noise: &Tensor,
+    ) -> Result<Tensor> {
+        let har = self.source_spectrum(f0, sine_noise)?;
+        self.istft(&self.spectrogram(x, s, &har)?)
+    }
+}
+
+// kokoro/istftnet.py `Decoder`
+/// From aligned text features, F0 and energy curves and the style to audio.
+#[allow(non_snake_case)]
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    pub encode: AdainResBlk1d,
+    pub decode: Vec<AdainResBlk1d>,
+    pub F0_conv: Conv1d,
+    pub N_conv: Conv1d,
+    /// `asr_res.0` (an `nn.Sequential` of one convolution in the reference).
+    pub asr_res: Conv1d,
+    pub generator: Generator,
+}
+
+impl Decoder {
+    /// `vb` at the checkpoint's `decoder` group.
+    pub fn load(vb: VarBuilder, cfg: &KokoroConfig) -> Result<Self> {
+        let (h, s) = (cfg.hidden_dim, cfg.style_dim);
+        let (d, a) = (cfg.decoder_hidden_dim, cfg.asr_res_dim);
+        let c0 = cfg.istftnet.upsample_initial_channel;
+        let decode = (0..4)
+            .map(|i| {
+                let last = i == 3;
+                AdainResBlk1d::load(
+                    vb.pp("decode").pp(i),
+                    d + 2 + a,
+                    if last { c0 } else { d },
+                    s,
+                    last,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let f0n = conv_cfg(1, 2, 1);
+        Ok(Self {
+            encode: AdainResBlk1d::load(vb.pp("encode"), h + 2, d, s, false)?,
+            decode,
+            F0_conv: conv1d(vb.pp("F0_conv"), 1, 1, 3, f0n, true)?,
+            N_conv: conv1d(vb.pp("N_conv"), 1, 1, 3, f0n, true)?,
+            asr_res: conv1d(vb.pp("asr_res").pp(0), h, a, 1, conv_cfg(0, 1, 1), true)?,
+            generator: Generator::load(vb.pp("generator"), s, &cfg.istftnet)?,
+        })
+    }
+
+    /// The generator's input [B, C0, 2F] from `asr` [B, H, F], `f0_curve` and `n`
+    /// [B, 2F], `s` [B, style_dim].
+    pub fn features(
+        &self,
+        asr: &Tensor,
+        f0_curve: &Tensor,
+        n: &Tensor,
+        s: &Tensor,
+    ) -> Result<Tensor> {
+        let f0 = self.F0_conv.forward(&f0_curve.unsqueeze(1)?)?;
+        let n = self.N_conv.forward(&n.unsqueeze(1)?)?;
+        let mut x = self.encode.forward(&Tensor::cat(&[asr, &f0, &n], 1)?, s)?;
+        let asr_res = self.asr_res.forward(asr)?;
+        let mut res = true;
+        for block in &self.decode {
+            if res {
+                x = Tensor::cat(&[&x, &asr_res, &f0, &n], 1)?;
+            }
+            x = block.forward(&x, s)?;
+            if block.upsamples() {
+                res = false;
+            }
+        }
+        Ok(x)
+    }
+
+    /// `asr` [B, H, F], `f0_curve` and `n` [B, 2F], `s` [B, style_dim] (the first half
+    /// of the voice's `ref_s`), `sine_noise` [B, 600·F, 9] standard normal (the sine
+    /// source's noise; tests pass the reference's draw) → audio [B, 600·F] at 24 kHz.
+    pub fn forward(
+        &self,
+        asr: &Tensor,
+        f0_curve: &Tensor,
+        n: &Tensor,
+        s: &Tensor,
+        sine_noise: &Tensor,
+    ) -> Result<Tensor> {
+        let x = self.features(asr, f0_curve, n, s)?;
+        self.generator.forward(&x, s, f0_curve, sine_noise)
     }
 }

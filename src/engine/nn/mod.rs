@@ -8,3 +8,4 @@ pub mod lstm;
 pub use lstm::Lstm;
 pub mod norm;
 pub mod ops;
+pub mod stft;
