@@ -530,11 +530,17 @@ async fn speak(
     let chunks = split_sentences(&params.input);
     let lease = state.pool.lease(model).await?;
     if !lease.engine().accepts_voice(&params.voice) {
-        return Err(crate::engine::EngineError::UnknownVoice {
-            model: model.to_string(),
-            voice: params.voice.clone(),
-        }
-        .into());
+        let mut some = lease.engine().voices();
+        some.truncate(8);
+        return Err(ApiError::not_found(
+            Some("voice"),
+            "voice_not_found",
+            format!(
+                "Voice '{}' is not available for model {model}; available voices include: {}",
+                params.voice,
+                some.join(", ")
+            ),
+        ));
     }
     let (voice, speed, format, phonemes) = (
         params.voice.clone(),

@@ -53,12 +53,11 @@ impl Registry {
             ModelSpec {
                 id: "kokoro".into(),
                 owned_by: "hexgrad".into(),
-                languages: Vec::new(),
-                loader: Arc::new(PendingEngine {
-                    model: "kokoro",
-                    hub_repo: "hexgrad/Kokoro-82M",
-                    marker_file: "kokoro-v1_0.pth",
-                }),
+                languages: crate::text::g2p::LANGUAGES
+                    .iter()
+                    .map(|l| l.to_string())
+                    .collect(),
+                loader: Arc::new(super::kokoro::engine::KokoroLoader),
             },
             ModelSpec {
                 id: "chatterbox-turbo".into(),
@@ -207,8 +206,28 @@ mod tests {
         let snap = dir.path().join("models--hexgrad--Kokoro-82M/snapshots/abc");
         std::fs::create_dir_all(&snap).unwrap();
         std::fs::write(snap.join("kokoro-v1_0.pth"), b"x").unwrap();
+        std::fs::write(
+            snap.join("config.json"),
+            include_str!("../../tests/fixtures/kokoro/tiny_config.json"),
+        )
+        .unwrap();
         let err = reg
             .resolve("kokoro")
+            .unwrap()
+            .loader
+            .load(&ctx)
+            .err()
+            .unwrap();
+        assert!(matches!(err, EngineError::BadFile { .. }), "{err}");
+        assert!(err.to_string().contains("kokoro-v1_0.pth"), "{err}");
+        // Chatterbox has no engine in this build yet: with its files present it says so.
+        let snap = dir
+            .path()
+            .join("models--ResembleAI--chatterbox-turbo/snapshots/abc");
+        std::fs::create_dir_all(&snap).unwrap();
+        std::fs::write(snap.join("conds.pt"), b"x").unwrap();
+        let err = reg
+            .resolve("chatterbox-turbo")
             .unwrap()
             .loader
             .load(&ctx)

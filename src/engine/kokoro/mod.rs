@@ -3,6 +3,8 @@
 //! iSTFTNet decoder, 24 kHz. One file per reference file, same stem.
 
 pub mod config;
+pub mod engine;
+pub mod model;
 
 pub use config::KokoroConfig;
 pub mod albert;

@@ -1,0 +1,213 @@
+//! Kokoro as a [`TtsEngine`]: text → phonemes (misaki) → tokens → [`KModel`] →
+//! 24 kHz samples, with the voice's style vector for the phoneme count.
+
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+
+use super::model::KModel;
+use super::voices::VoiceLibrary;
+use super::weights::KokoroFiles;
+use super::KokoroConfig;
+use crate::engine::{AudioChunk, EngineError, EngineLoader, LoadContext, SynthRequest, TtsEngine};
+use crate::text::g2p;
+
+pub const SAMPLE_RATE: u32 = 24_000;
+
+/// OpenAI voice names and the Kokoro voices that stand for them.
+pub const OPENAI_VOICES: [(&str, &str); 11] = [
+    ("alloy", "af_alloy"),
+    ("ash", "am_adam"),
+    ("ballad", "bm_lewis"),
+    ("coral", "af_kore"),
+    ("echo", "am_echo"),
+    ("fable", "bm_fable"),
+    ("onyx", "am_onyx"),
+    ("nova", "af_nova"),
+    ("sage", "af_sarah"),
+    ("shimmer", "af_heart"),
+    ("verse", "am_michael"),
+];
+
+/// The Kokoro voice for an OpenAI name, or the name itself.
+pub fn kokoro_voice(name: &str) -> &str {
+    OPENAI_VOICES
+        .iter()
+        .find(|(openai, _)| *openai == name)
+        .map_or(name, |(_, kokoro)| kokoro)
+}
+
+/// G2P language for a voice: the first letter of a Kokoro voice name names its
+/// language (`a` American, `b` British, `j` Japanese, ...). Voices of languages this
+/// build cannot phonemize read English text with American phonemes.
+fn language_of(voice: &str) -> &'static str {
+    match voice.chars().next() {
+        Some('b') => "b",
+        _ => "a",
+    }
+}
+
+pub struct KokoroEngine {
+    model: KModel,
+    voices: VoiceLibrary,
+    cfg: KokoroConfig,
+    device: Device,
+    memory_bytes: u64,
+}
+
+impl KokoroEngine {
+    /// Load from a located checkpoint; `cache_dir` holds the safetensors conversion.
+    pub fn load(
+        files: &KokoroFiles,
+        cache_dir: &Path,
+        device: &Device,
+    ) -> Result<Self, EngineError> {
+        let cfg = files.read_config()?;
+        if cfg.vocab.is_empty() {
+            return Err(EngineError::BadFile {
+                model: "kokoro".into(),
+                path: files.config.display().to_string(),
+                reason: "config.json has no vocab".into(),
+            });
+        }
+        let vb = files.var_builder(cache_dir, device)?;
+        let model = KModel::load(vb, &cfg).map_err(|e| EngineError::BadFile {
+            model: "kokoro".into(),
+            path: files.weights.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let memory_bytes = std::fs::metadata(&files.weights).map_or(0, |m| m.len());
+        Ok(Self {
+            model,
+            voices: VoiceLibrary::new(files.voices.clone(), device.clone()),
+            cfg,
+            device: device.clone(),
+            memory_bytes,
+        })
+    }
+
+    /// Token ids for a phoneme string: symbols outside the vocabulary are dropped,
+    /// as the reference does.
+    pub fn tokens(&self, phonemes: &str) -> Vec<u32> {
+        super::vocab::tokens_lossy(&self.cfg.vocab, phonemes)
+    }
+
+    /// Token ids with the pads, `[1, T + 2]`, and the voice's style vector; `None`
+    /// when nothing in `phonemes` is in the vocabulary.
+    fn inputs(&self, phonemes: &str, voice: &str) -> Result<Option<(Tensor, Tensor)>, EngineError> {
+        let ids = self.tokens(phonemes);
+        if ids.is_empty() {
+            return Ok(None);
+        }
+        let style = self.voices.style(voice, ids.len())?;
+        let mut padded = Vec::with_capacity(ids.len() + 2);
+        padded.push(0);
+        padded.extend(&ids);
+        padded.push(0);
+        let input = Tensor::new(padded.as_slice(), &self.device)
+            .and_then(|t| t.unsqueeze(0))
+            .map_err(synthesis)?;
+        Ok(Some((input, style)))
+    }
+
+    /// Speak one phoneme string of at most 510 symbols.
+    fn speak_phonemes(
+        &self,
+        phonemes: &str,
+        voice: &str,
+        speed: f32,
+    ) -> Result<Vec<f32>, EngineError> {
+        let Some((input, style)) = self.inputs(phonemes, voice)? else {
+            return Ok(Vec::new());
+        };
+        let out = self
+            .model
+            .forward_with_tokens(&input, &style, speed, None)
+            .map_err(synthesis)?;
+        Ok(out.audio)
+    }
+
+    /// Frames the model gives each token of `phonemes` (pads included), without
+    /// running the decoder; every frame is 600 samples of audio.
+    pub fn predicted_frames(
+        &self,
+        phonemes: &str,
+        voice: &str,
+        speed: f32,
+    ) -> Result<Vec<u32>, EngineError> {
+        let Some((input, style)) = self.inputs(phonemes, kokoro_voice(voice))? else {
+            return Ok(Vec::new());
+        };
+        self.model
+            .predict_durations(&input, &style, speed)
+            .map_err(synthesis)
+    }
+}
+
+impl TtsEngine for KokoroEngine {
+    fn synthesize(&self, req: &SynthRequest<'_>) -> Result<AudioChunk, EngineError> {
+        let voice = kokoro_voice(req.voice);
+        let phonemes = if req.phonemes {
+            req.text.to_string()
+        } else {
+            g2p::phonemize(req.text, language_of(voice))
+                .map_err(|e| EngineError::InvalidInput(e.to_string()))?
+        };
+        let mut samples = Vec::new();
+        for piece in g2p::split_phonemes(&phonemes) {
+            samples.extend(self.speak_phonemes(&piece, voice, req.speed)?);
+        }
+        Ok(AudioChunk {
+            samples,
+            sample_rate: SAMPLE_RATE,
+        })
+    }
+
+    fn sample_rate(&self) -> u32 {
+        SAMPLE_RATE
+    }
+
+    fn voices(&self) -> Vec<String> {
+        let mut names = self.voices.names();
+        for (openai, kokoro) in OPENAI_VOICES {
+            if names.iter().any(|n| n == kokoro) {
+                names.push(openai.to_string());
+            }
+        }
+        names
+    }
+
+    fn accepts_voice(&self, voice: &str) -> bool {
+        let names = self.voices.names();
+        super::voices::VoiceBlend::parse(voice).is_ok_and(|blend| {
+            blend
+                .parts
+                .iter()
+                .all(|(name, _)| names.iter().any(|n| n == kokoro_voice(name)))
+        })
+    }
+
+    fn languages(&self) -> Vec<String> {
+        g2p::LANGUAGES.iter().map(|l| l.to_string()).collect()
+    }
+
+    fn memory_bytes(&self) -> u64 {
+        self.memory_bytes
+    }
+}
+
+fn synthesis(e: candle_core::Error) -> EngineError {
+    EngineError::Synthesis(e.to_string())
+}
+
+/// Loads Kokoro from the models folder for the pool.
+pub struct KokoroLoader;
+
+impl EngineLoader for KokoroLoader {
+    fn load(&self, ctx: &LoadContext) -> Result<Box<dyn TtsEngine>, EngineError> {
+        let files = KokoroFiles::locate(&ctx.models_dir)?;
+        let cache = ctx.models_dir.join("voxpool-cache").join("kokoro");
+        let engine = KokoroEngine::load(&files, &cache, &Device::Cpu)?;
+        Ok(Box::new(engine))
+    }
+}
