@@ -5,7 +5,8 @@
 //!    official size, durations calibrated to ~3 frames per token like real speech);
 //! 2. `cargo bench --bench kokoro` (reads `KOKORO_FULL`, default
 //!    `/tmp/kokoro-full/full.safetensors`; runs the reference with `KOKORO_REF_PYTHON`,
-//!    default `/tmp/kvenv/bin/python`, when it exists).
+//!    default `/tmp/kvenv/bin/python`, when it exists; `KOKORO_BENCH_RUNS` timed runs
+//!    after one warm-up, default 3, median reported).
 //!
 //! Prints seconds of audio per second of compute for both and their ratio for
 //! ~50, ~150 and ~400 phonemes, the cold load time and peak RSS.
@@ -20,7 +21,6 @@ use voxpool::engine::kokoro::model::KModel;
 use voxpool::engine::kokoro::KokoroConfig;
 
 const TOKENS: [usize; 3] = [50, 150, 400];
-const RUNS: usize = 3;
 
 /// Deterministic ids in 1..177 with the pads (same formula as the reference script).
 fn token_ids(n: usize) -> Vec<u32> {
@@ -64,6 +64,10 @@ fn main() -> candle_core::Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("Kokoro-82M, full size, random weights — {cpu}, {cores} cores");
 
+    let runs: usize = std::env::var("KOKORO_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
     let device = Device::Cpu;
     let started = Instant::now();
     // SAFETY: read-only mapping of a file this process does not modify.
@@ -77,7 +81,7 @@ fn main() -> candle_core::Result<()> {
         let ids = Tensor::new(token_ids(n).as_slice(), &device)?.unsqueeze(0)?;
         let mut times = Vec::new();
         let mut audio_s = 0.0;
-        for run in 0..=RUNS {
+        for run in 0..=runs {
             let t = Instant::now();
             let out = model.forward_with_tokens(&ids, &ref_s, 1.0, None)?;
             if run > 0 {
@@ -99,7 +103,7 @@ fn main() -> candle_core::Result<()> {
         .arg(&weights)
         .arg("--tokens")
         .args(TOKENS.iter().map(|n| n.to_string()))
-        .args(["--runs", &RUNS.to_string(), "--threads", &cores.to_string()])
+        .args(["--runs", &runs.to_string(), "--threads", &cores.to_string()])
         .output()
         .ok()
         .filter(|o| o.status.success())
