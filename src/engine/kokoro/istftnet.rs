@@ -15,7 +15,7 @@ use crate::engine::nn::ops::{
     upsample_nearest2x, DepthwiseConvTranspose1d,
 };
 use crate::engine::nn::stft::Stft;
-use crate::engine::nn::{conv1d, conv_transpose1d};
+use crate::engine::nn::{conv1d, conv_transpose1d, GemmConv1d};
 
 /// `(residual + shortcut) · torch.rsqrt(torch.tensor(2))`, rounded to f32 as there.
 const RSQRT_2: f64 = std::f32::consts::FRAC_1_SQRT_2 as f64;
@@ -89,11 +89,11 @@ impl Module for UpSample1d {
 pub struct AdainResBlk1d {
     upsample: UpSample1d,
     pool: Option<DepthwiseConvTranspose1d>,
-    conv1: Conv1d,
-    conv2: Conv1d,
+    conv1: GemmConv1d,
+    conv2: GemmConv1d,
     norm1: AdaIN1d,
     norm2: AdaIN1d,
-    conv1x1: Option<Conv1d>,
+    conv1x1: Option<GemmConv1d>,
 }
 
 impl AdainResBlk1d {
@@ -118,22 +118,36 @@ impl AdainResBlk1d {
             None
         };
         let conv1x1 = if dim_in != dim_out {
-            Some(conv1d(
+            Some(GemmConv1d::new(conv1d(
                 vb.pp("conv1x1"),
                 dim_in,
                 dim_out,
                 1,
                 conv_cfg(0, 1, 1),
                 false,
-            )?)
+            )?)?)
         } else {
             None
         };
         Ok(Self {
             upsample: UpSample1d::new(upsample),
             pool,
-            conv1: conv1d(vb.pp("conv1"), dim_in, dim_out, 3, conv_cfg(1, 1, 1), true)?,
-            conv2: conv1d(vb.pp("conv2"), dim_out, dim_out, 3, conv_cfg(1, 1, 1), true)?,
+            conv1: GemmConv1d::new(conv1d(
+                vb.pp("conv1"),
+                dim_in,
+                dim_out,
+                3,
+                conv_cfg(1, 1, 1),
+                true,
+            )?)?,
+            conv2: GemmConv1d::new(conv1d(
+                vb.pp("conv2"),
+                dim_out,
+                dim_out,
+                3,
+                conv_cfg(1, 1, 1),
+                true,
+            )?)?,
             norm1: AdaIN1d::load(vb.pp("norm1"), style_dim, dim_in)?,
             norm2: AdaIN1d::load(vb.pp("norm2"), style_dim, dim_out)?,
             conv1x1,
@@ -181,8 +195,8 @@ fn same_padding(kernel: usize, dilation: usize) -> usize {
 /// Snake, each followed by a plain convolution, each added back to the input.
 #[derive(Debug, Clone)]
 pub struct AdaINResBlock1 {
-    convs1: Vec<Conv1d>,
-    convs2: Vec<Conv1d>,
+    convs1: Vec<GemmConv1d>,
+    convs2: Vec<GemmConv1d>,
     adain1: Vec<AdaIN1d>,
     adain2: Vec<AdaIN1d>,
     /// Snake α per channel, [1, C, 1] each.
@@ -211,22 +225,22 @@ impl AdaINResBlock1 {
             let cfg1 = conv_cfg(same_padding(kernel_size, d), 1, d);
             let cfg2 = conv_cfg(same_padding(kernel_size, 1), 1, 1);
             let c = channels;
-            block.convs1.push(conv1d(
+            block.convs1.push(GemmConv1d::new(conv1d(
                 vb.pp("convs1").pp(i),
                 c,
                 c,
                 kernel_size,
                 cfg1,
                 true,
-            )?);
-            block.convs2.push(conv1d(
+            )?)?);
+            block.convs2.push(GemmConv1d::new(conv1d(
                 vb.pp("convs2").pp(i),
                 c,
                 c,
                 kernel_size,
                 cfg2,
                 true,
-            )?);
+            )?)?);
             block
                 .adain1
                 .push(AdaIN1d::load(vb.pp("adain1").pp(i), style_dim, c)?);
@@ -421,11 +435,11 @@ const SAMPLE_RATE: u32 = 24_000;
 #[derive(Debug, Clone)]
 pub struct Generator {
     m_source: SourceModuleHnNSF,
-    noise_convs: Vec<Conv1d>,
+    noise_convs: Vec<GemmConv1d>,
     noise_res: Vec<AdaINResBlock1>,
     ups: Vec<ConvTranspose1d>,
     resblocks: Vec<AdaINResBlock1>,
-    conv_post: Conv1d,
+    conv_post: GemmConv1d,
     stft: Stft,
     num_kernels: usize,
     post_n_fft: usize,
@@ -510,7 +524,7 @@ impl Generator {
                     11,
                 )
             };
-            noise_convs.push(noise_conv);
+            noise_convs.push(GemmConv1d::new(noise_conv)?);
             noise_res.push(AdaINResBlock1::load(
                 vb.pp("noise_res").pp(i),
                 c_out,
@@ -526,14 +540,14 @@ impl Generator {
             noise_res,
             ups,
             resblocks,
-            conv_post: conv1d(
+            conv_post: GemmConv1d::new(conv1d(
                 vb.pp("conv_post"),
                 ch,
                 n_fft + 2,
                 7,
                 conv_cfg(3, 1, 1),
                 true,
-            )?,
+            )?)?,
             stft: Stft::new(n_fft, cfg.gen_istft_hop_size, vb.device())?,
             num_kernels: cfg.resblock_kernel_sizes.len(),
             post_n_fft: n_fft,
