@@ -2,74 +2,17 @@
 //! on the committed tiny fixture (`tools/kokoro_fixtures.py`; key table in
 //! `tools/README.md`).
 
-use std::collections::HashMap;
-
-use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::VarBuilder;
+use candle_core::{Module, Result, Tensor};
 use voxpool::engine::kokoro::istftnet::{AdainResBlk1d, Decoder};
-use voxpool::engine::kokoro::KokoroConfig;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/kokoro");
-/// Largest absolute difference accepted on hidden states.
-const TOL: f32 = 1e-4;
+#[path = "common/kokoro_fixture.rs"]
+mod kokoro_fixture;
 
-struct Fixture {
-    cfg: KokoroConfig,
-    weights: VarBuilder<'static>,
-    tensors: HashMap<String, Tensor>,
-}
+use kokoro_fixture::{assert_close, Fixture};
 
-impl Fixture {
-    fn load() -> Result<Self> {
-        let text = std::fs::read_to_string(format!("{FIXTURES}/tiny_config.json"))?;
-        let cfg = KokoroConfig::from_json(&text).map_err(candle_core::Error::wrap)?;
-        let tensors =
-            candle_core::safetensors::load(format!("{FIXTURES}/tiny.safetensors"), &Device::Cpu)?;
-        let weights: HashMap<String, Tensor> = tensors
-            .iter()
-            .filter_map(|(k, v)| {
-                k.strip_prefix("weights.")
-                    .map(|k| (k.to_string(), v.clone()))
-            })
-            .collect();
-        let weights = VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu);
-        Ok(Self {
-            cfg,
-            weights,
-            tensors,
-        })
-    }
-
-    fn get(&self, case: usize, key: &str) -> Result<Tensor> {
-        let name = format!("case{case}.{key}");
-        self.tensors
-            .get(&name)
-            .cloned()
-            .ok_or_else(|| candle_core::Error::Msg(format!("fixture has no {name}")))
-    }
-
-    /// The decoder's style: `ref_s[:, :style_dim]`.
-    fn style(&self, case: usize) -> Result<Tensor> {
-        self.get(case, "input.ref_s")?
-            .narrow(1, 0, self.cfg.style_dim)
-    }
-}
-
-/// Asserts `got` has `want`'s shape and lies within `TOL` of it; returns the largest
-/// difference.
-fn assert_close(stage: &str, case: usize, got: &Tensor, want: &Tensor) -> Result<f32> {
-    assert_eq!(got.dims(), want.dims(), "case {case} {stage}: shape");
-    let diff = (got - want)?
-        .abs()?
-        .flatten_all()?
-        .max(0)?
-        .to_scalar::<f32>()?;
-    println!("case {case} {stage}: max abs diff {diff:e}");
-    assert!(
-        diff <= TOL,
-        "case {case} {stage}: max abs diff {diff:e} > {TOL:e}"
-    );
-    Ok(diff)
+/// The decoder's style: `ref_s[:, :style_dim]`.
+fn style(fx: &Fixture, case: usize) -> Result<Tensor> {
+    fx.get(case, "input.ref_s")?.narrow(1, 0, fx.cfg.style_dim)
 }
 
 #[test]
@@ -92,7 +35,7 @@ fn encode_block_matches_reference() -> Result<()> {
             ],
             1,
         )?;
-        let got = encode.forward(&x, &fx.style(case)?)?;
+        let got = encode.forward(&x, &style(&fx, case)?)?;
         assert_close("encode", case, &got, &fx.get(case, "dec.encode")?)?;
     }
     Ok(())
@@ -119,7 +62,7 @@ fn decode_blocks_match_reference() -> Result<()> {
         })
         .collect::<Result<Vec<_>>>()?;
     for case in 0..2 {
-        let s = fx.style(case)?;
+        let s = style(&fx, case)?;
         let extra = [
             fx.get(case, "dec.asr_res")?,
             fx.get(case, "dec.F0_conv")?,
@@ -179,7 +122,7 @@ fn decoder_matches_reference_stage_by_stage() -> Result<()> {
     let decoder = Decoder::load(fx.weights.pp("decoder"), &fx.cfg)?;
     let bins = fx.cfg.istftnet.gen_istft_n_fft / 2 + 1;
     for case in 0..2 {
-        let s = fx.style(case)?;
+        let s = style(&fx, case)?;
         let asr = fx.get(case, "out.asr")?;
         let f0 = fx.get(case, "out.F0_pred")?;
         let n = fx.get(case, "out.N_pred")?;

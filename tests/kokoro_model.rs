@@ -13,39 +13,12 @@
 //! PyTorch's FFT and ours. With the real weights the output transcribes word for
 //! word (see the README's Listen section).
 
-use std::collections::HashMap;
+#[path = "common/kokoro_fixture.rs"]
+mod kokoro_fixture;
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
+use candle_core::DType;
+use kokoro_fixture::Fixture;
 use voxpool::engine::kokoro::model::KModel;
-use voxpool::engine::kokoro::KokoroConfig;
-
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/kokoro");
-
-fn fixture() -> (HashMap<String, Tensor>, KokoroConfig) {
-    let all = candle_core::safetensors::load(format!("{FIXTURES}/tiny.safetensors"), &Device::Cpu)
-        .unwrap();
-    let cfg = KokoroConfig::from_json(
-        &std::fs::read_to_string(format!("{FIXTURES}/tiny_config.json")).unwrap(),
-    )
-    .unwrap();
-    (all, cfg)
-}
-
-fn model(all: &HashMap<String, Tensor>, cfg: &KokoroConfig) -> KModel {
-    let weights: HashMap<String, Tensor> = all
-        .iter()
-        .filter_map(|(k, v)| {
-            k.strip_prefix("weights.")
-                .map(|k| (k.to_string(), v.clone()))
-        })
-        .collect();
-    KModel::load(
-        VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu),
-        cfg,
-    )
-    .unwrap()
-}
 
 fn snr_db(reference: &[f32], got: &[f32]) -> f64 {
     let signal: f64 = reference.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
@@ -93,13 +66,10 @@ fn spectral_snr_db(reference: &[f32], got: &[f32]) -> f64 {
 
 #[test]
 fn whole_model_matches_the_reference() {
-    let (all, cfg) = fixture();
-    let m = model(&all, &cfg);
-    for case in ["case0", "case1"] {
-        let get = |k: &str| {
-            all.get(&format!("{case}.{k}"))
-                .unwrap_or_else(|| panic!("{case}.{k}"))
-        };
+    let fx = Fixture::load().unwrap();
+    let m = KModel::load(fx.weights.clone(), &fx.cfg).unwrap();
+    for (index, case) in ["case0", "case1"].into_iter().enumerate() {
+        let get = |k: &str| fx.get(index, k).unwrap();
         let speed = get("input.speed")
             .to_dtype(DType::F32)
             .unwrap()
@@ -107,10 +77,10 @@ fn whole_model_matches_the_reference() {
             .unwrap();
         let out = m
             .forward_with_tokens(
-                get("input.input_ids"),
-                get("input.ref_s"),
+                &get("input.input_ids"),
+                &get("input.ref_s"),
                 speed,
-                Some(get("noise.sine_randn")),
+                Some(&get("noise.sine_randn")),
             )
             .unwrap();
         let want_dur: Vec<u32> = get("out.pred_dur")

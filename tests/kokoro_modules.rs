@@ -2,58 +2,20 @@
 //! the PyTorch reference, stage by stage, on the committed tiny fixture
 //! (`tools/kokoro_fixtures.py`; key table in `tools/README.md`).
 
-use std::collections::HashMap;
-
 use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
-use candle_nn::{linear, VarBuilder};
+use candle_nn::linear;
 use voxpool::engine::kokoro::albert::CustomAlbert;
 use voxpool::engine::kokoro::modules::{duration, pred_dur, ProsodyPredictor, TextEncoder};
-use voxpool::engine::kokoro::KokoroConfig;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/kokoro");
-/// Largest absolute difference accepted on hidden states.
-const TOL: f32 = 1e-4;
+#[path = "common/kokoro_fixture.rs"]
+mod kokoro_fixture;
 
-struct Fixture {
-    cfg: KokoroConfig,
-    weights: VarBuilder<'static>,
-    tensors: HashMap<String, Tensor>,
-}
+use kokoro_fixture::{assert_within, Fixture, TOL};
 
-impl Fixture {
-    fn load() -> Result<Self> {
-        let text = std::fs::read_to_string(format!("{FIXTURES}/tiny_config.json"))?;
-        let cfg = KokoroConfig::from_json(&text).map_err(candle_core::Error::wrap)?;
-        let tensors =
-            candle_core::safetensors::load(format!("{FIXTURES}/tiny.safetensors"), &Device::Cpu)?;
-        let weights: HashMap<String, Tensor> = tensors
-            .iter()
-            .filter_map(|(k, v)| {
-                k.strip_prefix("weights.")
-                    .map(|k| (k.to_string(), v.clone()))
-            })
-            .collect();
-        let weights = VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu);
-        Ok(Self {
-            cfg,
-            weights,
-            tensors,
-        })
-    }
-
-    fn get(&self, case: usize, key: &str) -> Result<Tensor> {
-        let name = format!("case{case}.{key}");
-        self.tensors
-            .get(&name)
-            .cloned()
-            .ok_or_else(|| candle_core::Error::Msg(format!("fixture has no {name}")))
-    }
-
-    /// The predictor's style: `ref_s[:, style_dim:]`.
-    fn style(&self, case: usize) -> Result<Tensor> {
-        let s = self.cfg.style_dim;
-        self.get(case, "input.ref_s")?.narrow(1, s, s)
-    }
+/// The predictor's style: `ref_s[:, style_dim:]`.
+fn style(fx: &Fixture, case: usize) -> Result<Tensor> {
+    let s = fx.cfg.style_dim;
+    fx.get(case, "input.ref_s")?.narrow(1, s, s)
 }
 
 /// Asserts `got` has `want`'s shape and lies within `TOL` of it.
@@ -66,21 +28,6 @@ fn assert_close(stage: &str, case: usize, got: &Tensor, want: &Tensor) -> Result
 fn assert_close_scaled(stage: &str, case: usize, got: &Tensor, want: &Tensor) -> Result<f32> {
     let scale = want.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
     assert_within(stage, case, got, want, TOL * scale.max(1.0))
-}
-
-fn assert_within(stage: &str, case: usize, got: &Tensor, want: &Tensor, tol: f32) -> Result<f32> {
-    assert_eq!(got.dims(), want.dims(), "case {case} {stage}: shape");
-    let diff = (got - want)?
-        .abs()?
-        .flatten_all()?
-        .max(0)?
-        .to_scalar::<f32>()?;
-    assert!(
-        diff <= tol,
-        "case {case} {stage}: largest abs difference {diff:e} > {tol:e}"
-    );
-    println!("case {case} {stage:16} max abs diff {diff:.3e} (tolerance {tol:.1e})");
-    Ok(diff)
 }
 
 #[test]
@@ -141,7 +88,7 @@ fn duration_path_matches_the_reference() -> Result<()> {
     let fx = Fixture::load()?;
     let predictor = ProsodyPredictor::load(fx.weights.pp("predictor"), &fx.cfg)?;
     for case in 0..2 {
-        let s = fx.style(case)?;
+        let s = style(&fx, case)?;
         // From the reference `d_en`, so each stage is judged on its own.
         let d = predictor
             .text_encoder
@@ -188,7 +135,7 @@ fn durations_from_tokens_match_the_reference() -> Result<()> {
     for case in 0..2 {
         let bert_dur = bert.forward(&fx.get(case, "input.input_ids")?, None)?;
         let d_en = bert_encoder.forward(&bert_dur)?.transpose(1, 2)?;
-        let d = predictor.text_encoder.forward(&d_en, &fx.style(case)?)?;
+        let d = predictor.text_encoder.forward(&d_en, &style(&fx, case)?)?;
         let speed = fx.get(case, "input.speed")?.to_scalar::<f32>()?;
         let dur = duration(&predictor.duration_logits(&d)?, speed)?;
         assert_close(
@@ -217,7 +164,7 @@ fn f0_and_energy_match_the_reference() -> Result<()> {
     let fx = Fixture::load()?;
     let predictor = ProsodyPredictor::load(fx.weights.pp("predictor"), &fx.cfg)?;
     for case in 0..2 {
-        let (f0, n) = predictor.f0_ntrain(&fx.get(case, "out.en")?, &fx.style(case)?)?;
+        let (f0, n) = predictor.f0_ntrain(&fx.get(case, "out.en")?, &style(&fx, case)?)?;
         assert_close_scaled("F0_pred", case, &f0, &fx.get(case, "out.F0_pred")?)?;
         assert_close("N_pred", case, &n, &fx.get(case, "out.N_pred")?)?;
     }
