@@ -95,13 +95,7 @@ pub fn snake(x: &Tensor, alpha: &Tensor) -> Result<Tensor> {
         if let Some(out) = with_cpu_f32(x, |data| {
             let mut out = vec![0f32; data.len()];
             fill_chunks(&mut out, t, |row, o| {
-                let a = a[row % c];
-                let inv = 1.0 / a;
-                let xs = &data[row * t..(row + 1) * t];
-                for (o, &v) in o.iter_mut().zip(xs) {
-                    let s = (a * v).sin();
-                    *o = v + inv * (s * s);
-                }
+                snake_row(a[row % c], &data[row * t..(row + 1) * t], o);
             });
             Tensor::from_vec(out, x.shape(), x.device())
         }) {
@@ -111,6 +105,72 @@ pub fn snake(x: &Tensor, alpha: &Tensor) -> Result<Tensor> {
     let a = alpha.reshape((1, c, 1))?;
     let s = x.broadcast_mul(&a)?.sin()?.sqr()?;
     x + s.broadcast_mul(&a.recip()?)?
+}
+
+/// Arguments of `sin` up to this size take the vectorised path; its three-part π/2
+/// reduction is exact there (larger ones, and NaN, go to the library `sin`).
+const FAST_SIN_LIMIT: f32 = 8192.0;
+
+/// One channel of [`snake`]: `out = x + (1/α) · sin(α·x)²`, with a `sin` that the
+/// compiler vectorises (the library `sinf` is a scalar call per value and was a tenth
+/// of the generator's time). Within 2 ulp of `sinf` on the reduced range.
+fn snake_row(a: f32, xs: &[f32], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+        unsafe { snake_row_avx2(a, xs, out) };
+        return;
+    }
+    snake_row_any(a, xs, out);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn snake_row_avx2(a: f32, xs: &[f32], out: &mut [f32]) {
+    snake_row_any(a, xs, out);
+}
+
+#[inline(always)]
+fn snake_row_any(a: f32, xs: &[f32], out: &mut [f32]) {
+    let inv = 1.0 / a;
+    // Largest |α·x| as bits (NaN sorts above infinity), a reduction that vectorises.
+    let mut widest = 0u32;
+    for (o, &v) in out.iter_mut().zip(xs) {
+        let y = a * v;
+        widest = widest.max(y.to_bits() & 0x7fff_ffff);
+        let s = sin_reduced(y);
+        *o = v + inv * (s * s);
+    }
+    if widest >= FAST_SIN_LIMIT.to_bits() {
+        for (o, &v) in out.iter_mut().zip(xs) {
+            let y = a * v;
+            if y.abs() >= FAST_SIN_LIMIT || y.is_nan() {
+                let s = y.sin();
+                *o = v + inv * (s * s);
+            }
+        }
+    }
+}
+
+/// `sin(x)` for |x| < [`FAST_SIN_LIMIT`], branch-free: x = q·π/2 + r (Cody–Waite, π/2
+/// in three parts), then Cephes' single-precision polynomials for `sin r` / `cos r`.
+#[inline(always)]
+fn sin_reduced(x: f32) -> f32 {
+    // Round to nearest by adding 1.5·2²³; the low bits of the sum hold q.
+    const SHIFT: f32 = 12_582_912.0;
+    let qf = x * std::f32::consts::FRAC_2_PI + SHIFT;
+    let quadrant = qf.to_bits();
+    let q = qf - SHIFT;
+    let r = x - q * 1.570_312_5;
+    let r = r - q * 4.837_513e-4;
+    let r = r - q * 7.549_79e-8;
+    let r2 = r * r;
+    let sin_r = r + r * r2 * (-1.666_665_5e-1 + r2 * (8.332_161e-3 + r2 * -1.951_529_6e-4));
+    let cos_r =
+        1.0 - 0.5 * r2 + r2 * r2 * (4.166_664_6e-2 + r2 * (-1.388_731_6e-3 + r2 * 2.443_315_7e-5));
+    let v = if quadrant & 1 == 0 { sin_r } else { cos_r };
+    // Quadrants 2 and 3 flip the sign.
+    f32::from_bits(v.to_bits() ^ ((quadrant & 2) << 30))
 }
 
 /// Elementwise `atan2(y, x)` (the angle of `x + iy`, as `torch.angle`). Candle has no
@@ -327,6 +387,39 @@ impl DepthwiseConvTranspose1d {
 mod tests {
     use super::*;
     use candle_core::{Device, IndexOp};
+
+    #[test]
+    fn vectorised_sin_is_within_float_rounding_of_sinf() {
+        let mut worst = 0f32;
+        let n = 2_000_000;
+        for i in 0..=n {
+            let x = -FAST_SIN_LIMIT + 2.0 * FAST_SIN_LIMIT * (i as f32 / n as f32);
+            for x in [x, x * 1e-3, x * 1e-6] {
+                worst = worst.max((sin_reduced(x) - x.sin()).abs());
+            }
+        }
+        assert!(worst < 3e-7, "{worst}");
+    }
+
+    #[test]
+    fn snake_rows_match_the_reference_formula_including_large_and_nan_inputs() {
+        let xs: Vec<f32> = (0..5000)
+            .map(|i| ((i as f32) * 0.37).sin() * 20.0)
+            .chain([1e5, -3e4, f32::NAN, f32::INFINITY, 0.0])
+            .collect();
+        for a in [0.3f32, 1.0, 7.5] {
+            let mut got = vec![0f32; xs.len()];
+            snake_row(a, &xs, &mut got);
+            for (&g, &v) in got.iter().zip(&xs) {
+                let s = (a * v).sin();
+                let want = v + (1.0 / a) * (s * s);
+                assert!(
+                    (g - want).abs() <= 1e-6 * want.abs().max(1.0) || (g.is_nan() && want.is_nan()),
+                    "α {a} x {v}: {g} vs {want}"
+                );
+            }
+        }
+    }
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
         (a - b)
