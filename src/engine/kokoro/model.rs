@@ -35,6 +35,7 @@ pub struct KOutput {
 impl KModel {
     /// `vb` at the root of the checkpoint (groups `bert`, `bert_encoder`, ...).
     pub fn load(vb: VarBuilder, cfg: &KokoroConfig) -> Result<Self> {
+        crate::engine::nn::reuse_freed_heap();
         let bert = CustomAlbert::load(vb.pp("bert"), &cfg.plbert, cfg.n_token)?;
         let bert_encoder = candle_nn::linear(
             cfg.plbert.hidden_size,
