@@ -13,10 +13,10 @@ use candle_nn::Conv1d;
 
 use super::ops::with_cpu_f32;
 
-/// Output columns per tile: `Cout × TILE` f32 (256 KiB at 128 channels) stays in L2
+/// Output columns per tile: `Cout × TILE` f32 (128 KiB at 128 channels) stays in L2
 /// across the `k` accumulating products, yet each product is large enough to run
 /// `gemm` near its peak.
-const TILE: usize = 512;
+const TILE: usize = 256;
 
 /// Below this many multiply-adds the layer runs on the calling thread.
 const PARALLEL_MIN_MACS: usize = 1 << 22;
