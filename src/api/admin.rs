@@ -115,13 +115,7 @@ impl AdminApi {
         registry
             .resolve(name)
             .map(|spec| spec.id.clone())
-            .ok_or_else(|| {
-                ApiError::not_found(
-                    Some("model"),
-                    "model_not_found",
-                    format!("The model '{name}' does not exist"),
-                )
-            })
+            .ok_or_else(|| ApiError::unknown_model(name))
     }
 }
 

@@ -104,6 +104,15 @@ impl ApiError {
         Self::NotFound(body(message, "invalid_request_error", param, Some(code)))
     }
 
+    /// 404 for a model id or alias the registry does not know.
+    pub fn unknown_model(name: &str) -> Self {
+        Self::not_found(
+            Some("model"),
+            "model_not_found",
+            format!("The model '{name}' does not exist"),
+        )
+    }
+
     pub fn too_large(message: impl Into<String>) -> Self {
         Self::PayloadTooLarge(body(
             message,
@@ -193,11 +202,7 @@ impl From<LoadError> for ApiError {
 impl From<PoolError> for ApiError {
     fn from(err: PoolError) -> Self {
         match err {
-            PoolError::UnknownModel(model) => Self::not_found(
-                Some("model"),
-                "model_not_found",
-                format!("The model '{model}' does not exist"),
-            ),
+            PoolError::UnknownModel(model) => Self::unknown_model(&model),
             PoolError::Load(load) => load.into(),
             PoolError::Store(store) => store.into(),
         }

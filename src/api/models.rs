@@ -77,12 +77,6 @@ impl ModelsApi {
             .into_iter()
             .find(|m| m.id == model.0)
             .map(Json)
-            .ok_or_else(|| {
-                ApiError::not_found(
-                    Some("model"),
-                    "model_not_found",
-                    format!("The model '{}' does not exist", model.0),
-                )
-            })
+            .ok_or_else(|| ApiError::unknown_model(&model.0))
     }
 }

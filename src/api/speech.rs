@@ -448,13 +448,7 @@ async fn synthesize_request(
         .pool
         .registry()
         .resolve(&params.model)
-        .ok_or_else(|| {
-            ApiError::not_found(
-                Some("model"),
-                "model_not_found",
-                format!("The model '{}' does not exist", params.model),
-            )
-        })?;
+        .ok_or_else(|| ApiError::unknown_model(&params.model))?;
     let model = spec.id.clone();
     let span = tracing::info_span!(
         "speech",
