@@ -6,7 +6,8 @@
 //! 2. `cargo bench --bench kokoro` (reads `KOKORO_FULL`, default
 //!    `/tmp/kokoro-full/full.safetensors`; runs the reference with `KOKORO_REF_PYTHON`,
 //!    default `/tmp/kvenv/bin/python`, when it exists; `KOKORO_BENCH_RUNS` timed runs
-//!    after one warm-up, default 3, median reported).
+//!    after one warm-up, default 3, median reported; `KOKORO_BENCH_DEVICE=cuda` runs
+//!    both on the GPU, which needs a build with `--features cuda`).
 //!
 //! Prints seconds of audio per second of compute for both and their ratio for
 //! ~50, ~150 and ~400 phonemes, the cold load time and peak RSS.
@@ -68,7 +69,15 @@ fn main() -> candle_core::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
-    let device = Device::Cpu;
+    let device_name = std::env::var("KOKORO_BENCH_DEVICE").unwrap_or_else(|_| "cpu".into());
+    let device = match device_name.as_str() {
+        "cpu" => Device::Cpu,
+        "cuda" => Device::new_cuda(0)?,
+        other => candle_core::bail!("KOKORO_BENCH_DEVICE: expected cpu or cuda, got {other}"),
+    };
+    if device.is_cuda() {
+        println!("device: CUDA 0 (voxpool and PyTorch both on the GPU)");
+    }
     let started = Instant::now();
     // SAFETY: read-only mapping of a file this process does not modify.
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device)? };
@@ -104,6 +113,7 @@ fn main() -> candle_core::Result<()> {
         .arg("--tokens")
         .args(TOKENS.iter().map(|n| n.to_string()))
         .args(["--runs", &runs.to_string(), "--threads", &cores.to_string()])
+        .args(["--device", &device_name])
         .output()
         .ok()
         .filter(|o| o.status.success())

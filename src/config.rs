@@ -33,6 +33,52 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
+    /// Speak text into an audio file with the model running in this process (no server).
+    ///
+    /// Examples:
+    ///   voxpool speak "Hello there." -o hello.wav
+    ///   voxpool speak "Good evening." -v bf_emma --speed 0.9 -o evening.wav
+    ///   voxpool speak --phonemes "həlˈO wˈɜɹld" -o hello.wav
+    ///   voxpool speak -o line.wav        (interactive: one file per line, `exit` quits)
+    #[command(verbatim_doc_comment)]
+    Speak(SpeakArgs),
+}
+
+/// Options of `voxpool speak`.
+#[derive(Debug, Clone, Args)]
+pub struct SpeakArgs {
+    /// Text to speak; without it, lines are read from a prompt (one model load).
+    pub text: Option<String>,
+    /// Model id or alias.
+    #[arg(short, long, default_value = "kokoro")]
+    pub model: String,
+    /// Voice (OpenAI names map to built-in voices; Kokoro blends like `af_bella(2)+af_sky(1)`).
+    /// Defaults to `af_heart` where the model has it, else its first voice.
+    #[arg(short, long)]
+    pub voice: Option<String>,
+    /// Output file; the extension picks the format (`.wav`, `.pcm`). In interactive mode
+    /// lines go to `<stem>-1.<ext>`, `<stem>-2.<ext>`, ...
+    #[arg(short, long, default_value = "speech.wav")]
+    pub output: PathBuf,
+    /// Speaking rate, 0.25 to 4.0.
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f32,
+    /// The text is Kokoro phonemes (see `POST /v1/audio/phonemize`), not plain text.
+    #[arg(long)]
+    pub phonemes: bool,
+    /// Folder with model weights (as for `serve`).
+    #[arg(long, env = "VOXPOOL_MODELS_DIR")]
+    pub models_dir: Option<PathBuf>,
+    /// Device: `cpu`, `cuda`, `cuda:N`, or empty for automatic.
+    #[arg(long, env = "MODEL_DEVICE", default_value = "")]
+    pub model_device: String,
+}
+
+impl SpeakArgs {
+    /// The models folder: the flag or its environment variable, else the default.
+    pub fn models_dir(&self) -> PathBuf {
+        self.models_dir.clone().unwrap_or_else(default_models_dir)
+    }
 }
 
 /// Options of `voxpool serve`.
@@ -174,14 +220,23 @@ impl DeviceSpec {
         };
         match spec {
             Self::Cpu => Ok(spec),
-            // No engine of this build runs on an accelerator yet; refusing here beats
-            // reporting a device the models are not really on.
-            Self::Cuda(_) => Err("this build has no CUDA support; use cpu".into()),
+            // Refusing here beats reporting a device the models are not really on.
+            #[cfg(feature = "cuda")]
+            Self::Cuda(_) => Ok(spec),
+            #[cfg(not(feature = "cuda"))]
+            Self::Cuda(_) => {
+                Err("this build has no CUDA support (build with --features cuda); use cpu".into())
+            }
             Self::Metal => Err("this build has no Metal support; use cpu".into()),
         }
     }
 
+    /// CUDA device 0 when this build has CUDA and a GPU answers, else the CPU.
     fn auto() -> Self {
+        #[cfg(feature = "cuda")]
+        if candle_core::utils::cuda_is_available() && candle_core::Device::new_cuda(0).is_ok() {
+            return Self::Cuda(0);
+        }
         Self::Cpu
     }
 

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod audio;
+pub mod cmd;
 pub mod config;
 pub mod engine;
 pub mod limit;

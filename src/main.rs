@@ -12,6 +12,17 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Command::Serve(args)) => serve(&args),
+        Some(Command::Speak(args)) => {
+            let registry = voxpool::engine::Registry::builtin();
+            let stdin = std::io::stdin().lock();
+            match voxpool::cmd::speak::run(&args, &registry, stdin, std::io::stderr()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("voxpool: {e}");
+                    ExitCode::from(e.exit_code())
+                }
+            }
+        }
         None => serve(&cli.serve),
     }
 }

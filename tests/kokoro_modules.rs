@@ -2,7 +2,7 @@
 //! the PyTorch reference, stage by stage, on the committed tiny fixture
 //! (`tools/kokoro_fixtures.py`; key table in `tools/README.md`).
 
-use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
+use candle_core::{DType, IndexOp, Module, Result, Tensor};
 use candle_nn::linear;
 use voxpool::engine::kokoro::albert::CustomAlbert;
 use voxpool::engine::kokoro::modules::{duration, pred_dur, ProsodyPredictor, TextEncoder};
@@ -62,8 +62,8 @@ fn albert_padding_does_not_change_the_tokens() -> Result<()> {
     let padded = Tensor::cat(&[&ids, &ids.zeros_like()?.narrow(1, 0, 3)?], 1)?;
     let mask = Tensor::cat(
         &[
-            &Tensor::ones((1, t), DType::U8, &Device::Cpu)?,
-            &Tensor::zeros((1, 3), DType::U8, &Device::Cpu)?,
+            &Tensor::ones((1, t), DType::U8, &fx.device())?,
+            &Tensor::zeros((1, 3), DType::U8, &fx.device())?,
         ],
         1,
     )?;

@@ -108,3 +108,170 @@ async fn kokoro_speaks_through_the_server() {
     assert_eq!(status["available_languages"], json!(["a", "b"]));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn voices_are_listed_from_the_files_without_loading_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    install_tiny_model(&models);
+    // A voice under an official name brings its OpenAI alias along.
+    let voices = models.join("models--hexgrad--Kokoro-82M/snapshots/tiny/voices");
+    std::fs::copy(voices.join("tiny_a.pt"), voices.join("af_heart.pt")).unwrap();
+    let db = format!("sqlite://{}/v.db?mode=rwc", dir.path().display());
+    let mut config = Config::local(&db).unwrap();
+    config.models_dir = models.clone();
+    let server = voxpool::Server::start(config, Registry::builtin())
+        .await
+        .unwrap();
+    let base = format!("http://{}", server.addr());
+    let client = reqwest::Client::new();
+    let get = |query: &'static str| {
+        let client = client.clone();
+        let url = format!("{base}/v1/audio/voices{query}");
+        async move { client.get(url).send().await.unwrap() }
+    };
+
+    let resp = get("").await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["object"], "list");
+    let ids: Vec<(&str, &str)> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["id"].as_str().unwrap(), v["model"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            ("af_heart", "kokoro"),
+            ("tiny_a", "kokoro"),
+            ("tiny_b", "kokoro"),
+            ("shimmer", "kokoro")
+        ],
+        "{body}"
+    );
+    assert_eq!(body["data"][0]["object"], "audio.voice");
+    assert_eq!(body["data"][0]["builtin"], true);
+
+    // Aliases resolve; unknown models are 404; nothing was loaded to answer.
+    let body: Value = get("?model=tts-1").await.json().await.unwrap();
+    assert_eq!(body["data"].as_array().unwrap().len(), 4);
+    let body: Value = get("?model=chatterbox-turbo").await.json().await.unwrap();
+    assert_eq!(body["data"], json!([]), "no Turbo files here");
+    let resp = get("?model=nope").await;
+    assert_eq!(resp.status(), 404);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "model_not_found");
+    let status: Value = client
+        .get(format!("{base}/model/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["model_loaded"], false);
+    server.shutdown().await;
+}
+
+/// `voxpool speak` in a child process with the tiny model: one text, phonemes, the
+/// interactive prompt, and the errors a script relies on (exit 2 usage, 1 failure).
+#[test]
+fn speak_command_writes_audio_files() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    install_tiny_model(&models);
+    let speak = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_voxpool"));
+        cmd.env_clear()
+            .env("HOME", dir.path())
+            .env("VOXPOOL_MODELS_DIR", &models)
+            .current_dir(dir.path())
+            .arg("speak")
+            .args(args);
+        cmd
+    };
+    let wav_len = |name: &str| {
+        hound::WavReader::open(dir.path().join(name))
+            .map(|r| r.len())
+            .unwrap_or(0)
+    };
+
+    let out = speak(&["Hello there.", "-v", "tiny_b", "-o", "a.wav"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(wav_len("a.wav") > 0);
+
+    // Phonemes give the same audio as through the server (frames × 600 samples).
+    let files = KokoroFiles::locate(&models).unwrap();
+    let engine = KokoroEngine::load(&files, &dir.path().join("cache"), &Device::Cpu).unwrap();
+    let frames: u32 = engine
+        .predicted_frames("hˈI fˈɑks!", "tiny_a", 1.0)
+        .unwrap()
+        .iter()
+        .sum();
+    let out = speak(&["--phonemes", "hˈI fˈɑks!", "-v", "tiny_a", "-o", "p.wav"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(wav_len("p.wav"), frames * 600);
+
+    // Interactive: one load, one file per line, `exit` stops before the last line.
+    let mut child = speak(&["-v", "tiny_a", "-o", "line.wav"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"First line.\n\nSecond line.\nexit\nNot spoken.\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stderr.matches("loaded kokoro").count(), 1, "{stderr}");
+    assert!(
+        wav_len("line-1.wav") > 0 && wav_len("line-2.wav") > 0,
+        "{stderr}"
+    );
+    assert!(!dir.path().join("line-3.wav").exists());
+
+    // Usage errors exit 2 and say what to do; a missing model exits 1 with the pull hint.
+    for (args, code, says) in [
+        (vec!["Hi.", "-o", "a.mp3"], 2, "not supported"),
+        (vec!["Hi.", "-o", "a.txt"], 2, "cannot tell the format"),
+        (vec!["Hi.", "-v", "nobody", "-o", "b.wav"], 2, "tiny_a"),
+        (vec!["Hi.", "-m", "nope", "-o", "b.wav"], 2, "unknown model"),
+        (
+            vec!["Hi.", "--speed", "9", "-o", "b.wav"],
+            2,
+            "out of range",
+        ),
+        (
+            vec!["Hi.", "-m", "chatterbox-turbo", "-o", "b.wav"],
+            1,
+            "voxpool pull",
+        ),
+    ] {
+        let out = speak(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    assert!(!dir.path().join("b.wav").exists());
+}

@@ -1,7 +1,7 @@
 """Time the PyTorch reference Kokoro on the same weights and inputs as voxpool's bench.
 
     python tools/kokoro_bench_reference.py --weights /tmp/kokoro-full/full.safetensors \
-        --tokens 50 150 400 --runs 3 --threads 2
+        --tokens 50 150 400 --runs 3 --threads 2 [--device cuda]
 
 Builds the reference KModel at the official v1.0 size, loads the `weights.*`
 tensors written by `kokoro_fixtures.py --full` (durations calibrated to ~3 frames
@@ -31,6 +31,7 @@ def main():
     ap.add_argument("--tokens", type=int, nargs="+", default=[50, 150, 400])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -43,18 +44,22 @@ def main():
         prefix = f"weights.{group}."
         sd = {k[len(prefix):]: v for k, v in flat.items() if k.startswith(prefix)}
         getattr(model, group).load_state_dict(sd, strict=False)
-    ref_s = flat["case0.input.ref_s"]
+    model = model.to(args.device).eval()
+    ref_s = flat["case0.input.ref_s"].to(args.device)
+    cuda = args.device.startswith("cuda")
     load_s = time.perf_counter() - t0
 
     results = {}
     for n in args.tokens:
-        ids = torch.LongTensor([token_ids(n)])
+        ids = torch.LongTensor([token_ids(n)]).to(args.device)
         times, audio_s = [], 0.0
         for run in range(args.runs + 1):
             torch.manual_seed(run)
             start = time.perf_counter()
             with torch.no_grad():
                 audio, _ = model.forward_with_tokens(ids, ref_s, 1.0)
+            if cuda:
+                torch.cuda.synchronize()
             elapsed = time.perf_counter() - start
             if run > 0:  # the first run warms up
                 times.append(elapsed)
@@ -63,7 +68,7 @@ def main():
         results[str(n)] = {"seconds": times[len(times) // 2], "audio_seconds": audio_s}
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"load_seconds": load_s, "peak_rss_mib": peak_mib, "threads": args.threads,
-                      "torch": torch.__version__, "results": results}))
+                      "device": args.device, "torch": torch.__version__, "results": results}))
 
 
 if __name__ == "__main__":

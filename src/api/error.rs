@@ -226,7 +226,8 @@ impl From<EngineError> for ApiError {
             EngineError::InvalidInput(_) => Self::invalid(Some("input"), err.to_string()),
             EngineError::FilesMissing { .. }
             | EngineError::NotBuilt { .. }
-            | EngineError::BadFile { .. } => Self::unavailable(err.to_string(), None),
+            | EngineError::BadFile { .. }
+            | EngineError::Device { .. } => Self::unavailable(err.to_string(), None),
             EngineError::Synthesis(_) => {
                 tracing::error!(error = %err, "synthesis failed");
                 Self::internal("-")

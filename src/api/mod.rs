@@ -6,6 +6,7 @@ pub mod error;
 pub mod health;
 pub mod models;
 pub mod speech;
+pub mod voices;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -61,6 +62,7 @@ pub enum ApiTags {
 type Apis = (
     speech::SpeechApi,
     speech::PhonemizeApi,
+    voices::VoicesApi,
     models::ModelsApi,
     admin::AdminApi,
     health::HealthApi,
@@ -72,6 +74,7 @@ pub fn api_service() -> OpenApiService<Apis, ()> {
         (
             speech::SpeechApi,
             speech::PhonemizeApi,
+            voices::VoicesApi,
             models::ModelsApi,
             admin::AdminApi,
             health::HealthApi,

@@ -16,7 +16,7 @@ use super::error::ApiError;
 use super::{ApiTags, AppState};
 use crate::audio::{self, AudioFormat};
 use crate::engine::kokoro::vocab;
-use crate::engine::SynthRequest;
+use crate::engine::synthesize_all;
 use crate::store::NewUsage;
 use crate::text::{g2p, split_sentences};
 
@@ -232,7 +232,7 @@ impl SpeechParams {
         };
         let format = match string_field(obj, "response_format")? {
             None => AudioFormat::Mp3,
-            Some(f) => parse_format(f).ok_or_else(|| {
+            Some(f) => AudioFormat::from_name(f).ok_or_else(|| {
                 ApiError::invalid(
                     Some("response_format"),
                     format!(
@@ -316,18 +316,6 @@ fn unknown_symbols(param: &str, unknown: &[char]) -> ApiError {
             list.join(", ")
         ),
     )
-}
-
-fn parse_format(name: &str) -> Option<AudioFormat> {
-    Some(match name {
-        "mp3" => AudioFormat::Mp3,
-        "opus" => AudioFormat::Opus,
-        "aac" => AudioFormat::Aac,
-        "flac" => AudioFormat::Flac,
-        "wav" => AudioFormat::Wav,
-        "pcm" => AudioFormat::Pcm,
-        _ => return None,
-    })
 }
 
 /// Audio in the requested format.
@@ -547,21 +535,9 @@ async fn speak(
     // and is dropped when the audio is ready.
     let encoded = tokio::task::spawn_blocking(move || {
         let _entered = span.enter();
-        let engine = lease.engine();
-        let mut samples = Vec::new();
-        for text in &chunks {
-            let chunk = engine.synthesize(&SynthRequest {
-                text,
-                voice: &voice,
-                speed,
-                phonemes,
-            })?;
-            samples.extend_from_slice(&chunk.samples);
-        }
-        let rate = engine.sample_rate();
-        let seconds = samples.len() as f64 / f64::from(rate.max(1));
-        let bytes = audio::encode(format, &samples, rate)?;
-        Ok::<_, ApiError>((bytes, seconds))
+        let audio = synthesize_all(lease.engine(), &chunks, &voice, speed, phonemes)?;
+        let bytes = audio::encode(format, &audio.samples, audio.sample_rate)?;
+        Ok::<_, ApiError>((bytes, audio.seconds()))
     })
     .await
     .map_err(|e| {

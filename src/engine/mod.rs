@@ -59,6 +59,31 @@ pub trait TtsEngine: Send + Sync {
     }
 }
 
+/// Speak `chunks` one after the other with the same voice and speed; the audio of
+/// all of them, joined.
+pub fn synthesize_all(
+    engine: &dyn TtsEngine,
+    chunks: &[String],
+    voice: &str,
+    speed: f32,
+    phonemes: bool,
+) -> Result<AudioChunk, EngineError> {
+    let mut samples = Vec::new();
+    for text in chunks {
+        let chunk = engine.synthesize(&SynthRequest {
+            text,
+            voice,
+            speed,
+            phonemes,
+        })?;
+        samples.extend_from_slice(&chunk.samples);
+    }
+    Ok(AudioChunk {
+        samples,
+        sample_rate: engine.sample_rate(),
+    })
+}
+
 /// What can go wrong loading or running an engine.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum EngineError {
@@ -83,4 +108,7 @@ pub enum EngineError {
     /// Anything else that failed inside the model.
     #[error("synthesis failed: {0}")]
     Synthesis(String),
+    /// The configured device cannot be opened (no GPU, driver missing).
+    #[error("Cannot open device {device}: {reason}")]
+    Device { device: String, reason: String },
 }

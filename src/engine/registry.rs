@@ -16,9 +16,30 @@ pub struct LoadContext {
     pub device: DeviceSpec,
 }
 
+impl LoadContext {
+    /// The candle device the engines run on.
+    pub fn candle_device(&self) -> Result<candle_core::Device, EngineError> {
+        let device = match self.device {
+            DeviceSpec::Cpu => Ok(candle_core::Device::Cpu),
+            DeviceSpec::Cuda(n) => candle_core::Device::new_cuda(n),
+            DeviceSpec::Metal => candle_core::Device::new_metal(0),
+        };
+        device.map_err(|e| EngineError::Device {
+            device: self.device.to_string(),
+            reason: e.to_string(),
+        })
+    }
+}
+
 /// Builds an engine from files on disk. Runs on a blocking thread.
 pub trait EngineLoader: Send + Sync {
     fn load(&self, ctx: &LoadContext) -> Result<Box<dyn TtsEngine>, EngineError>;
+    /// The voices the model's files on disk offer, found without loading the model
+    /// (what `voices()` of the loaded engine lists); empty when the files are missing.
+    fn builtin_voices(&self, ctx: &LoadContext) -> Vec<String> {
+        let _ = ctx;
+        Vec::new()
+    }
 }
 
 /// One model the server offers.

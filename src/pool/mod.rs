@@ -118,6 +118,11 @@ impl ModelPool {
         &self.inner.registry
     }
 
+    /// Where and on what models are loaded.
+    pub fn load_context(&self) -> &LoadContext {
+        &self.inner.ctx
+    }
+
     /// Run the cache's maintenance periodically so idle models leave within about a
     /// second of their deadline even when no request arrives.
     pub fn spawn_housekeeper(&self) -> tokio::task::JoinHandle<()> {

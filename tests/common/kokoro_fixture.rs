@@ -20,12 +20,22 @@ pub struct Fixture {
     pub tensors: HashMap<String, Tensor>,
 }
 
+/// The device the parity tests run on: `VOXPOOL_TEST_DEVICE=cuda` (a build with
+/// `--features cuda`) repeats them on the GPU; CPU otherwise.
+pub fn test_device() -> Device {
+    match std::env::var("VOXPOOL_TEST_DEVICE").as_deref() {
+        Ok("cuda") => Device::new_cuda(0).expect("VOXPOOL_TEST_DEVICE=cuda but no CUDA device"),
+        _ => Device::Cpu,
+    }
+}
+
 impl Fixture {
     pub fn load() -> Result<Self> {
+        let device = test_device();
         let text = std::fs::read_to_string(format!("{FIXTURES}/tiny_config.json"))?;
         let cfg = KokoroConfig::from_json(&text).map_err(candle_core::Error::wrap)?;
         let tensors =
-            candle_core::safetensors::load(format!("{FIXTURES}/tiny.safetensors"), &Device::Cpu)?;
+            candle_core::safetensors::load(format!("{FIXTURES}/tiny.safetensors"), &device)?;
         let weights: HashMap<String, Tensor> = tensors
             .iter()
             .filter_map(|(k, v)| {
@@ -33,12 +43,17 @@ impl Fixture {
                     .map(|k| (k.to_string(), v.clone()))
             })
             .collect();
-        let weights = VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu);
+        let weights = VarBuilder::from_tensors(weights, DType::F32, &device);
         Ok(Self {
             cfg,
             weights,
             tensors,
         })
+    }
+
+    /// The device the fixture's tensors live on.
+    pub fn device(&self) -> Device {
+        self.weights.device().clone()
     }
 
     /// `case<case>.<key>`.

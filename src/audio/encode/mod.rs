@@ -18,6 +18,19 @@ impl AudioFormat {
     /// Formats this build can encode.
     pub const SUPPORTED: [AudioFormat; 2] = [AudioFormat::Wav, AudioFormat::Pcm];
 
+    /// The format called `name` in OpenAI's API (also a file extension).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "mp3" => Self::Mp3,
+            "opus" => Self::Opus,
+            "aac" => Self::Aac,
+            "flac" => Self::Flac,
+            "wav" => Self::Wav,
+            "pcm" => Self::Pcm,
+            _ => return None,
+        })
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Mp3 => "mp3",

@@ -37,6 +37,16 @@ pub fn kokoro_voice(name: &str) -> &str {
         .map_or(name, |(_, kokoro)| kokoro)
 }
 
+/// Kokoro voice names followed by the OpenAI names that map to one of them.
+fn with_openai_names(mut names: Vec<String>) -> Vec<String> {
+    for (openai, kokoro) in OPENAI_VOICES {
+        if names.iter().any(|n| n == kokoro) {
+            names.push(openai.to_string());
+        }
+    }
+    names
+}
+
 /// G2P language for a voice: the first letter of a Kokoro voice name names its
 /// language (`a` American, `b` British, `j` Japanese, ...). Voices of languages this
 /// build cannot phonemize read English text with American phonemes.
@@ -168,13 +178,7 @@ impl TtsEngine for KokoroEngine {
     }
 
     fn voices(&self) -> Vec<String> {
-        let mut names = self.voices.names();
-        for (openai, kokoro) in OPENAI_VOICES {
-            if names.iter().any(|n| n == kokoro) {
-                names.push(openai.to_string());
-            }
-        }
-        names
+        with_openai_names(self.voices.names())
     }
 
     fn accepts_voice(&self, voice: &str) -> bool {
@@ -207,7 +211,14 @@ impl EngineLoader for KokoroLoader {
     fn load(&self, ctx: &LoadContext) -> Result<Box<dyn TtsEngine>, EngineError> {
         let files = KokoroFiles::locate(&ctx.models_dir)?;
         let cache = ctx.models_dir.join("voxpool-cache").join("kokoro");
-        let engine = KokoroEngine::load(&files, &cache, &Device::Cpu)?;
+        let engine = KokoroEngine::load(&files, &cache, &ctx.candle_device()?)?;
         Ok(Box::new(engine))
+    }
+
+    fn builtin_voices(&self, ctx: &LoadContext) -> Vec<String> {
+        match KokoroFiles::locate(&ctx.models_dir) {
+            Ok(files) => with_openai_names(VoiceLibrary::new(files.voices, Device::Cpu).names()),
+            Err(_) => Vec::new(),
+        }
     }
 }

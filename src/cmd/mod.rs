@@ -1,0 +1,3 @@
+//! Subcommands other than `serve`, one file each.
+
+pub mod speak;
