@@ -210,3 +210,63 @@ fn seeded_inference_is_reproducible() -> Result<()> {
     assert_eq!(a.dims(), fx.get(1, "out.audio").dims());
     Ok(())
 }
+
+/// Official widths (`tools/chatterbox_hift_fixtures.py --full DIR`, not committed):
+/// `VOXPOOL_HIFT_FULL=DIR cargo test --release --test chatterbox_hift -- --ignored`.
+/// Checks the audio against the reference at full size and prints the time for
+/// 4 s of audio.
+#[test]
+#[ignore = "needs the full-size random weights written by the fixture script"]
+fn full_size_matches_the_reference() -> Result<()> {
+    let dir =
+        std::env::var("VOXPOOL_HIFT_FULL").expect("VOXPOOL_HIFT_FULL names the --full directory");
+    let cfg = HiFTConfig::s3gen();
+    let weights =
+        candle_core::safetensors::load(format!("{dir}/hift_full.safetensors"), &Device::Cpu)?;
+    let vb = VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu);
+    let model = HiFTGenerator::load(vb.pp("mel2wav"), &cfg)?;
+    let io =
+        candle_core::safetensors::load(format!("{dir}/hift_full_io.safetensors"), &Device::Cpu)?;
+    for case in 0..CASES {
+        let get = |k: &str| io[&format!("case{case}.{k}")].clone();
+        let noise =
+            SourceNoise::from_draws(&get("noise.sine_phase_rand"), &get("noise.sine_randn"))?;
+        let audio = model.inference(&get("input.mel"), &noise)?;
+        let snr = snr_db(&get("out.audio"), &audio)?;
+        println!("full case {case}: audio SNR {snr:.1} dB");
+        assert!(
+            snr >= 50.0,
+            "full case {case}: audio SNR {snr:.1} dB below 50 dB"
+        );
+    }
+    let mel = (Tensor::randn(0f32, 2.0, (1, 80, 200), &Device::Cpu)? - 4.0)?;
+    model.inference_seeded(&mel, 0)?;
+    let start = std::time::Instant::now();
+    let audio = model.inference_seeded(&mel, 1)?;
+    let secs = start.elapsed().as_secs_f64();
+    let t = std::time::Instant::now();
+    let f0 = model.f0(&mel)?;
+    let t_f0 = t.elapsed().as_secs_f64();
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);
+    let noise = SourceNoise::draw(&mut rng, 1, model.source_dim(), audio.dim(1)?, &Device::Cpu)?;
+    let t = std::time::Instant::now();
+    let source = model.source(&f0, &noise)?;
+    let s_stft = model.source_stft(&source)?;
+    let t_source = t.elapsed().as_secs_f64();
+    let t = std::time::Instant::now();
+    let mut x = model.pre(&mel)?;
+    let mut t_stages = Vec::new();
+    for i in 0..cfg.upsample_rates.len() {
+        let ts = std::time::Instant::now();
+        x = model.stage(i, &x, &s_stft)?;
+        t_stages.push(ts.elapsed().as_secs_f64());
+    }
+    let t_spec = t.elapsed().as_secs_f64();
+    println!("f0 {t_f0:.3} s, source + stft {t_source:.3} s, generator {t_spec:.3} s (stages {t_stages:.3?})");
+    let len = audio.dim(1)? as f64 / f64::from(cfg.sampling_rate);
+    println!(
+        "{len:.1} s of audio in {secs:.3} s ({:.1}x real time)",
+        len / secs
+    );
+    Ok(())
+}
