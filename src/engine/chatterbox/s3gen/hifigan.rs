@@ -258,8 +258,8 @@ impl SourceNoise {
 ///
 /// The reference runs on F0 repeated `upsample_scale` times per frame; this takes the
 /// frame-rate curve and repeats it while integrating. The sum runs in f64 and each
-/// partial sum is rounded to f32, as PyTorch's CPU `cumsum` does, so the phases match
-/// the reference's bit for bit given the same F0.
+/// partial sum is rounded to f32, as PyTorch's CPU `cumsum` does, so the phases round
+/// as the reference's do (given the reference's F0 the source matches to 6e-8).
 #[derive(Debug, Clone)]
 pub struct SineGen {
     sine_amp: f32,
