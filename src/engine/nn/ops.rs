@@ -81,6 +81,17 @@ pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
     x.maximum(&zeros)? + (x.minimum(&zeros)? * slope)?
 }
 
+/// `F.elu(x, alpha)`: `x` where `x > 0`, else `alpha · (eˣ − 1)`, the difference taken
+/// with `expm1` as PyTorch's CPU kernel does (a plain `exp − 1` loses the low bits of
+/// small negative values). Off the CPU, candle's `elu`.
+pub fn elu(x: &Tensor, alpha: f64) -> Result<Tensor> {
+    let a = alpha as f32;
+    if let Some(out) = map_cpu(x, |v| if v > 0.0 { v } else { a * v.exp_m1() }) {
+        return out;
+    }
+    x.elu(alpha)
+}
+
 /// Snake activation `x + sin²(α·x)/α` with one `α` per channel: `x` is [B, C, T] and
 /// `alpha` has C values (the reference stores it as [1, C, 1]). Rounds like the
 /// reference: `x + (1/α) · sin(α·x)²`.
@@ -387,6 +398,19 @@ impl DepthwiseConvTranspose1d {
 mod tests {
     use super::*;
     use candle_core::{Device, IndexOp};
+
+    #[test]
+    fn elu_keeps_small_negative_values_exact() -> Result<()> {
+        let x = Tensor::new(&[2f32, 0.0, -1e-6, -1.0, -30.0], &Device::Cpu)?;
+        let y = elu(&x, 1.0)?.to_vec1::<f32>()?;
+        assert_eq!(y[0], 2.0);
+        assert_eq!(y[1], 0.0);
+        // eˣ − 1 in f32 would give −9.537e-7 here.
+        assert_eq!(y[2], (-1e-6f32).exp_m1());
+        assert!((y[3] - (-0.632_120_6)).abs() < 1e-7);
+        assert_eq!(y[4], -1.0);
+        Ok(())
+    }
 
     #[test]
     fn vectorised_sin_is_within_float_rounding_of_sinf() {

@@ -81,6 +81,15 @@ impl Stft {
     /// `x` [B, L] → (magnitude, phase), each [B, bins, 1 + L/hop]: `torch.stft` then
     /// `abs` and `angle`.
     pub fn transform(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (re, im) = self.transform_complex(x)?;
+        let magnitude = (re.sqr()? + im.sqr()?)?.sqrt()?;
+        let phase = atan2(&im, &re)?;
+        Ok((magnitude, phase))
+    }
+
+    /// `x` [B, L] → (real, imaginary), each [B, bins, 1 + L/hop]: `torch.stft` then
+    /// `view_as_real`.
+    pub fn transform_complex(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
         let (b, len) = x.dims2()?;
         let half = self.n_fft / 2;
         let frames = 1 + len / self.hop;
@@ -98,11 +107,7 @@ impl Stft {
         let framed = Tensor::cat(&framed, 1)?; // [B, n_fft, frames]
         let spec = self.analysis.broadcast_left(b)?.matmul(&framed)?;
         let bins = self.bins();
-        let re = spec.narrow(1, 0, bins)?;
-        let im = spec.narrow(1, bins, bins)?;
-        let magnitude = (re.sqr()? + im.sqr()?)?.sqrt()?;
-        let phase = atan2(&im, &re)?;
-        Ok((magnitude, phase))
+        Ok((spec.narrow(1, 0, bins)?, spec.narrow(1, bins, bins)?))
     }
 
     /// (magnitude, phase) [B, bins, N] → [B, hop·(N − 1)]: `torch.istft` of

@@ -1,5 +1,7 @@
-//! Convolutions whose checkpoints may store PyTorch's legacy weight norm
-//! (`weight_g`, `weight_v`): folded once at load into a plain weight.
+//! Convolutions whose checkpoints may store weight norm, either PyTorch's legacy
+//! `weight_g`/`weight_v` pair or the `parametrizations.weight.original0`/`original1`
+//! pair of `torch.nn.utils.parametrizations.weight_norm`: folded once at load into a
+//! plain weight.
 
 use candle_core::{Result, Tensor, D};
 use candle_nn::{Conv1d, Conv1dConfig, ConvTranspose1d, ConvTranspose1dConfig, VarBuilder};
@@ -19,11 +21,20 @@ pub fn fold_weight_norm(g: &Tensor, v: &Tensor) -> Result<Tensor> {
     v.broadcast_mul(&scale)
 }
 
-/// A weight of `shape`, from `weight` or from the `weight_g`/`weight_v` pair.
+/// Key of the parametrised weight norm's direction `v`; its gain `g` is `original0`.
+const PARAMETRIZED_V: &str = "parametrizations.weight.original1";
+const PARAMETRIZED_G: &str = "parametrizations.weight.original0";
+
+/// A weight of `shape`, from `weight` or from a weight-norm pair (`weight_g`/`weight_v`
+/// or `parametrizations.weight.original0`/`original1`).
 fn weight(vb: &VarBuilder, shape: (usize, usize, usize)) -> Result<Tensor> {
     if vb.contains_tensor("weight_v") {
         let v = vb.get(shape, "weight_v")?;
         let g = vb.get((shape.0, 1, 1), "weight_g")?;
+        fold_weight_norm(&g, &v)
+    } else if vb.contains_tensor(PARAMETRIZED_V) {
+        let v = vb.get(shape, PARAMETRIZED_V)?;
+        let g = vb.get((shape.0, 1, 1), PARAMETRIZED_G)?;
         fold_weight_norm(&g, &v)
     } else {
         vb.get(shape, "weight")
@@ -79,6 +90,38 @@ mod tests {
         let w = fold_weight_norm(&g, &v)?;
         assert_eq!(w.i(0)?.flatten_all()?.to_vec1::<f32>()?, vec![6.0, 8.0]);
         assert_eq!(w.i(1)?.flatten_all()?.to_vec1::<f32>()?, vec![0.0, 3.0]);
+        Ok(())
+    }
+
+    #[test]
+    fn both_weight_norm_layouts_load_the_same_conv() -> Result<()> {
+        use std::collections::HashMap;
+        let dev = Device::Cpu;
+        let v = Tensor::new(&[[[3f32, 4.0]], [[0.0, 2.0]]], &dev)?;
+        let g = Tensor::new(&[[[10f32]], [[3.0]]], &dev)?;
+        let b = Tensor::new(&[0.5f32, -1.0], &dev)?;
+        let load = |names: [&str; 2]| -> Result<Tensor> {
+            let map = HashMap::from([
+                (names[0].to_string(), g.clone()),
+                (names[1].to_string(), v.clone()),
+                ("bias".to_string(), b.clone()),
+            ]);
+            let vb = VarBuilder::from_tensors(map, candle_core::DType::F32, &dev);
+            Ok(conv1d(vb, 1, 2, 2, Conv1dConfig::default(), true)?
+                .weight()
+                .clone())
+        };
+        let legacy = load(["weight_g", "weight_v"])?;
+        let parametrized = load([PARAMETRIZED_G, PARAMETRIZED_V])?;
+        let diff = (legacy - &parametrized)?
+            .abs()?
+            .sum_all()?
+            .to_scalar::<f32>()?;
+        assert_eq!(diff, 0.0);
+        assert_eq!(
+            parametrized.flatten_all()?.to_vec1::<f32>()?,
+            vec![6.0, 8.0, 0.0, 3.0]
+        );
         Ok(())
     }
 }

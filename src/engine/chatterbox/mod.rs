@@ -1,0 +1,5 @@
+//! Chatterbox Turbo (Resemble AI): T3 (GPT-2 medium over text and speech tokens), then
+//! S3Gen (meanflow conformer and flow decoder, tokens → mel), then the HiFT vocoder
+//! (mel → 24 kHz audio). Ported from the `chatterbox-tts` 0.1.7 package.
+
+pub mod s3gen;
