@@ -1,0 +1,5 @@
+//! Chatterbox Turbo (Resemble AI), ported from the `chatterbox-tts` 0.1.7 package.
+
+pub mod config;
+pub mod t3;
+pub mod text;
