@@ -315,6 +315,64 @@ fn turbo_config_rejects_tiny_weights() -> Result<()> {
     Ok(())
 }
 
+fn text_cases() -> Vec<(String, String, Vec<u32>)> {
+    let cases: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{FIXTURES}/t3_text_cases.json")).unwrap(),
+    )
+    .unwrap();
+    cases["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let ids = c["ids"].as_array().unwrap();
+            (
+                c["text"].as_str().unwrap().to_string(),
+                c["normalized"].as_str().unwrap().to_string(),
+                ids.iter().map(|v| v.as_u64().unwrap() as u32).collect(),
+            )
+        })
+        .collect()
+}
+
+/// Without `added_tokens_decoder` in `tokenizer_config.json` (older saves), the
+/// added tokens come from `added_tokens.json` and the special ones from the
+/// config's `bos`/`eos`/`unk` entries, with the same ids.
+#[test]
+fn text_tokenizer_from_added_tokens_json() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in [
+        "vocab.json",
+        "merges.txt",
+        "added_tokens.json",
+        "special_tokens_map.json",
+    ] {
+        std::fs::copy(
+            format!("{FIXTURES}/tokenizer/{name}"),
+            dir.path().join(name),
+        )
+        .unwrap();
+    }
+    let mut config: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{FIXTURES}/tokenizer/tokenizer_config.json")).unwrap(),
+    )
+    .unwrap();
+    config
+        .as_object_mut()
+        .unwrap()
+        .remove("added_tokens_decoder");
+    std::fs::write(dir.path().join("tokenizer_config.json"), config.to_string()).unwrap();
+    let tok = TextTokenizer::from_dir(dir.path()).expect("tokenizer");
+    assert_eq!(tok.len(), 321);
+    for (_, normalized, ids) in text_cases() {
+        assert_eq!(
+            tok.encode(&normalized).unwrap(),
+            ids,
+            "ids of {normalized:?}"
+        );
+    }
+}
+
 #[test]
 fn text_front_end_matches_reference() {
     let tok =
@@ -324,30 +382,70 @@ fn text_front_end_matches_reference() {
     )
     .unwrap();
     assert_eq!(tok.len(), cfg.t3.text_tokens_dict_size);
-    let cases: Value = serde_json::from_str(
-        &std::fs::read_to_string(format!("{FIXTURES}/t3_text_cases.json")).unwrap(),
-    )
-    .unwrap();
-    let cases = cases["cases"].as_array().unwrap();
-    for case in cases {
-        let text = case["text"].as_str().unwrap();
-        let normalized = punc_norm(text);
+    let cases = text_cases();
+    for (text, normalized, ids) in &cases {
+        assert_eq!(&punc_norm(text), normalized, "punc_norm({text:?})");
         assert_eq!(
-            normalized,
-            case["normalized"].as_str().unwrap(),
-            "punc_norm({text:?})"
-        );
-        let want: Vec<u32> = case["ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
-        assert_eq!(
-            tok.encode(&normalized).unwrap(),
-            want,
+            &tok.encode(normalized).unwrap(),
+            ids,
             "ids of {normalized:?}"
         );
     }
     println!("{} texts: punc_norm and ids identical", cases.len());
+}
+
+/// The full-size random weights of `tools/chatterbox_t3_fixtures.py --full DIR`
+/// load under the released Turbo configuration and generate. Run with
+/// `CHATTERBOX_T3_FULL=DIR cargo test --release --test chatterbox_t3 -- --ignored --nocapture`.
+#[test]
+#[ignore = "needs the --full weights (1.9 GB) named by CHATTERBOX_T3_FULL"]
+fn full_size_turbo_weights() -> Result<()> {
+    let dir = std::env::var("CHATTERBOX_T3_FULL").expect("CHATTERBOX_T3_FULL=DIR");
+    let cfg = T3Config::turbo();
+    let file = Path::new(&dir).join("t3_turbo_v1.safetensors");
+    // SAFETY: the file is not modified while mapped.
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[file], DType::F32, &Device::Cpu)? };
+    let t0 = std::time::Instant::now();
+    let t3 = T3::load(vb, &cfg)?;
+    println!("load {:?}", t0.elapsed());
+    let cond = T3Cond {
+        speaker_emb: Tensor::ones((1, 256), DType::F32, &Device::Cpu)?,
+        cond_prompt_speech_tokens: Some(Tensor::arange(0u32, 375, &Device::Cpu)?.unsqueeze(0)?),
+    };
+    let text: Vec<u32> = (100..140).collect();
+    let p = SamplingParams {
+        top_k: 1,
+        max_gen_len: 10,
+        ..SamplingParams::default()
+    };
+    let t0 = std::time::Instant::now();
+    let tokens = t3.inference(&text, &cond, &p, &mut rand::rngs::StdRng::seed_from_u64(0))?;
+    println!(
+        "{} tokens (prefill of 417 positions + 10 steps) in {:?}",
+        tokens.len(),
+        t0.elapsed()
+    );
+    assert!(!tokens.is_empty() && tokens.len() <= 11);
+
+    // Prefill and cached decode steps timed apart.
+    let text = Tensor::new(text.as_slice(), &Device::Cpu)?.unsqueeze(0)?;
+    let start = Tensor::new(&[[cfg.t3.start_speech_token]], &Device::Cpu)?;
+    let (embeds, _) = t3.prepare_input_embeds(&cond, &text, &start)?;
+    let mut cache = t3.tfmr().new_cache(embeds.dim(1)? + 32);
+    let t0 = std::time::Instant::now();
+    let hidden = t3.forward_hidden(&embeds, &mut cache)?;
+    t3.speech_logits(&hidden.narrow(1, hidden.dim(1)? - 1, 1)?)?;
+    println!(
+        "prefill of {} positions: {:?}",
+        embeds.dim(1)?,
+        t0.elapsed()
+    );
+    let step = t3.embed_speech(&Tensor::new(&[[5u32]], &Device::Cpu)?)?;
+    let t0 = std::time::Instant::now();
+    for _ in 0..10 {
+        let hidden = t3.forward_hidden(&step, &mut cache)?;
+        t3.speech_logits(&hidden)?;
+    }
+    println!("decode step: {:?}", t0.elapsed() / 10);
+    Ok(())
 }

@@ -24,6 +24,9 @@ use rand::Rng;
 
 use super::{T3Cond, T3};
 
+/// Decode positions the KV cache is first allocated for (10 s of speech tokens).
+const CACHE_HEADROOM: usize = 250;
+
 /// Sampling settings of `ChatterboxTurboTTS.generate` / `T3.inference_turbo`.
 /// Floats are `f64` because the reference holds them as Python floats (the top-p
 /// threshold `1 - top_p` is computed in double before being compared in f32).
@@ -197,9 +200,11 @@ impl T3 {
         let text = Tensor::new(text_tokens, device)?.unsqueeze(0)?;
         let start_tokens = Tensor::new(&[[start]], device)?;
         let (embeds, _) = self.prepare_input_embeds(cond, &text, &start_tokens)?;
+        // Most utterances stop long before the limit: start with room for a few
+        // seconds of speech and let the cache grow (by the same amount) if needed.
         let mut cache = self
             .tfmr()
-            .new_cache(embeds.dim(1)? + params.max_gen_len + 1);
+            .new_cache(embeds.dim(1)? + params.max_gen_len.min(CACHE_HEADROOM) + 1);
 
         let hidden = self.forward_hidden(&embeds, &mut cache)?;
         let logits = self.last_speech_logits(&hidden)?;
@@ -275,9 +280,9 @@ mod tests {
 
     #[test]
     fn penalty_once_per_token_by_sign() {
-        let mut s = vec![2.4, -1.0, 0.5];
+        let mut s = vec![2.4, -2.0, 0.5];
         repetition_penalty(&mut s, &[0, 1, 0, 1, 9], 1.2);
-        assert_eq!(s, [2.4 / 1.2, -1.0 * 1.2, 0.5]);
+        assert_eq!(s, [2.4 / 1.2, -2.0 * 1.2, 0.5]);
     }
 
     #[test]
