@@ -1,0 +1,261 @@
+//! The GPT-2 backbone of T3 (`T3.tfmr`), fed with input embeddings.
+//!
+//! Mirrors transformers 5.2.0 `models/gpt2/modeling_gpt2.py` (`GPT2Model`,
+//! `GPT2Block`, `GPT2Attention`, `GPT2MLP`) as T3 calls it: `inputs_embeds`
+//! only, absolute positions from `wpe` starting at the cache length, causal
+//! self-attention scaled by 1/√head_dim, `gelu_new`, pre-LayerNorm blocks and
+//! a final `ln_f`. `wte` is in the checkpoint but never used (Turbo deletes
+//! it after loading), so it is not loaded. Dropout is off (inference).
+//!
+//! candle-transformers has no GPT-2 that takes embeddings and keeps its cache
+//! outside the modules, hence this small one. The key/value cache is a
+//! [`Gpt2Cache`] made per request and passed in; weights stay behind `&self`.
+
+use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_nn::kv_cache::KvCache;
+use candle_nn::{embedding, layer_norm, Embedding, LayerNorm, VarBuilder};
+
+use crate::engine::chatterbox::config::Gpt2Config;
+
+/// transformers `pytorch_utils.Conv1D`: a linear layer whose weight is stored
+/// `[in, out]` (`y = x @ W + b`).
+#[derive(Debug, Clone)]
+pub struct Conv1D {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Conv1D {
+    pub fn load(vb: VarBuilder, n_in: usize, n_out: usize) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get((n_in, n_out), "weight")?,
+            bias: vb.get(n_out, "bias")?,
+        })
+    }
+}
+
+impl Module for Conv1D {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let n_in = dims[dims.len() - 1];
+        let rows = x.elem_count() / n_in;
+        let y = x
+            .reshape((rows, n_in))?
+            .matmul(&self.weight)?
+            .broadcast_add(&self.bias)?;
+        let mut out = dims;
+        let last = out.len() - 1;
+        out[last] = self.weight.dim(1)?;
+        y.reshape(out)
+    }
+}
+
+/// Per-request key/value cache of every layer (transformers' `DynamicCache`),
+/// preallocated for `capacity` positions.
+#[derive(Debug, Clone)]
+pub struct Gpt2Cache {
+    layers: Vec<KvCache>,
+}
+
+impl Gpt2Cache {
+    /// A cache for `n_layer` layers and up to `capacity` positions (it grows if
+    /// more are appended).
+    pub fn new(n_layer: usize, capacity: usize) -> Self {
+        Self {
+            layers: (0..n_layer)
+                .map(|_| KvCache::new(2, capacity.max(1)))
+                .collect(),
+        }
+    }
+
+    /// Positions already cached (`past_key_values.get_seq_length()`).
+    pub fn seq_len(&self) -> usize {
+        self.layers.first().map_or(0, KvCache::current_seq_len)
+    }
+}
+
+/// transformers `GPT2Attention` (self-attention only).
+#[derive(Debug, Clone)]
+pub struct Gpt2Attention {
+    c_attn: Conv1D,
+    c_proj: Conv1D,
+    n_head: usize,
+    head_dim: usize,
+}
+
+impl Gpt2Attention {
+    pub fn load(vb: VarBuilder, cfg: &Gpt2Config) -> Result<Self> {
+        let e = cfg.n_embd;
+        Ok(Self {
+            c_attn: Conv1D::load(vb.pp("c_attn"), e, 3 * e)?,
+            c_proj: Conv1D::load(vb.pp("c_proj"), e, e)?,
+            n_head: cfg.n_head,
+            head_dim: cfg.head_dim(),
+        })
+    }
+
+    /// `x` [B, T, E] at positions `past..past + T`; `mask` [T, past + T] (0 or
+    /// −∞) when T > 1. Appends this step's keys and values to `cache`.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let (b, t, e) = x.dims3()?;
+        let qkv = self.c_attn.forward(x)?;
+        let heads = |i: usize| {
+            qkv.narrow(2, i * e, e)?
+                .reshape((b, t, self.n_head, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        // Scaling q (T·E values) rather than the scores.
+        let q = (heads(0)? * (self.head_dim as f64).powf(-0.5))?;
+        let (k, v) = cache.append(&heads(1)?, &heads(2)?)?;
+        let k = k.contiguous()?;
+        let v = v.contiguous()?;
+        let scores = q.matmul(&k.t()?)?;
+        let scores = match mask {
+            Some(m) => scores.broadcast_add(m)?,
+            None => scores,
+        };
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let out = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, e))?;
+        self.c_proj.forward(&out)
+    }
+}
+
+/// transformers `GPT2MLP`: `c_proj(gelu_new(c_fc(x)))`.
+#[derive(Debug, Clone)]
+pub struct Gpt2Mlp {
+    c_fc: Conv1D,
+    c_proj: Conv1D,
+}
+
+impl Gpt2Mlp {
+    pub fn load(vb: VarBuilder, cfg: &Gpt2Config) -> Result<Self> {
+        let (e, i) = (cfg.n_embd, cfg.inner_dim());
+        Ok(Self {
+            c_fc: Conv1D::load(vb.pp("c_fc"), e, i)?,
+            c_proj: Conv1D::load(vb.pp("c_proj"), i, e)?,
+        })
+    }
+}
+
+impl Module for Gpt2Mlp {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        // `Tensor::gelu` is the tanh approximation, i.e. transformers' `gelu_new`.
+        self.c_proj.forward(&self.c_fc.forward(x)?.gelu()?)
+    }
+}
+
+/// transformers `GPT2Block`: pre-norm attention and MLP, each with a residual.
+#[derive(Debug, Clone)]
+pub struct Gpt2Block {
+    ln_1: LayerNorm,
+    attn: Gpt2Attention,
+    ln_2: LayerNorm,
+    mlp: Gpt2Mlp,
+}
+
+impl Gpt2Block {
+    pub fn load(vb: VarBuilder, cfg: &Gpt2Config) -> Result<Self> {
+        let (e, eps) = (cfg.n_embd, cfg.layer_norm_epsilon);
+        Ok(Self {
+            ln_1: layer_norm(e, eps, vb.pp("ln_1"))?,
+            attn: Gpt2Attention::load(vb.pp("attn"), cfg)?,
+            ln_2: layer_norm(e, eps, vb.pp("ln_2"))?,
+            mlp: Gpt2Mlp::load(vb.pp("mlp"), cfg)?,
+        })
+    }
+
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let _span = tracing::trace_span!("gpt2_block").entered();
+        let h = (x + self.attn.forward(&self.ln_1.forward(x)?, mask, cache)?)?;
+        &h + self.mlp.forward(&self.ln_2.forward(&h)?)?
+    }
+}
+
+/// transformers `GPT2Model` without `wte`.
+#[derive(Debug, Clone)]
+pub struct Gpt2Model {
+    wpe: Embedding,
+    h: Vec<Gpt2Block>,
+    ln_f: LayerNorm,
+    n_positions: usize,
+}
+
+impl Gpt2Model {
+    pub fn load(vb: VarBuilder, cfg: &Gpt2Config) -> Result<Self> {
+        let h = (0..cfg.n_layer)
+            .map(|i| Gpt2Block::load(vb.pp("h").pp(i), cfg))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            wpe: embedding(cfg.n_positions, cfg.n_embd, vb.pp("wpe"))?,
+            h,
+            ln_f: layer_norm(cfg.n_embd, cfg.layer_norm_epsilon, vb.pp("ln_f"))?,
+            n_positions: cfg.n_positions,
+        })
+    }
+
+    /// A cache sized for `capacity` positions (at most the model's `n_positions`).
+    pub fn new_cache(&self, capacity: usize) -> Gpt2Cache {
+        Gpt2Cache::new(self.h.len(), capacity.min(self.n_positions))
+    }
+
+    pub fn n_positions(&self) -> usize {
+        self.n_positions
+    }
+
+    /// `inputs_embeds` [B, T, E] following the `cache.seq_len()` positions already
+    /// in `cache` → last hidden state [B, T, E] (after `ln_f`); appends to `cache`.
+    pub fn forward(&self, inputs_embeds: &Tensor, cache: &mut Gpt2Cache) -> Result<Tensor> {
+        let (_, t, _) = inputs_embeds.dims3()?;
+        let past = cache.seq_len();
+        if past + t > self.n_positions {
+            candle_core::bail!(
+                "{} positions exceed GPT-2's {} (wpe)",
+                past + t,
+                self.n_positions
+            );
+        }
+        if cache.layers.len() != self.h.len() {
+            candle_core::bail!(
+                "cache has {} layers, model {}",
+                cache.layers.len(),
+                self.h.len()
+            );
+        }
+        let positions = self.wpe.embeddings().narrow(0, past, t)?;
+        let mut x = inputs_embeds.broadcast_add(&positions)?;
+        let mask = if t > 1 {
+            Some(causal_mask(
+                t,
+                past,
+                inputs_embeds.dtype(),
+                inputs_embeds.device(),
+            )?)
+        } else {
+            None
+        };
+        for (block, layer_cache) in self.h.iter().zip(cache.layers.iter_mut()) {
+            x = block.forward(&x, mask.as_ref(), layer_cache)?;
+        }
+        self.ln_f.forward(&x)
+    }
+}
+
+/// [T, past + T]: 0 where query i (at position past + i) may see key j, −∞ after it.
+fn causal_mask(t: usize, past: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+    let total = past + t;
+    let mask: Vec<f32> = (0..t)
+        .flat_map(|i| (0..total).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Tensor::from_vec(mask, (t, total), device)?.to_dtype(dtype)
+}
