@@ -3,6 +3,7 @@
 //! An engine turns one chunk of text into f32 samples. It knows nothing of HTTP,
 //! the pool or the database; the pool sees engines only through [`TtsEngine`].
 
+pub mod chatterbox;
 pub mod kokoro;
 pub mod nn;
 mod registry;
