@@ -44,10 +44,12 @@ impl Module for Attention {
         let split = |y: Tensor| -> Result<Tensor> {
             y.reshape((b, t, h, d))?.transpose(1, 2)?.contiguous()
         };
-        let q = split(self.to_q.forward(x)?)?;
+        // The 1/√d scale goes on the queries (T·h·d values) rather than the scores
+        // (h·T² values): the same product up to float rounding.
+        let q = split((self.to_q.forward(x)? * (1.0 / (d as f64).sqrt()))?)?;
         let k = split(self.to_k.forward(x)?)?;
         let v = split(self.to_v.forward(x)?)?;
-        let scores = (q.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?;
+        let scores = q.matmul(&k.t()?)?;
         let attn = candle_nn::ops::softmax_last_dim(&scores)?;
         let y = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h * d))?;
         self.to_out.forward(&y)

@@ -52,12 +52,13 @@ impl RelPositionMultiHeadedAttention {
             .reshape((pos_emb.dim(0)?, n_pos, h, d_k))?
             .transpose(1, 2)?
             .contiguous()?; // [1, h, 2T-1, d_k]
-        let q_u = q
-            .broadcast_add(&self.pos_bias_u)?
+                            // `(ac + bd) / √d_k` with the scale applied to the two query tensors
+                            // ([B, h, T, d_k]) instead of the [B, h, T, T] scores.
+        let scale = 1.0 / (d_k as f64).sqrt();
+        let q_u = (q.broadcast_add(&self.pos_bias_u)? * scale)?
             .transpose(1, 2)?
             .contiguous()?;
-        let q_v = q
-            .broadcast_add(&self.pos_bias_v)?
+        let q_v = (q.broadcast_add(&self.pos_bias_v)? * scale)?
             .transpose(1, 2)?
             .contiguous()?;
         let matrix_ac = q_u.matmul(&k.t()?)?; // [B, h, T, T]
@@ -67,7 +68,7 @@ impl RelPositionMultiHeadedAttention {
         } else {
             matrix_bd
         };
-        let scores = ((matrix_ac + matrix_bd)? / (d_k as f64).sqrt())?;
+        let scores = (matrix_ac + matrix_bd)?;
         let attn = candle_nn::ops::softmax_last_dim(&scores)?;
         let x = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h * d_k))?;
         self.linear_out.forward(&x)
