@@ -181,3 +181,50 @@ fn noise_of_the_wrong_length_is_an_error() -> Result<()> {
     assert!(fx.model.mel(&tokens, &prompt, &short).is_err());
     Ok(())
 }
+
+/// Turbo-size random weights (`tools/chatterbox_s3gen_fixtures.py --full DIR`,
+/// 250 prompt + 100 speech tokens): the same comparison, plus the time `mel` takes.
+/// Run with `S3GEN_FULL_DIR=DIR cargo test --release --test chatterbox_s3gen -- --ignored`.
+#[test]
+#[ignore = "needs S3GEN_FULL_DIR with the --full fixture (~480 MB)"]
+fn full_size_matches_reference() -> Result<()> {
+    let Ok(dir) = std::env::var("S3GEN_FULL_DIR") else {
+        panic!("set S3GEN_FULL_DIR to the --full output directory");
+    };
+    let text = std::fs::read_to_string(format!("{dir}/s3gen_full_config.json"))?;
+    let cfg = S3GenConfig::from_json(&text).map_err(candle_core::Error::wrap)?;
+    assert_eq!(cfg, S3GenConfig::turbo(), "the --full config is Turbo's");
+    let files = [format!("{dir}/s3gen_full.safetensors")];
+    // SAFETY: the file is not modified while mapped (a test-only scratch file).
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, &Device::Cpu)? };
+    let model = S3Token2Mel::load(vb, &cfg)?;
+    let io =
+        candle_core::safetensors::load(format!("{dir}/s3gen_full_io.safetensors"), &Device::Cpu)?;
+    let get = |k: &str| io[&format!("case0.{k}")].clone();
+    let prompt = PromptRef {
+        prompt_token: get("prompt_token"),
+        prompt_feat: get("prompt_feat"),
+        embedding: get("embedding"),
+    };
+    let (tokens, noise) = (get("speech_tokens"), get("noise"));
+    voxpool::engine::nn::reuse_freed_heap();
+    for run in 0..3 {
+        let start = std::time::Instant::now();
+        let mut last = start;
+        let mel = model.mel_observed(&tokens, &prompt, &noise, &mut |name, _| {
+            if matches!(name, "encoder.out" | "step0.x" | "step1.x") {
+                println!("  {name}: {:.3} s", last.elapsed().as_secs_f64());
+                last = std::time::Instant::now();
+            }
+        })?;
+        println!(
+            "run {run}: {} + {} tokens -> {} mel frames in {:.3} s",
+            prompt.prompt_token.dim(1)?,
+            tokens.dim(1)?,
+            mel.dim(2)?,
+            start.elapsed().as_secs_f64()
+        );
+        assert_close("mel (full size)", 0, &mel, &get("mel"))?;
+    }
+    Ok(())
+}
