@@ -1,0 +1,262 @@
+//! chatterbox-tts 0.1.7 `models/s3gen/decoder.py`: the causal U-Net-style
+//! `ConditionalDecoder` that estimates the flow's velocity field, with its
+//! meanflow time mixer.
+//!
+//! Every sequence is one unpadded utterance: the reference's masks are all ones and
+//! multiplying by them is left out.
+
+use candle_core::{Module, Result, Tensor, D};
+use candle_nn::{
+    conv1d, layer_norm, linear, linear_no_bias, Conv1dConfig, LayerNorm, Linear, VarBuilder,
+};
+
+use super::config::S3GenConfig;
+use super::matcha::decoder::{SinusoidalPosEmb, TimestepEmbedding};
+use super::matcha::transformer::BasicTransformerBlock;
+use crate::engine::nn::ops::{fill_chunks, with_cpu_f32};
+use crate::engine::nn::GemmConv1d;
+
+/// `nn.Mish`: `x · tanh(softplus(x))`.
+pub fn mish(x: &Tensor) -> Result<Tensor> {
+    let fast = with_cpu_f32(x, |data| {
+        let mut out = vec![0f32; data.len()];
+        let chunk = 1 << 14;
+        fill_chunks(&mut out, chunk, |i, o| {
+            for (o, &v) in o.iter_mut().zip(&data[i * chunk..]) {
+                *o = v * v.exp().ln_1p().tanh();
+            }
+        });
+        Tensor::from_vec(out, x.shape(), x.device())
+    });
+    match fast {
+        Some(y) => y,
+        None => x.mul(&(x.exp()? + 1.0)?.log()?.tanh()?),
+    }
+}
+
+/// `CausalConv1d`: a stride-1 convolution with `kernel − 1` zeros on the left, so
+/// each output frame sees only the present and the past.
+#[derive(Debug, Clone)]
+pub struct CausalConv1d {
+    conv: GemmConv1d,
+    causal_padding: usize,
+}
+
+impl CausalConv1d {
+    pub fn load(vb: VarBuilder, c_in: usize, c_out: usize, kernel: usize) -> Result<Self> {
+        let conv = conv1d(c_in, c_out, kernel, Conv1dConfig::default(), vb)?;
+        Ok(Self {
+            conv: GemmConv1d::new(conv)?,
+            causal_padding: kernel - 1,
+        })
+    }
+}
+
+impl Module for CausalConv1d {
+    /// `x` [B, C_in, T] → [B, C_out, T].
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.conv
+            .forward(&x.pad_with_zeros(D::Minus1, self.causal_padding, 0)?)
+    }
+}
+
+/// LayerNorm over the channels of a [B, C, T] tensor (the reference's
+/// `Transpose(1, 2), nn.LayerNorm, Transpose(1, 2)`).
+fn channel_layer_norm(norm: &LayerNorm, x: &Tensor) -> Result<Tensor> {
+    norm.forward(&x.transpose(1, 2)?.contiguous()?)?
+        .transpose(1, 2)?
+        .contiguous()
+}
+
+/// `CausalBlock1D`: causal kernel-3 convolution, channel LayerNorm, Mish (keys
+/// `block.0`, `block.2`).
+#[derive(Debug, Clone)]
+pub struct CausalBlock1D {
+    conv: CausalConv1d,
+    norm: LayerNorm,
+}
+
+impl CausalBlock1D {
+    pub fn load(vb: VarBuilder, dim: usize, dim_out: usize) -> Result<Self> {
+        Ok(Self {
+            conv: CausalConv1d::load(vb.pp("block.0"), dim, dim_out, 3)?,
+            norm: layer_norm(dim_out, 1e-5, vb.pp("block.2"))?,
+        })
+    }
+}
+
+impl Module for CausalBlock1D {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        mish(&channel_layer_norm(&self.norm, &self.conv.forward(x)?)?)
+    }
+}
+
+/// `CausalResnetBlock1D`: two causal blocks with the time embedding added between
+/// them (`mlp` = Mish then linear), plus a 1×1 convolution of the input.
+#[derive(Debug, Clone)]
+pub struct CausalResnetBlock1D {
+    mlp: Linear,
+    block1: CausalBlock1D,
+    block2: CausalBlock1D,
+    res_conv: GemmConv1d,
+}
+
+impl CausalResnetBlock1D {
+    pub fn load(vb: VarBuilder, dim: usize, dim_out: usize, time_emb_dim: usize) -> Result<Self> {
+        Ok(Self {
+            mlp: linear(time_emb_dim, dim_out, vb.pp("mlp.1"))?,
+            block1: CausalBlock1D::load(vb.pp("block1"), dim, dim_out)?,
+            block2: CausalBlock1D::load(vb.pp("block2"), dim_out, dim_out)?,
+            res_conv: GemmConv1d::new(conv1d(
+                dim,
+                dim_out,
+                1,
+                Conv1dConfig::default(),
+                vb.pp("res_conv"),
+            )?)?,
+        })
+    }
+
+    /// `x` [B, dim, T], `time_emb` [B or 1, time_emb_dim] → [B, dim_out, T].
+    pub fn forward(&self, x: &Tensor, time_emb: &Tensor) -> Result<Tensor> {
+        let h = self.block1.forward(x)?;
+        let h = h.broadcast_add(&self.mlp.forward(&mish(time_emb)?)?.unsqueeze(D::Minus1)?)?;
+        let h = self.block2.forward(&h)?;
+        h + self.res_conv.forward(x)?
+    }
+}
+
+/// One level of the U-Net: a resnet block then transformer blocks over time.
+#[derive(Debug, Clone)]
+struct Level {
+    resnet: CausalResnetBlock1D,
+    transformer_blocks: Vec<BasicTransformerBlock>,
+}
+
+impl Level {
+    fn load(vb: &VarBuilder, dim: usize, dim_out: usize, cfg: &S3GenConfig) -> Result<Self> {
+        let d = &cfg.decoder;
+        let time_embed_dim = d.channels[0] * 4;
+        let resnet = CausalResnetBlock1D::load(vb.pp(0), dim, dim_out, time_embed_dim)?;
+        let transformer_blocks = (0..d.n_blocks)
+            .map(|j| {
+                BasicTransformerBlock::load(
+                    vb.pp(1).pp(j),
+                    dim_out,
+                    d.num_heads,
+                    d.attention_head_dim,
+                )
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            resnet,
+            transformer_blocks,
+        })
+    }
+
+    /// [B, dim, T] → [B, dim_out, T].
+    fn forward(&self, x: &Tensor, t: &Tensor) -> Result<Tensor> {
+        let x = self.resnet.forward(x, t)?;
+        let mut x = x.transpose(1, 2)?.contiguous()?;
+        for block in &self.transformer_blocks {
+            x = block.forward(&x)?;
+        }
+        x.transpose(1, 2)?.contiguous()
+    }
+}
+
+/// `ConditionalDecoder(causal=True, meanflow=True)` with one channel level (Turbo's
+/// `channels=[256]`): one down level, the mid levels and one up level, all at the
+/// input's frame rate (the single level neither down- nor upsamples), then
+/// `final_block` and the 1×1 `final_proj` to mel bands.
+#[derive(Debug, Clone)]
+pub struct ConditionalDecoder {
+    time_embeddings: SinusoidalPosEmb,
+    time_mlp: TimestepEmbedding,
+    time_embed_mixer: Linear,
+    down: Level,
+    downsample: CausalConv1d,
+    mid: Vec<Level>,
+    up: Level,
+    upsample: CausalConv1d,
+    final_block: CausalBlock1D,
+    final_proj: GemmConv1d,
+}
+
+impl ConditionalDecoder {
+    pub fn load(vb: VarBuilder, cfg: &S3GenConfig) -> Result<Self> {
+        cfg.check_supported().map_err(candle_core::Error::Msg)?;
+        let d = &cfg.decoder;
+        let ch = d.channels[0];
+        let time_embed_dim = ch * 4;
+        let down_vb = vb.pp("down_blocks").pp(0);
+        let up_vb = vb.pp("up_blocks").pp(0);
+        Ok(Self {
+            time_embeddings: SinusoidalPosEmb::new(d.in_channels)?,
+            time_mlp: TimestepEmbedding::load(vb.pp("time_mlp"), d.in_channels, time_embed_dim)?,
+            time_embed_mixer: linear_no_bias(
+                2 * time_embed_dim,
+                time_embed_dim,
+                vb.pp("time_embed_mixer"),
+            )?,
+            down: Level::load(&down_vb, d.in_channels, ch, cfg)?,
+            downsample: CausalConv1d::load(down_vb.pp(2), ch, ch, 3)?,
+            mid: (0..d.num_mid_blocks)
+                .map(|i| Level::load(&vb.pp("mid_blocks").pp(i), ch, ch, cfg))
+                .collect::<Result<_>>()?,
+            up: Level::load(&up_vb, 2 * ch, ch, cfg)?,
+            upsample: CausalConv1d::load(up_vb.pp(2), ch, ch, 3)?,
+            final_block: CausalBlock1D::load(vb.pp("final_block"), ch, ch)?,
+            final_proj: GemmConv1d::new(conv1d(
+                ch,
+                d.out_channels,
+                1,
+                Conv1dConfig::default(),
+                vb.pp("final_proj"),
+            )?)?,
+        })
+    }
+
+    /// The meanflow time embedding for the step from `t` to `r`: both embedded, then
+    /// mixed, [1, time_embed_dim].
+    pub fn time_embedding(&self, t: f32, r: f32, device: &candle_core::Device) -> Result<Tensor> {
+        let embed = |v: f32| -> Result<Tensor> {
+            self.time_mlp
+                .forward(&self.time_embeddings.forward(&[v], device)?)
+        };
+        let tr = Tensor::cat(&[embed(t)?, embed(r)?], 1)?;
+        self.time_embed_mixer.forward(&tr)
+    }
+
+    /// The velocity at `x` for the step from time `t` to `r`: `x`, `mu`, `cond`
+    /// [B, 80, T], `spks` [B, 80] → [B, 80, T].
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        mu: &Tensor,
+        t: f32,
+        r: f32,
+        spks: &Tensor,
+        cond: &Tensor,
+    ) -> Result<Tensor> {
+        let _span = tracing::trace_span!("s3gen_estimator").entered();
+        let temb = self.time_embedding(t, r, x.device())?.to_dtype(x.dtype())?;
+        let (b, _, frames) = x.dims3()?;
+        let spks = spks
+            .unsqueeze(D::Minus1)?
+            .broadcast_as((b, spks.dim(1)?, frames))?;
+        let x = Tensor::cat(&[x, mu, &spks, cond], 1)?;
+
+        let x = self.down.forward(&x, &temb)?;
+        let skip = x.clone();
+        let mut x = self.downsample.forward(&x)?;
+        for level in &self.mid {
+            x = level.forward(&x, &temb)?;
+        }
+        let x = Tensor::cat(&[&x.narrow(2, 0, skip.dim(2)?)?, &skip], 1)?;
+        let x = self.up.forward(&x, &temb)?;
+        let x = self.upsample.forward(&x)?;
+        let x = self.final_block.forward(&x)?;
+        self.final_proj.forward(&x)
+    }
+}

@@ -1,0 +1,117 @@
+//! chatterbox-tts 0.1.7 `models/s3gen/matcha/transformer.py`, with the diffusers
+//! 0.29 `Attention` it builds (`diffusers/models/attention_processor.py`,
+//! `AttnProcessor2_0`) and its `GELU` projection (`diffusers/models/activations.py`).
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{layer_norm, linear, linear_no_bias, LayerNorm, Linear, VarBuilder};
+
+/// LayerNorm epsilon of the block (`nn.LayerNorm` default).
+const EPS: f64 = 1e-5;
+
+/// diffusers `Attention` as the block builds it: self-attention with bias-free
+/// `to_q`/`to_k`/`to_v` of width `heads · dim_head` and an output projection
+/// `to_out.0` back to `query_dim`.
+#[derive(Debug, Clone)]
+pub struct Attention {
+    to_q: Linear,
+    to_k: Linear,
+    to_v: Linear,
+    to_out: Linear,
+    heads: usize,
+    dim_head: usize,
+}
+
+impl Attention {
+    pub fn load(vb: VarBuilder, query_dim: usize, heads: usize, dim_head: usize) -> Result<Self> {
+        let inner = heads * dim_head;
+        Ok(Self {
+            to_q: linear_no_bias(query_dim, inner, vb.pp("to_q"))?,
+            to_k: linear_no_bias(query_dim, inner, vb.pp("to_k"))?,
+            to_v: linear_no_bias(query_dim, inner, vb.pp("to_v"))?,
+            to_out: linear(inner, query_dim, vb.pp("to_out.0"))?,
+            heads,
+            dim_head,
+        })
+    }
+}
+
+impl Module for Attention {
+    /// `x` [B, T, query_dim] → [B, T, query_dim]; every frame sees every frame (the
+    /// decoder's mask is all ones for an unpadded utterance).
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let (h, d) = (self.heads, self.dim_head);
+        let split = |y: Tensor| -> Result<Tensor> {
+            y.reshape((b, t, h, d))?.transpose(1, 2)?.contiguous()
+        };
+        // The 1/√d scale goes on the queries (T·h·d values) rather than the scores
+        // (h·T² values): the same product up to float rounding.
+        let q = split((self.to_q.forward(x)? * (1.0 / (d as f64).sqrt()))?)?;
+        let k = split(self.to_k.forward(x)?)?;
+        let v = split(self.to_v.forward(x)?)?;
+        let scores = q.matmul(&k.t()?)?;
+        let attn = candle_nn::ops::softmax_last_dim(&scores)?;
+        let y = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h * d))?;
+        self.to_out.forward(&y)
+    }
+}
+
+/// `FeedForward` with `activation_fn="gelu"`: `net.0` = diffusers `GELU` (a linear
+/// `proj` then exact GELU), `net.2` the output linear layer.
+#[derive(Debug, Clone)]
+pub struct FeedForward {
+    proj_in: Linear,
+    proj_out: Linear,
+}
+
+impl FeedForward {
+    pub fn load(vb: VarBuilder, dim: usize, mult: usize) -> Result<Self> {
+        let inner = dim * mult;
+        Ok(Self {
+            proj_in: linear(dim, inner, vb.pp("net.0.proj"))?,
+            proj_out: linear(inner, dim, vb.pp("net.2"))?,
+        })
+    }
+}
+
+impl Module for FeedForward {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.proj_out.forward(&self.proj_in.forward(x)?.gelu_erf()?)
+    }
+}
+
+/// `BasicTransformerBlock` as the decoder builds it (layer norms, no cross-attention,
+/// no adaptive norm): `x + attn1(norm1(x))`, then `+ ff(norm3(x))`.
+#[derive(Debug, Clone)]
+pub struct BasicTransformerBlock {
+    norm1: LayerNorm,
+    attn1: Attention,
+    norm3: LayerNorm,
+    ff: FeedForward,
+}
+
+impl BasicTransformerBlock {
+    pub fn load(
+        vb: VarBuilder,
+        dim: usize,
+        num_attention_heads: usize,
+        attention_head_dim: usize,
+    ) -> Result<Self> {
+        Ok(Self {
+            norm1: layer_norm(dim, EPS, vb.pp("norm1"))?,
+            attn1: Attention::load(vb.pp("attn1"), dim, num_attention_heads, attention_head_dim)?,
+            norm3: layer_norm(dim, EPS, vb.pp("norm3"))?,
+            ff: FeedForward::load(vb.pp("ff"), dim, 4)?,
+        })
+    }
+}
+
+impl Module for BasicTransformerBlock {
+    /// `hidden_states` [B, T, dim] → [B, T, dim].
+    fn forward(&self, hidden_states: &Tensor) -> Result<Tensor> {
+        let _span = tracing::trace_span!("transformer_block").entered();
+        let x = (self.attn1.forward(&self.norm1.forward(hidden_states)?)? + hidden_states)?;
+        let ff = self.ff.forward(&self.norm3.forward(&x)?)?;
+        ff + x
+    }
+}
