@@ -59,11 +59,11 @@ async fn status_has_the_seed_fields_with_their_types() {
         .map(|m| m["model"].as_str().unwrap())
         .collect();
     assert_eq!(models, vec!["kokoro", "chatterbox-turbo", MODEL]);
-    // Only what this build can speak: Kokoro's English G2P; Chatterbox is not built.
+    // Only what this build can speak: Kokoro's English G2P; Chatterbox Turbo's English.
     let (_, kokoro) = srv.get("/model/status?model=kokoro").await;
     assert_eq!(kokoro["available_languages"], json!(["a", "b"]));
     let (_, chatterbox) = srv.get("/model/status?model=chatterbox-turbo").await;
-    assert_eq!(chatterbox["available_languages"], json!([]));
+    assert_eq!(chatterbox["available_languages"], json!(["en"]));
     let (code, body) = srv.get("/model/status?model=nope").await;
     assert_eq!(code, 404);
     assert_openai_error(&body, Some("model"));

@@ -83,12 +83,8 @@ impl Registry {
             ModelSpec {
                 id: "chatterbox-turbo".into(),
                 owned_by: "resemble-ai".into(),
-                languages: Vec::new(),
-                loader: Arc::new(PendingEngine {
-                    model: "chatterbox-turbo",
-                    hub_repo: "ResembleAI/chatterbox-turbo",
-                    marker_file: "conds.pt",
-                }),
+                languages: vec!["en".into()],
+                loader: Arc::new(super::chatterbox::tts_turbo::TurboLoader),
             },
         ];
         Self {
@@ -137,27 +133,6 @@ impl Registry {
             name
         };
         self.models.iter().find(|m| m.id == id)
-    }
-}
-
-/// A model whose native engine has not landed in this build yet: it reports missing
-/// files exactly as a real engine would, and says plainly that it cannot run otherwise.
-struct PendingEngine {
-    model: &'static str,
-    hub_repo: &'static str,
-    marker_file: &'static str,
-}
-
-impl EngineLoader for PendingEngine {
-    fn load(&self, ctx: &LoadContext) -> Result<Box<dyn TtsEngine>, EngineError> {
-        if find_model_file(&ctx.models_dir, self.hub_repo, self.model, self.marker_file).is_none() {
-            return Err(EngineError::FilesMissing {
-                model: self.model.into(),
-            });
-        }
-        Err(EngineError::NotBuilt {
-            model: self.model.into(),
-        })
     }
 }
 
@@ -241,19 +216,28 @@ mod tests {
             .unwrap();
         assert!(matches!(err, EngineError::BadFile { .. }), "{err}");
         assert!(err.to_string().contains("kokoro-v1_0.pth"), "{err}");
-        // Chatterbox has no engine in this build yet: with its files present it says so.
+        // Chatterbox Turbo: the pull message until every file is there, then a
+        // corrupt file is named.
         let snap = dir
             .path()
             .join("models--ResembleAI--chatterbox-turbo/snapshots/abc");
         std::fs::create_dir_all(&snap).unwrap();
-        std::fs::write(snap.join("conds.pt"), b"x").unwrap();
-        let err = reg
-            .resolve("chatterbox-turbo")
-            .unwrap()
-            .loader
-            .load(&ctx)
-            .err()
-            .unwrap();
-        assert!(matches!(err, EngineError::NotBuilt { .. }), "{err}");
+        let turbo = reg.resolve("chatterbox-turbo").unwrap();
+        for file in [
+            "t3_turbo_v1.safetensors",
+            "s3gen_meanflow.safetensors",
+            "conds.pt",
+        ] {
+            let err = turbo.loader.load(&ctx).err().unwrap();
+            assert_eq!(
+                err.to_string(),
+                "Model files not found in cache. Run: voxpool pull chatterbox-turbo"
+            );
+            std::fs::write(snap.join(file), b"x").unwrap();
+        }
+        std::fs::write(snap.join("vocab.json"), b"{}").unwrap();
+        let err = turbo.loader.load(&ctx).err().unwrap();
+        assert!(matches!(err, EngineError::BadFile { .. }), "{err}");
+        assert!(err.to_string().contains("t3_turbo_v1.safetensors"), "{err}");
     }
 }

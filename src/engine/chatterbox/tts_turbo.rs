@@ -1,0 +1,293 @@
+//! The `chatterbox-turbo` engine (`tts_turbo.py`, class `ChatterboxTurboTTS`): text →
+//! `punc_norm` → GPT-2 BPE → T3 speech tokens → S3Gen mel (two meanflow steps) → HiFT
+//! → 24 kHz audio, with the built-in voice of `conds.pt`.
+//!
+//! Files, in the Hugging Face cache layout of `ResembleAI/chatterbox-turbo` or in
+//! `<models_dir>/chatterbox-turbo/`: `t3_turbo_v1.safetensors`,
+//! `s3gen_meanflow.safetensors`, `conds.pt` and the tokenizer files (`vocab.json`,
+//! `merges.txt`, `added_tokens.json`, … or `tokenizer.json`). A checkpoint of other
+//! sizes may carry `voxpool_chatterbox.json` with `{"t3": …, "s3gen": …, "hift": …}`
+//! configurations (each optional; the released Turbo sizes otherwise).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use rand::{Rng, SeedableRng};
+
+use super::conds::Conditionals;
+use super::config::T3Config;
+use super::s3gen::hifigan::{trim_fade, HiFTConfig, HiFTGenerator};
+use super::s3gen::{S3GenConfig, S3Token2Mel};
+use super::t3::inference::SamplingParams;
+use super::t3::T3;
+use super::text::{punc_norm, TextTokenizer};
+use crate::engine::registry::find_model_file;
+use crate::engine::{AudioChunk, EngineError, EngineLoader, LoadContext, SynthRequest, TtsEngine};
+
+pub const MODEL: &str = "chatterbox-turbo";
+pub const HUB_REPO: &str = "ResembleAI/chatterbox-turbo";
+pub const T3_WEIGHTS: &str = "t3_turbo_v1.safetensors";
+pub const S3GEN_WEIGHTS: &str = "s3gen_meanflow.safetensors";
+pub const CONDS: &str = "conds.pt";
+/// Optional configurations for checkpoints that are not the released size.
+pub const CONFIG_OVERRIDES: &str = "voxpool_chatterbox.json";
+pub const SAMPLE_RATE: u32 = 24_000;
+/// The voice that `conds.pt` holds.
+pub const BUILTIN_VOICE: &str = "default";
+/// OpenAI's voice names; Turbo has one built-in voice, so each means it.
+pub const OPENAI_VOICES: [&str; 11] = [
+    "alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer", "verse",
+];
+/// `S3GEN_SIL`: the silence token appended three times after the speech tokens.
+const SILENCE_TOKEN: u32 = 4299;
+/// Speech token ids at or above this are not audio (start/stop) and are dropped.
+const SPEECH_VOCAB: u32 = 6561;
+
+/// Where one Turbo checkpoint lives.
+#[derive(Debug, Clone)]
+pub struct TurboFiles {
+    pub dir: PathBuf,
+}
+
+fn missing() -> EngineError {
+    EngineError::FilesMissing {
+        model: MODEL.into(),
+    }
+}
+
+fn bad_file(path: &Path, reason: impl std::fmt::Display) -> EngineError {
+    EngineError::BadFile {
+        model: MODEL.into(),
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+impl TurboFiles {
+    /// Finds the checkpoint folder in `models_dir`; every file the engine reads must
+    /// be there.
+    pub fn locate(models_dir: &Path) -> Result<Self, EngineError> {
+        let t3 = find_model_file(models_dir, HUB_REPO, MODEL, T3_WEIGHTS).ok_or_else(missing)?;
+        let dir = t3.parent().ok_or_else(missing)?.to_path_buf();
+        let tokenizer = dir.join("tokenizer.json").is_file() || dir.join("vocab.json").is_file();
+        if !dir.join(S3GEN_WEIGHTS).is_file() || !dir.join(CONDS).is_file() || !tokenizer {
+            return Err(missing());
+        }
+        Ok(Self { dir })
+    }
+
+    fn overrides(&self) -> Result<Overrides, EngineError> {
+        let path = self.dir.join(CONFIG_OVERRIDES);
+        if !path.is_file() {
+            return Ok(Overrides::default());
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| bad_file(&path, e))?;
+        serde_json::from_str(&text).map_err(|e| bad_file(&path, e))
+    }
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct Overrides {
+    t3: Option<T3Config>,
+    s3gen: Option<S3GenConfig>,
+    hift: Option<HiFTConfig>,
+}
+
+pub struct ChatterboxTurboEngine {
+    t3: T3,
+    s3gen: S3Token2Mel,
+    hift: HiFTGenerator,
+    tokenizer: TextTokenizer,
+    voice: Conditionals,
+    sampling: SamplingParams,
+    /// GPT-2's position table: conditioning, text and speech tokens must fit in it.
+    n_positions: usize,
+    device: Device,
+    memory_bytes: u64,
+    /// Mixed into each call's seed so concurrent calls draw independently.
+    calls: AtomicU64,
+}
+
+impl ChatterboxTurboEngine {
+    pub fn load(files: &TurboFiles, device: &Device) -> Result<Self, EngineError> {
+        let overrides = files.overrides()?;
+        let t3_cfg = overrides.t3.unwrap_or_else(T3Config::turbo);
+        let s3gen_cfg = overrides.s3gen.unwrap_or_else(S3GenConfig::turbo);
+        let hift_cfg = overrides.hift.unwrap_or_else(HiFTConfig::s3gen);
+        let t3_path = files.dir.join(T3_WEIGHTS);
+        let s3gen_path = files.dir.join(S3GEN_WEIGHTS);
+        // SAFETY: read-only mappings of checkpoint files this process does not modify.
+        let t3_vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&t3_path], DType::F32, device) }
+            .map_err(|e| bad_file(&t3_path, e))?;
+        let t3 = T3::load(t3_vb, &t3_cfg).map_err(|e| bad_file(&t3_path, e))?;
+        // SAFETY: as above.
+        let s3_vb =
+            unsafe { VarBuilder::from_mmaped_safetensors(&[&s3gen_path], DType::F32, device) }
+                .map_err(|e| bad_file(&s3gen_path, e))?;
+        let s3gen =
+            S3Token2Mel::load(s3_vb.clone(), &s3gen_cfg).map_err(|e| bad_file(&s3gen_path, e))?;
+        let hift = HiFTGenerator::load(s3_vb.pp("mel2wav"), &hift_cfg)
+            .map_err(|e| bad_file(&s3gen_path, e))?;
+        let tokenizer = TextTokenizer::from_dir(&files.dir)?;
+        let conds_path = files.dir.join(CONDS);
+        let voice =
+            Conditionals::load(&conds_path, device).map_err(|e| bad_file(&conds_path, e))?;
+        let memory_bytes = [&t3_path, &s3gen_path]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
+        Ok(Self {
+            t3,
+            s3gen,
+            hift,
+            tokenizer,
+            voice,
+            sampling: SamplingParams::default(),
+            n_positions: t3_cfg.backbone.n_positions,
+            device: device.clone(),
+            memory_bytes,
+            calls: AtomicU64::new(0),
+        })
+    }
+
+    /// Speech tokens for `text` with the built-in voice, as `generate` feeds S3Gen:
+    /// ids ≥ 6561 dropped, three silence tokens appended.
+    pub fn speech_tokens(&self, text: &str, rng: &mut impl Rng) -> Result<Vec<u32>, EngineError> {
+        let ids = self.tokenizer.encode(&punc_norm(text))?;
+        // Speaker, prompt tokens, text and the start token come first; speech tokens
+        // may fill what is left of the position table (8196 for Turbo, far beyond its
+        // 1000-token limit; smaller checkpoints stop earlier instead of failing).
+        let prompt = match &self.voice.t3.cond_prompt_speech_tokens {
+            Some(t) => t.dim(1).map_err(synthesis)?,
+            None => 0,
+        };
+        let room = self
+            .n_positions
+            .checked_sub(prompt + ids.len() + 3)
+            .filter(|&r| r > 0)
+            .ok_or_else(|| {
+                EngineError::InvalidInput(format!(
+                    "the text is too long for chatterbox-turbo ({} tokens); split it",
+                    ids.len()
+                ))
+            })?;
+        let params = SamplingParams {
+            max_gen_len: self.sampling.max_gen_len.min(room),
+            ..self.sampling.clone()
+        };
+        let mut tokens = self
+            .t3
+            .inference(&ids, &self.voice.t3, &params, rng)
+            .map_err(synthesis)?;
+        tokens.retain(|&t| t < SPEECH_VOCAB);
+        tokens.extend([SILENCE_TOKEN; 3]);
+        Ok(tokens)
+    }
+
+    /// Speech tokens → 24 kHz samples (S3Gen, HiFT, the reference's fade-in).
+    pub fn vocode(&self, tokens: &[u32], rng: &mut impl Rng) -> Result<Vec<f32>, EngineError> {
+        let mut run = || -> candle_core::Result<Vec<f32>> {
+            let speech = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
+            let shape = self.s3gen.noise_shape(tokens.len(), &self.voice.gen)?;
+            let noise = standard_normal(shape, rng, &self.device)?;
+            let mel = self.s3gen.mel(&speech, &self.voice.gen, &noise)?;
+            let wav = self.hift.inference_seeded(&mel, rng.random())?;
+            trim_fade(&wav, SAMPLE_RATE)?
+                .flatten_all()?
+                .to_vec1::<f32>()
+        };
+        run().map_err(synthesis)
+    }
+}
+
+/// `torch.randn(shape)` from `rng` (Box–Muller), so a seed fixes the whole call.
+fn standard_normal(
+    shape: (usize, usize, usize),
+    rng: &mut impl Rng,
+    device: &Device,
+) -> candle_core::Result<Tensor> {
+    let n = shape.0 * shape.1 * shape.2;
+    let mut values = Vec::with_capacity(n + 1);
+    while values.len() < n {
+        let u1: f32 = rng.random::<f32>().max(f32::MIN_POSITIVE);
+        let u2: f32 = rng.random();
+        let r = (-2.0 * u1.ln()).sqrt();
+        let theta = std::f32::consts::TAU * u2;
+        values.push(r * theta.cos());
+        values.push(r * theta.sin());
+    }
+    values.truncate(n);
+    Tensor::from_vec(values, shape, device)
+}
+
+fn synthesis(e: candle_core::Error) -> EngineError {
+    EngineError::Synthesis(e.to_string())
+}
+
+impl TtsEngine for ChatterboxTurboEngine {
+    fn synthesize(&self, req: &SynthRequest<'_>) -> Result<AudioChunk, EngineError> {
+        if !self.accepts_voice(req.voice) {
+            return Err(EngineError::UnknownVoice {
+                model: MODEL.into(),
+                voice: req.voice.into(),
+            });
+        }
+        if req.phonemes {
+            return Err(EngineError::InvalidInput(
+                "chatterbox-turbo reads plain text; phoneme input is for kokoro".into(),
+            ));
+        }
+        let seed = rand::rng().random::<u64>() ^ self.calls.fetch_add(1, Ordering::Relaxed);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let tokens = self.speech_tokens(req.text, &mut rng)?;
+        let samples = self.vocode(&tokens, &mut rng)?;
+        Ok(AudioChunk {
+            samples,
+            sample_rate: SAMPLE_RATE,
+        })
+    }
+
+    fn sample_rate(&self) -> u32 {
+        SAMPLE_RATE
+    }
+
+    fn voices(&self) -> Vec<String> {
+        builtin_voices()
+    }
+
+    fn languages(&self) -> Vec<String> {
+        vec!["en".into()]
+    }
+
+    fn memory_bytes(&self) -> u64 {
+        self.memory_bytes
+    }
+}
+
+fn builtin_voices() -> Vec<String> {
+    std::iter::once(BUILTIN_VOICE)
+        .chain(OPENAI_VOICES)
+        .map(String::from)
+        .collect()
+}
+
+/// Loads Chatterbox Turbo from the models folder for the pool.
+pub struct TurboLoader;
+
+impl EngineLoader for TurboLoader {
+    fn load(&self, ctx: &LoadContext) -> Result<Box<dyn TtsEngine>, EngineError> {
+        let files = TurboFiles::locate(&ctx.models_dir)?;
+        let engine = ChatterboxTurboEngine::load(&files, &ctx.candle_device()?)?;
+        Ok(Box::new(engine))
+    }
+
+    fn builtin_voices(&self, ctx: &LoadContext) -> Vec<String> {
+        match TurboFiles::locate(&ctx.models_dir) {
+            Ok(_) => builtin_voices(),
+            Err(_) => Vec::new(),
+        }
+    }
+}

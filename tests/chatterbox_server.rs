@@ -1,0 +1,246 @@
+//! Chatterbox Turbo end to end: a tiny checkpoint assembled from the committed parity
+//! fixtures (T3, S3Gen flow and HiFT weights, their configurations, the tokenizer
+//! files and a `conds.pt` written by the reference's `Conditionals.save`), loaded by
+//! the engine on its own and through the server.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, IndexOp, Tensor};
+use rand::SeedableRng;
+use serde_json::{json, Value};
+use voxpool::config::Config;
+use voxpool::engine::chatterbox::conds::Conditionals;
+use voxpool::engine::chatterbox::tts_turbo::{ChatterboxTurboEngine, TurboFiles};
+use voxpool::engine::{Registry, SynthRequest, TtsEngine};
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/chatterbox");
+/// Mel frames per speech token × samples per mel frame at 24 kHz.
+const SAMPLES_PER_TOKEN: usize = 2 * 480;
+
+/// Writes the tiny Turbo checkpoint in the Hugging Face cache layout; returns its folder.
+fn install_tiny_turbo(models: &Path) -> PathBuf {
+    let snap = models.join("models--ResembleAI--chatterbox-turbo/snapshots/tiny");
+    std::fs::create_dir_all(&snap).unwrap();
+    std::fs::copy(
+        format!("{FIXTURES}/t3_tiny.safetensors"),
+        snap.join("t3_turbo_v1.safetensors"),
+    )
+    .unwrap();
+    // The released file holds the flow (`flow.*`) and the vocoder (`mel2wav.*`).
+    let mut s3gen: HashMap<String, Tensor> = HashMap::new();
+    for part in ["s3gen_tiny", "hift_tiny"] {
+        let path = format!("{FIXTURES}/{part}.safetensors");
+        s3gen.extend(candle_core::safetensors::load(path, &Device::Cpu).unwrap());
+    }
+    assert!(s3gen.keys().any(|k| k.starts_with("flow.")));
+    assert!(s3gen.keys().any(|k| k.starts_with("mel2wav.")));
+    candle_core::safetensors::save(&s3gen, snap.join("s3gen_meanflow.safetensors")).unwrap();
+    std::fs::copy(format!("{FIXTURES}/conds_tiny.pt"), snap.join("conds.pt")).unwrap();
+    for entry in std::fs::read_dir(format!("{FIXTURES}/tokenizer")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), snap.join(entry.file_name())).unwrap();
+    }
+    let config = |name: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/{name}")).unwrap())
+            .unwrap()
+    };
+    let overrides = json!({
+        "t3": config("t3_tiny_config.json"),
+        "s3gen": config("s3gen_tiny_config.json"),
+        "hift": config("hift_tiny_config.json"),
+    });
+    std::fs::write(
+        snap.join("voxpool_chatterbox.json"),
+        serde_json::to_string_pretty(&overrides).unwrap(),
+    )
+    .unwrap();
+    snap
+}
+
+#[test]
+fn built_in_voice_file_reads_as_the_reference_wrote_it() {
+    let conds = Conditionals::load(
+        Path::new(&format!("{FIXTURES}/conds_tiny.pt")),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let t3 =
+        candle_core::safetensors::load(format!("{FIXTURES}/t3_tiny_io.safetensors"), &Device::Cpu)
+            .unwrap();
+    let s3 = candle_core::safetensors::load(
+        format!("{FIXTURES}/s3gen_tiny_io.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let same = |a: &Tensor, b: &Tensor| {
+        let a = a.to_dtype(candle_core::DType::F32).unwrap();
+        let b = b.to_dtype(candle_core::DType::F32).unwrap();
+        assert_eq!(a.dims(), b.dims());
+        let diff: f32 = (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert_eq!(diff, 0.0);
+    };
+    same(&conds.t3.speaker_emb, &t3["cond.speaker_emb"]);
+    same(
+        conds.t3.cond_prompt_speech_tokens.as_ref().unwrap(),
+        &t3["cond.cond_prompt_speech_tokens"],
+    );
+    same(&conds.gen.prompt_token, &s3["case0.prompt_token"]);
+    same(&conds.gen.prompt_feat, &s3["case0.prompt_feat"]);
+    same(&conds.gen.embedding, &s3["case0.embedding"]);
+}
+
+#[test]
+fn engine_speaks_with_the_built_in_voice() {
+    let dir = tempfile::tempdir().unwrap();
+    install_tiny_turbo(dir.path());
+    let files = TurboFiles::locate(dir.path()).unwrap();
+    let engine = ChatterboxTurboEngine::load(&files, &Device::Cpu).unwrap();
+
+    // A seed fixes the whole call; the audio follows the tokens: 960 samples each.
+    let run = |seed: u64| {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let tokens = engine.speech_tokens("hello there", &mut rng).unwrap();
+        let audio = engine.vocode(&tokens, &mut rng).unwrap();
+        (tokens, audio)
+    };
+    let (tokens, audio) = run(7);
+    assert_eq!(&tokens[tokens.len() - 3..], &[4299, 4299, 4299]);
+    assert!(tokens.iter().all(|&t| t < 6561), "{tokens:?}");
+    assert_eq!(audio.len(), tokens.len() * SAMPLES_PER_TOKEN);
+    assert!(audio.iter().all(|s| s.is_finite()));
+    // The reference's fade-in: the first 20 ms are silent.
+    assert!(audio[..480].iter().all(|&s| s == 0.0));
+    assert!(audio[480..].iter().any(|&s| s != 0.0));
+    assert_eq!(run(7), (tokens.clone(), audio.clone()));
+    assert_ne!(run(8).1, audio);
+
+    // Through the engine trait: every OpenAI name means the built-in voice.
+    let chunk = engine
+        .synthesize(&SynthRequest {
+            text: "Hi.",
+            voice: "alloy",
+            speed: 1.0,
+            phonemes: false,
+        })
+        .unwrap();
+    assert_eq!(chunk.sample_rate, 24_000);
+    assert_eq!(chunk.samples.len() % SAMPLES_PER_TOKEN, 0);
+    assert!(engine.voices().iter().any(|v| v == "default"));
+    let err = engine
+        .synthesize(&SynthRequest {
+            text: "Hi.",
+            voice: "af_heart",
+            speed: 1.0,
+            phonemes: false,
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("af_heart"), "{err}");
+}
+
+#[tokio::test]
+async fn chatterbox_turbo_speaks_through_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    install_tiny_turbo(&models);
+    let db = format!("sqlite://{}/v.db?mode=rwc", dir.path().display());
+    let mut config = Config::local(&db).unwrap();
+    config.models_dir = models;
+    let server = voxpool::Server::start(config, Registry::builtin())
+        .await
+        .unwrap();
+    let base = format!("http://{}", server.addr());
+    let client = reqwest::Client::new();
+
+    let voices: Value = client
+        .get(format!("{base}/v1/audio/voices?model=chatterbox-turbo"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = voices["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids[..2], ["default", "alloy"], "{voices}");
+
+    let resp = client
+        .post(format!("{base}/v1/audio/speech"))
+        .json(&json!({"model": "chatterbox-turbo", "input": "Hello there. How are you?", "voice": "nova", "response_format": "wav"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let wav = resp.bytes().await.unwrap();
+    let reader = hound::WavReader::new(std::io::Cursor::new(&wav)).unwrap();
+    assert_eq!(reader.spec().sample_rate, 24_000);
+    assert_eq!(reader.spec().channels, 1);
+    // Two sentences, each a whole number of speech tokens.
+    assert_eq!(reader.len() as usize % SAMPLES_PER_TOKEN, 0);
+    assert!(reader.len() as usize >= 2 * 3 * SAMPLES_PER_TOKEN);
+    let samples: Vec<i16> = reader.into_samples().map(Result::unwrap).collect();
+    assert!(samples.iter().any(|&s| s != 0), "silence");
+
+    let resp = client
+        .post(format!("{base}/v1/audio/speech"))
+        .json(&json!({"model": "chatterbox-turbo", "input": "Hello.", "voice": "af_heart", "response_format": "wav"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("default"),
+        "{body}"
+    );
+    let resp = client
+        .post(format!("{base}/v1/audio/speech"))
+        .json(&json!({"model": "chatterbox-turbo", "input": "hə", "voice": "default", "input_format": "phonemes", "response_format": "wav"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+
+    let status: Value = client
+        .get(format!("{base}/model/status?model=chatterbox-turbo"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["model_loaded"], true, "{status}");
+    assert_eq!(status["available_languages"], json!(["en"]));
+    assert!(status["memory_bytes"].as_u64().unwrap() > 0);
+    server.shutdown().await;
+}
+
+/// The prompt tokens of the built-in voice come first in what T3 sees.
+#[test]
+fn prompt_tokens_are_ids() {
+    let conds = Conditionals::load(
+        Path::new(&format!("{FIXTURES}/conds_tiny.pt")),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let tokens = conds.t3.cond_prompt_speech_tokens.unwrap();
+    assert_eq!(tokens.dtype(), candle_core::DType::U32);
+    let first: u32 = tokens.i((0, 0)).unwrap().to_scalar().unwrap();
+    assert!(first < 6561);
+}
