@@ -6,7 +6,7 @@
 //! StyleTTS2's `Modules/istftnet.py`.
 
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{Conv1d, Conv1dConfig, ConvTranspose1d, ConvTranspose1dConfig, Linear, VarBuilder};
+use candle_nn::{Conv1d, ConvTranspose1d, ConvTranspose1dConfig, Linear, VarBuilder};
 
 use super::config::{IstftnetConfig, KokoroConfig};
 use crate::engine::nn::norm::InstanceNorm1d;
@@ -15,22 +15,13 @@ use crate::engine::nn::ops::{
     upsample_nearest2x, DepthwiseConvTranspose1d,
 };
 use crate::engine::nn::stft::Stft;
-use crate::engine::nn::{conv1d, conv_transpose1d, GemmConv1d};
+use crate::engine::nn::{conv1d, conv_cfg, conv_transpose1d, resblock_convs, GemmConv1d};
 
 /// `(residual + shortcut) · torch.rsqrt(torch.tensor(2))`, rounded to f32 as there.
 const RSQRT_2: f64 = std::f32::consts::FRAC_1_SQRT_2 as f64;
 
 /// LeakyReLU slope of `AdainResBlk1d` (`nn.LeakyReLU(0.2)`).
 const ADAIN_RESBLK_SLOPE: f64 = 0.2;
-
-fn conv_cfg(padding: usize, stride: usize, dilation: usize) -> Conv1dConfig {
-    Conv1dConfig {
-        padding,
-        stride,
-        dilation,
-        ..Default::default()
-    }
-}
 
 // kokoro/istftnet.py `AdaIN1d`
 /// Adaptive instance norm: `(1 + γ) · norm(x) + β` with `[γ, β] = fc(s)`.
@@ -185,11 +176,6 @@ impl AdainResBlk1d {
     }
 }
 
-/// `get_padding(kernel_size, dilation)`: the padding that keeps the length.
-fn same_padding(kernel: usize, dilation: usize) -> usize {
-    (kernel * dilation - dilation) / 2
-}
-
 // kokoro/istftnet.py `AdaINResBlock1`
 /// The generator's residual block: three dilated convolutions, each between AdaIN and
 /// Snake, each followed by a plain convolution, each added back to the input.
@@ -222,25 +208,10 @@ impl AdaINResBlock1 {
             alpha2: Vec::with_capacity(n),
         };
         for (i, &d) in dilation.iter().enumerate() {
-            let cfg1 = conv_cfg(same_padding(kernel_size, d), 1, d);
-            let cfg2 = conv_cfg(same_padding(kernel_size, 1), 1, 1);
             let c = channels;
-            block.convs1.push(GemmConv1d::new(conv1d(
-                vb.pp("convs1").pp(i),
-                c,
-                c,
-                kernel_size,
-                cfg1,
-                true,
-            )?)?);
-            block.convs2.push(GemmConv1d::new(conv1d(
-                vb.pp("convs2").pp(i),
-                c,
-                c,
-                kernel_size,
-                cfg2,
-                true,
-            )?)?);
+            let (conv1, conv2) = resblock_convs(&vb, i, c, kernel_size, d)?;
+            block.convs1.push(conv1);
+            block.convs2.push(conv2);
             block
                 .adain1
                 .push(AdaIN1d::load(vb.pp("adain1").pp(i), style_dim, c)?);

@@ -3,7 +3,9 @@
 
 pub mod weight_norm;
 
-pub use weight_norm::{conv1d, conv_transpose1d, fold_weight_norm};
+pub use weight_norm::{
+    conv1d, conv_cfg, conv_transpose1d, fold_weight_norm, resblock_convs, same_padding,
+};
 pub mod conv;
 pub use conv::GemmConv1d;
 pub mod lstm;

@@ -41,6 +41,41 @@ fn weight(vb: &VarBuilder, shape: (usize, usize, usize)) -> Result<Tensor> {
     }
 }
 
+/// A one-group `Conv1dConfig`.
+pub fn conv_cfg(padding: usize, stride: usize, dilation: usize) -> Conv1dConfig {
+    Conv1dConfig {
+        padding,
+        stride,
+        dilation,
+        ..Default::default()
+    }
+}
+
+/// `get_padding(kernel_size, dilation)` of the HiFi-GAN family: the padding that
+/// keeps the length.
+pub fn same_padding(kernel: usize, dilation: usize) -> usize {
+    (kernel * dilation - dilation) / 2
+}
+
+/// Step `i` of a HiFi-GAN residual block (Kokoro's `AdaINResBlock1`, HiFT's
+/// `ResBlock`): `convs1[i]`, dilated by `dilation`, and `convs2[i]`, both
+/// weight-normed, `channels` wide, length-preserving, on the fast convolution path.
+pub fn resblock_convs(
+    vb: &VarBuilder,
+    i: usize,
+    channels: usize,
+    kernel: usize,
+    dilation: usize,
+) -> Result<(super::GemmConv1d, super::GemmConv1d)> {
+    let c = channels;
+    let cfg1 = conv_cfg(same_padding(kernel, dilation), 1, dilation);
+    let cfg2 = conv_cfg(same_padding(kernel, 1), 1, 1);
+    Ok((
+        super::GemmConv1d::new(conv1d(vb.pp("convs1").pp(i), c, c, kernel, cfg1, true)?)?,
+        super::GemmConv1d::new(conv1d(vb.pp("convs2").pp(i), c, c, kernel, cfg2, true)?)?,
+    ))
+}
+
 /// `nn.Conv1d` (possibly weight-normed) with `in_c` → `out_c` channels.
 pub fn conv1d(
     vb: VarBuilder,

@@ -9,14 +9,14 @@
 //! configuration ([`HiFTConfig::s3gen`]).
 
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{Conv1dConfig, ConvTranspose1d, ConvTranspose1dConfig, Linear, VarBuilder};
+use candle_nn::{ConvTranspose1d, ConvTranspose1dConfig, Linear, VarBuilder};
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
 
 use super::f0_predictor::{ConvRNNF0Predictor, F0PredictorConfig};
 use crate::engine::nn::ops::{conv_transpose1d_trimmed, leaky_relu, reflection_pad1d, snake};
 use crate::engine::nn::stft::Stft;
-use crate::engine::nn::{conv1d, conv_transpose1d, GemmConv1d};
+use crate::engine::nn::{conv1d, conv_cfg, conv_transpose1d, resblock_convs, GemmConv1d};
 
 /// `istft_params` of `HiFTGenerator`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -90,20 +90,6 @@ impl HiFTConfig {
     }
 }
 
-fn conv_cfg(padding: usize, stride: usize, dilation: usize) -> Conv1dConfig {
-    Conv1dConfig {
-        padding,
-        stride,
-        dilation,
-        ..Default::default()
-    }
-}
-
-/// `get_padding(kernel_size, dilation)`: the padding that keeps the length.
-fn same_padding(kernel: usize, dilation: usize) -> usize {
-    (kernel * dilation - dilation) / 2
-}
-
 // chatterbox/models/s3gen/hifigan.py `Snake`
 /// `x + sin²(α·x) / (α + 1e-9)`, one α per channel (`alpha_logscale=False`, as every
 /// block of the vocoder builds it). The reference's 1e-9 is not added: in f32 it
@@ -153,24 +139,9 @@ impl ResBlock {
         };
         let c = channels;
         for (i, &d) in dilations.iter().enumerate() {
-            let cfg1 = conv_cfg(same_padding(kernel_size, d), 1, d);
-            let cfg2 = conv_cfg(same_padding(kernel_size, 1), 1, 1);
-            block.convs1.push(GemmConv1d::new(conv1d(
-                vb.pp("convs1").pp(i),
-                c,
-                c,
-                kernel_size,
-                cfg1,
-                true,
-            )?)?);
-            block.convs2.push(GemmConv1d::new(conv1d(
-                vb.pp("convs2").pp(i),
-                c,
-                c,
-                kernel_size,
-                cfg2,
-                true,
-            )?)?);
+            let (conv1, conv2) = resblock_convs(&vb, i, c, kernel_size, d)?;
+            block.convs1.push(conv1);
+            block.convs2.push(conv2);
             block
                 .activations1
                 .push(Snake::load(vb.pp("activations1").pp(i), c)?);
