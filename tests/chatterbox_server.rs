@@ -216,6 +216,15 @@ async fn chatterbox_turbo_speaks_through_the_server() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 400);
+    let resp = client
+        .post(format!("{base}/v1/audio/speech"))
+        .json(&json!({"model": "chatterbox-turbo", "input": "Hi.", "voice": "default", "speed": 1.5, "response_format": "wav"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["param"], "speed", "{body}");
 
     let status: Value = client
         .get(format!("{base}/model/status?model=chatterbox-turbo"))

@@ -224,6 +224,7 @@ impl From<EngineError> for ApiError {
                 Self::not_found(Some("voice"), "voice_not_found", err.to_string())
             }
             EngineError::InvalidInput(_) => Self::invalid(Some("input"), err.to_string()),
+            EngineError::Unsupported { param, .. } => Self::invalid(Some(param), err.to_string()),
             EngineError::FilesMissing { .. }
             | EngineError::NotBuilt { .. }
             | EngineError::BadFile { .. }

@@ -103,6 +103,12 @@ pub enum EngineError {
     },
     #[error("Voice '{voice}' is not available for model {model}")]
     UnknownVoice { model: String, voice: String },
+    /// A request option this engine cannot honour (`param` names it).
+    #[error("{message}")]
+    Unsupported {
+        param: &'static str,
+        message: String,
+    },
     /// The input cannot be spoken (e.g. nothing pronounceable).
     #[error("{0}")]
     InvalidInput(String),
