@@ -56,7 +56,7 @@ pub struct SpeakArgs {
     /// Defaults to `af_heart` where the model has it, else its first voice.
     #[arg(short, long)]
     pub voice: Option<String>,
-    /// Output file; the extension picks the format (`.wav`, `.pcm`). In interactive mode
+    /// Output file; the extension picks the format (`.mp3`, `.flac`, `.wav`, `.pcm`). In interactive mode
     /// lines go to `<stem>-1.<ext>`, `<stem>-2.<ext>`, ...
     #[arg(short, long, default_value = "speech.wav")]
     pub output: PathBuf,

@@ -264,7 +264,7 @@ async fn bad_requests_get_openai_errors_and_change_nothing() {
             Some("response_format"),
         ),
         (
-            with("response_format", json!("mp3")),
+            with("response_format", json!("opus")),
             400,
             Some("response_format"),
         ),

@@ -253,7 +253,7 @@ fn speak_command_writes_audio_files() {
 
     // Usage errors exit 2 and say what to do; a missing model exits 1 with the pull hint.
     for (args, code, says) in [
-        (vec!["Hi.", "-o", "a.mp3"], 2, "not supported"),
+        (vec!["Hi.", "-o", "a.opus"], 2, "not supported"),
         (vec!["Hi.", "-o", "a.txt"], 2, "cannot tell the format"),
         (vec!["Hi.", "-v", "nobody", "-o", "b.wav"], 2, "tiny_a"),
         (vec!["Hi.", "-m", "nope", "-o", "b.wav"], 2, "unknown model"),

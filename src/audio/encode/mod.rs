@@ -1,5 +1,7 @@
 //! One file per response format.
 
+mod flac;
+mod mp3;
 mod pcm;
 mod wav;
 
@@ -16,7 +18,12 @@ pub enum AudioFormat {
 
 impl AudioFormat {
     /// Formats this build can encode.
-    pub const SUPPORTED: [AudioFormat; 2] = [AudioFormat::Wav, AudioFormat::Pcm];
+    pub const SUPPORTED: [AudioFormat; 4] = [
+        AudioFormat::Mp3,
+        AudioFormat::Flac,
+        AudioFormat::Wav,
+        AudioFormat::Pcm,
+    ];
 
     /// The format called `name` in OpenAI's API (also a file extension).
     pub fn from_name(name: &str) -> Option<Self> {
@@ -88,6 +95,8 @@ pub fn encode(
     sample_rate: u32,
 ) -> Result<Vec<u8>, AudioError> {
     match format {
+        AudioFormat::Mp3 => mp3::encode(samples, sample_rate),
+        AudioFormat::Flac => flac::encode(samples, sample_rate),
         AudioFormat::Wav => wav::encode(samples, sample_rate),
         AudioFormat::Pcm => pcm::encode(samples, sample_rate),
         other => Err(AudioError::Unsupported(other)),
@@ -119,12 +128,12 @@ mod tests {
 
     #[test]
     fn unsupported_formats_name_the_supported_ones() {
-        let err = encode(AudioFormat::Mp3, &[0.0], 24_000)
+        let err = encode(AudioFormat::Opus, &[0.0], 24_000)
             .unwrap_err()
             .to_string();
         assert_eq!(
             err,
-            "response_format 'mp3' is not supported by this build yet; supported: wav, pcm"
+            "response_format 'opus' is not supported by this build yet; supported: mp3, flac, wav, pcm"
         );
     }
 }

@@ -1,0 +1,92 @@
+//! Every response format this build encodes, decoded back: sample rate, channels,
+//! duration and `Content-Type` as a client sees them.
+
+mod common;
+
+use common::{expected_samples, start, MODEL};
+use serde_json::json;
+use symphonia::core::audio::SampleBuffer;
+use symphonia::core::codecs::DecoderOptions;
+use symphonia::core::formats::FormatOptions;
+use symphonia::core::io::MediaSourceStream;
+use symphonia::core::meta::MetadataOptions;
+use symphonia::core::probe::Hint;
+
+/// Decodes a whole file: (sample rate, channels, mono samples).
+fn decode(bytes: Vec<u8>, extension: &str) -> (u32, usize, Vec<f32>) {
+    let stream = MediaSourceStream::new(Box::new(std::io::Cursor::new(bytes)), Default::default());
+    let mut hint = Hint::new();
+    hint.with_extension(extension);
+    let probed = symphonia::default::get_probe()
+        .format(
+            &hint,
+            stream,
+            &FormatOptions::default(),
+            &MetadataOptions::default(),
+        )
+        .expect("a known container");
+    let mut format = probed.format;
+    let track = format.default_track().expect("one track").clone();
+    let mut decoder = symphonia::default::get_codecs()
+        .make(&track.codec_params, &DecoderOptions::default())
+        .expect("a known codec");
+    let (mut rate, mut channels, mut out) = (0, 0, Vec::new());
+    while let Ok(packet) = format.next_packet() {
+        let decoded = decoder.decode(&packet).expect("decodable packet");
+        let spec = *decoded.spec();
+        rate = spec.rate;
+        channels = spec.channels.count();
+        let mut buf = SampleBuffer::<f32>::new(decoded.capacity() as u64, spec);
+        buf.copy_interleaved_ref(decoded);
+        out.extend_from_slice(buf.samples());
+    }
+    (rate, channels, out)
+}
+
+#[tokio::test]
+async fn each_format_decodes_to_the_spoken_audio() {
+    let srv = start().await;
+    let text = "A sentence long enough to fill some frames.";
+    let want = expected_samples(text, 1.0);
+    // (format asked, extension, content type); no format means OpenAI's default, mp3.
+    for (format, ext, content_type) in [
+        (Some("mp3"), "mp3", "audio/mpeg"),
+        (None, "mp3", "audio/mpeg"),
+        (Some("flac"), "flac", "audio/flac"),
+        (Some("wav"), "wav", "audio/wav"),
+    ] {
+        let mut body = json!({"model": MODEL, "input": text, "voice": "alloy"});
+        if let Some(f) = format {
+            body["response_format"] = json!(f);
+        }
+        let resp = srv
+            .client
+            .post(srv.url("/v1/audio/speech"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{format:?}");
+        assert_eq!(
+            resp.headers()["content-type"].to_str().unwrap(),
+            content_type,
+            "{format:?}"
+        );
+        let (rate, channels, samples) = decode(resp.bytes().await.unwrap().to_vec(), ext);
+        assert_eq!((rate, channels), (24_000, 1), "{format:?}");
+        let peak = samples.iter().fold(0f32, |m, s| m.max(s.abs()));
+        assert!(peak > 0.2, "{format:?}: peak {peak}");
+        if ext == "mp3" {
+            // LAME's encoder delay (1105 samples) comes first, and the end is padded
+            // to whole 576-sample frames.
+            assert!(
+                samples.len() >= want && samples.len() <= want + 1105 + 2 * 576,
+                "{format:?}: {} samples for {want}",
+                samples.len()
+            );
+        } else {
+            assert_eq!(samples.len(), want, "{format:?}");
+        }
+    }
+    srv.stop().await;
+}
