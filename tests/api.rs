@@ -224,22 +224,28 @@ async fn speech_returns_wav_and_pcm_and_records_usage() {
         .await;
     assert_eq!(code, 404);
 
-    let rows = srv
-        .server
-        .as_ref()
-        .unwrap()
-        .store()
-        .recent_usage(10)
-        .await
-        .unwrap();
+    // A response's row is written once its audio is complete, just after the last
+    // byte: wait for all four.
+    let store = srv.server.as_ref().unwrap().store();
+    let mut rows = Vec::new();
+    for _ in 0..50 {
+        rows = store.recent_usage(10).await.unwrap();
+        if rows.len() == 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     assert_eq!(rows.len(), 4);
     let ok: Vec<_> = rows.iter().filter(|r| r.usage.status == 200).collect();
     assert_eq!(ok.len(), 3);
-    let first = rows.last().unwrap();
+    let first = rows
+        .iter()
+        .find(|r| r.usage.characters == text.chars().count())
+        .expect("the first request's row");
     assert_eq!(first.usage.model, MODEL);
-    assert_eq!(first.usage.characters, text.chars().count());
+    assert_eq!(first.usage.status, 200);
     assert!((first.usage.audio_seconds - expected as f64 / 24_000.0).abs() < 1e-9);
-    assert_eq!(rows[0].usage.status, 404);
+    assert_eq!(rows.iter().filter(|r| r.usage.status == 404).count(), 1);
     srv.stop().await;
 }
 

@@ -90,3 +90,87 @@ async fn each_format_decodes_to_the_spoken_audio() {
     }
     srv.stop().await;
 }
+
+/// `mp3` and `pcm` are sent sentence by sentence: the first bytes arrive while the
+/// model is still speaking (its lease is held), the pieces join into the same audio as
+/// a whole file, and a client that leaves stops the synthesis and frees the lease.
+#[tokio::test]
+async fn audio_streams_sentence_by_sentence_and_stops_when_the_client_leaves() {
+    use futures_util::StreamExt;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    let srv = start().await;
+    let sentences = ["First sentence here.", "Then a second one.", "And a third."];
+    let text = sentences.join(" ");
+    let want: usize = sentences.iter().map(|s| expected_samples(s, 1.0)).sum();
+    // Each sentence takes a second, so the checks below run well before the next.
+    srv.knobs.synth_delay_ms.store(1000, Ordering::SeqCst);
+    let request = || {
+        srv.client
+            .post(srv.url("/v1/audio/speech"))
+            .json(
+                &json!({"model": MODEL, "input": text, "voice": "alloy", "response_format": "pcm"}),
+            )
+            .send()
+    };
+
+    let resp = request().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    let first = body.next().await.unwrap().unwrap();
+    // At most the first sentence has been spoken (the transport may split it).
+    assert!(!first.is_empty() && first.len() <= 2 * expected_samples(sentences[0], 1.0));
+    let busy = srv.status().await;
+    assert_eq!(busy["in_flight"], 1, "{busy}");
+    let mut all = first.to_vec();
+    while let Some(chunk) = body.next().await {
+        all.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(all.len(), 2 * want);
+    assert!(
+        srv.wait_status(Duration::from_secs(5), |s| s["in_flight"] == 0)
+            .await
+    );
+
+    // Leave after the first sentence of eight: the server notices at its next writes
+    // (TCP reports the closed peer one write late), stops speaking, the lease comes
+    // back, and the usage row says the client left (499) with only the audio made.
+    srv.knobs.synth_delay_ms.store(300, Ordering::SeqCst);
+    let long = ["One more sentence."; 8].join(" ");
+    let all_eight = 8 * expected_samples("One more sentence.", 1.0);
+    let resp = srv
+        .client
+        .post(srv.url("/v1/audio/speech"))
+        .json(&json!({"model": MODEL, "input": long, "voice": "alloy", "response_format": "pcm"}))
+        .send()
+        .await
+        .unwrap();
+    let mut body = resp.bytes_stream();
+    body.next().await.unwrap().unwrap();
+    drop(body);
+    assert!(
+        srv.wait_status(Duration::from_secs(5), |s| s["in_flight"] == 0)
+            .await
+    );
+    let store = srv.server.as_ref().unwrap().store();
+    let mut rows = Vec::new();
+    for _ in 0..100 {
+        rows = store.recent_usage(10).await.unwrap();
+        if rows.iter().any(|r| r.usage.status == 499) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left = rows
+        .iter()
+        .find(|r| r.usage.status == 499)
+        .expect("a row for the request the client left");
+    assert!(
+        left.usage.audio_seconds < all_eight as f64 / 24_000.0,
+        "{:?}",
+        left.usage
+    );
+    assert!(rows.iter().any(|r| r.usage.status == 200));
+    srv.stop().await;
+}

@@ -4,7 +4,9 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures_util::StreamExt;
 use poem::web::Data;
+use poem::Body;
 use poem_openapi::payload::{Binary, Json};
 use poem_openapi::registry::{MetaSchemaRef, Registry};
 use poem_openapi::types::{ParseFromJSON, ParseResult, Type};
@@ -322,22 +324,22 @@ fn unknown_symbols(param: &str, unknown: &[char]) -> ApiError {
 #[derive(ResponseContent)]
 pub enum AudioBody {
     #[oai(content_type = "audio/mpeg")]
-    Mp3(Binary<Vec<u8>>),
+    Mp3(Binary<Body>),
     #[oai(content_type = "audio/ogg")]
-    Opus(Binary<Vec<u8>>),
+    Opus(Binary<Body>),
     #[oai(content_type = "audio/aac")]
-    Aac(Binary<Vec<u8>>),
+    Aac(Binary<Body>),
     #[oai(content_type = "audio/flac")]
-    Flac(Binary<Vec<u8>>),
+    Flac(Binary<Body>),
     #[oai(content_type = "audio/wav")]
-    Wav(Binary<Vec<u8>>),
+    Wav(Binary<Body>),
     /// Raw 24 kHz signed 16-bit little-endian mono.
     #[oai(content_type = "audio/pcm")]
-    Pcm(Binary<Vec<u8>>),
+    Pcm(Binary<Body>),
 }
 
 impl AudioBody {
-    fn new(format: AudioFormat, bytes: Vec<u8>) -> Self {
+    fn new(format: AudioFormat, bytes: Body) -> Self {
         let b = Binary(bytes);
         match format {
             AudioFormat::Mp3 => Self::Mp3(b),
@@ -401,37 +403,86 @@ impl SpeechApi {
             Ok(params) => synthesize_request(&state, &params).await,
             Err(e) => Err(e),
         };
-        // Every request that reached the handler leaves a usage row, failures included.
+        let complete = matches!(&result, Ok((_, Done::Ready(_), _)));
+        // Every request that reached the handler leaves a usage row, failures included;
+        // a streamed response's row is written when its last chunk is spoken.
         let field = |name: &str| raw.get(name).and_then(Value::as_str).unwrap_or_default();
-        let (status, audio_seconds, model) = match &result {
-            Ok((_, secs, model)) => (200, *secs, model.clone()),
-            Err(e) => (error_status(e), 0.0, field("model").to_string()),
-        };
         let voice = match raw.get("voice") {
             Some(Value::Object(v)) => v.get("id").and_then(Value::as_str).unwrap_or_default(),
             _ => field("voice"),
         };
-        let usage = NewUsage {
+        let mut usage = NewUsage {
             key_id: None,
-            model,
+            model: field("model").to_string(),
             voice: voice.chars().take(200).collect(),
             characters: field("input").chars().count(),
-            audio_seconds,
-            latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            status,
+            audio_seconds: 0.0,
+            latency_ms: 0,
+            status: 200,
         };
-        if let Err(e) = state.store.record_usage(&usage).await {
-            tracing::error!(error = %e, "could not record usage");
+        match result {
+            Ok((resp, done, model)) => {
+                let done = async move {
+                    match done {
+                        Done::Ready(outcome) => outcome,
+                        Done::Streaming(handle) => handle.await.unwrap_or(Outcome {
+                            audio_seconds: 0.0,
+                            status: 500,
+                        }),
+                    }
+                };
+                usage.model = model;
+                let store = state.store.clone();
+                let record = async move {
+                    let outcome = done.await;
+                    usage.audio_seconds = outcome.audio_seconds;
+                    usage.status = outcome.status;
+                    usage.latency_ms =
+                        u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    if let Err(e) = store.record_usage(&usage).await {
+                        tracing::error!(error = %e, "could not record usage");
+                    }
+                };
+                // A whole-file response is complete already: its row is written before
+                // it is sent. A stream's row follows its last chunk.
+                if complete {
+                    record.await;
+                } else {
+                    tokio::spawn(record);
+                }
+                Ok(resp)
+            }
+            Err(e) => {
+                usage.status = error_status(&e);
+                usage.latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                if let Err(e) = state.store.record_usage(&usage).await {
+                    tracing::error!(error = %e, "could not record usage");
+                }
+                Err(e)
+            }
         }
-        result.map(|(resp, _, _)| resp)
     }
 }
 
-/// Resolve the model and speak: returns the response, seconds of audio and model id.
+/// How a response ended: seconds of audio spoken, and the status for the usage row
+/// (200; 499 when the client left early; 500 when synthesis failed mid-stream).
+#[derive(Debug, Clone, Copy)]
+struct Outcome {
+    audio_seconds: f64,
+    status: u16,
+}
+
+/// How a response ends: already known (a whole file), or when its stream does.
+enum Done {
+    Ready(Outcome),
+    Streaming(tokio::task::JoinHandle<Outcome>),
+}
+
+/// Resolve the model and speak: the response, what its end will report, the model id.
 async fn synthesize_request(
     state: &AppState,
     params: &SpeechParams,
-) -> Result<(SpeechResponse, f64, String), ApiError> {
+) -> Result<(SpeechResponse, Done, String), ApiError> {
     let spec = state
         .pool
         .registry()
@@ -446,11 +497,10 @@ async fn synthesize_request(
         format = params.format.name(),
         audio_seconds = tracing::field::Empty,
     );
-    let (resp, secs) = speak(state, &model, params)
+    let (resp, done) = speak(state, &model, params)
         .instrument(span.clone())
         .await?;
-    span.record("audio_seconds", secs);
-    Ok((resp, secs, model))
+    Ok((resp, done, model))
 }
 
 #[OpenApi(tag = "ApiTags::Audio")]
@@ -494,12 +544,16 @@ impl PhonemizeApi {
 
 pub struct PhonemizeApi;
 
-/// Lease the model, speak each sentence, encode: the request path without HTTP.
+/// Lease the model, then speak sentence by sentence on a blocking thread, encoding
+/// as it goes: the request path without HTTP. The response is returned once the first
+/// bytes exist (an error in the first sentence is still an HTTP error); the rest
+/// follows as it is spoken. A client that leaves stops the synthesis at the next
+/// sentence, which releases the lease.
 async fn speak(
     state: &AppState,
     model: &str,
     params: &SpeechParams,
-) -> Result<(SpeechResponse, f64), ApiError> {
+) -> Result<(SpeechResponse, Done), ApiError> {
     if !params.format.is_supported() {
         return Err(audio::AudioError::Unsupported(params.format).into());
     }
@@ -531,23 +585,96 @@ async fn speak(
         params.phonemes,
     );
     let span = tracing::Span::current();
-    // Synthesis is CPU-bound: keep it off the async reactor. The lease moves along
-    // and is dropped when the audio is ready.
-    let encoded = tokio::task::spawn_blocking(move || {
+    let streams = audio::stream::streams(format);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, ApiError>>(1);
+    // Synthesis is CPU-bound: keep it off the async reactor. The lease moves along and
+    // is dropped when the last chunk is sent or the client is gone.
+    let done = tokio::task::spawn_blocking(move || {
         let _entered = span.enter();
-        let audio = synthesize_all(lease.engine(), &chunks, &voice, speed, phonemes)?;
-        let bytes = audio::encode(format, &audio.samples, audio.sample_rate)?;
-        Ok::<_, ApiError>((bytes, audio.seconds()))
-    })
-    .await
-    .map_err(|e| {
-        tracing::error!(error = %e, "synthesis task failed");
-        ApiError::internal("-")
-    })??;
-    let (bytes, seconds) = encoded;
+        let engine = lease.engine();
+        let rate = engine.sample_rate();
+        let mut samples = 0usize;
+        let outcome = |samples: usize, status: u16| {
+            let audio_seconds = samples as f64 / f64::from(rate.max(1));
+            tracing::Span::current().record("audio_seconds", audio_seconds);
+            Outcome {
+                audio_seconds,
+                status,
+            }
+        };
+        let mut encoder = match audio::stream::StreamEncoder::new(format, rate) {
+            Ok(e) => e,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e.into()));
+                return outcome(0, 400);
+            }
+        };
+        for text in &chunks {
+            let bytes = synthesize_all(engine, std::slice::from_ref(text), &voice, speed, phonemes)
+                .map_err(ApiError::from)
+                .and_then(|audio| {
+                    samples += audio.samples.len();
+                    encoder.push(&audio.samples).map_err(ApiError::from)
+                });
+            match bytes {
+                Ok(bytes) if bytes.is_empty() => {}
+                Ok(bytes) => {
+                    if tx.blocking_send(Ok(bytes)).is_err() {
+                        tracing::info!("client went away; synthesis stopped");
+                        return outcome(samples, 499);
+                    }
+                }
+                Err(e) => {
+                    let status = error_status(&e);
+                    let _ = tx.blocking_send(Err(e));
+                    return outcome(samples, status);
+                }
+            }
+        }
+        match encoder.finish() {
+            Ok(bytes) => {
+                if !bytes.is_empty() && tx.blocking_send(Ok(bytes)).is_err() {
+                    return outcome(samples, 499);
+                }
+                outcome(samples, 200)
+            }
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e.into()));
+                outcome(samples, 500)
+            }
+        }
+    });
+    // The first bytes decide the status: an error before them is the response.
+    let first = match rx.recv().await {
+        Some(Ok(bytes)) => bytes,
+        Some(Err(e)) => return Err(e),
+        None => Vec::new(),
+    };
+    let done = if streams {
+        Done::Streaming(done)
+    } else {
+        // A whole file is sent in one piece: synthesis has ended with it.
+        Done::Ready(done.await.unwrap_or(Outcome {
+            audio_seconds: 0.0,
+            status: 500,
+        }))
+    };
+    let rest = futures_util::stream::unfold(rx, |mut rx| async move {
+        let item = rx.recv().await?;
+        // Headers are gone: a failure now can only cut the body short.
+        let item = item.map_err(|e| {
+            std::io::Error::other(format!(
+                "synthesis failed mid-stream (status {})",
+                error_status(&e)
+            ))
+        });
+        Some((item, rx))
+    });
+    let body =
+        futures_util::stream::once(async move { Ok::<_, std::io::Error>(first) }).chain(rest);
     Ok((
-        SpeechResponse::Audio(AudioBody::new(format, bytes)),
-        seconds,
+        SpeechResponse::Audio(AudioBody::new(format, Body::from_bytes_stream(body))),
+        done,
     ))
 }
 

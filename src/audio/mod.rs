@@ -2,5 +2,6 @@
 //! f32 samples and a rate; this module never sees a tensor.
 
 pub mod encode;
+pub mod stream;
 
 pub use encode::{encode, AudioError, AudioFormat};

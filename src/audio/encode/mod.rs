@@ -1,7 +1,7 @@
 //! One file per response format.
 
 mod flac;
-mod mp3;
+pub mod mp3;
 mod pcm;
 mod wav;
 
