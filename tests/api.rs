@@ -275,7 +275,7 @@ async fn bad_requests_get_openai_errors_and_change_nothing() {
             Some("response_format"),
         ),
         (
-            with("stream_format", json!("sse")),
+            with("stream_format", json!("websocket")),
             400,
             Some("stream_format"),
         ),

@@ -174,3 +174,62 @@ async fn audio_streams_sentence_by_sentence_and_stops_when_the_client_leaves() {
     assert!(rows.iter().any(|r| r.usage.status == 200));
     srv.stop().await;
 }
+
+/// `stream_format: "sse"`: OpenAI's `speech.audio.delta` events with base64 audio,
+/// then `speech.audio.done` with usage.
+#[tokio::test]
+async fn sse_sends_audio_deltas_then_usage() {
+    use base64::Engine as _;
+
+    let srv = start().await;
+    let text = "One sentence. Another sentence.";
+    let want = expected_samples("One sentence.", 1.0) + expected_samples("Another sentence.", 1.0);
+    for format in ["pcm", "mp3", "wav"] {
+        let resp = srv
+            .client
+            .post(srv.url("/v1/audio/speech"))
+            .json(&json!({"model": MODEL, "input": text, "voice": "alloy",
+                "response_format": format, "stream_format": "sse"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(
+            resp.headers()["content-type"].to_str().unwrap(),
+            "text/event-stream"
+        );
+        let body = resp.text().await.unwrap();
+        let events: Vec<serde_json::Value> = body
+            .split("\n\n")
+            .filter(|e| !e.is_empty())
+            .map(|e| serde_json::from_str(e.strip_prefix("data: ").expect("data line")).unwrap())
+            .collect();
+        let (last, deltas) = events.split_last().unwrap();
+        assert!(!deltas.is_empty(), "{format}");
+        let mut audio = Vec::new();
+        for d in deltas {
+            assert_eq!(d["type"], "speech.audio.delta", "{format}");
+            audio.extend(
+                base64::engine::general_purpose::STANDARD
+                    .decode(d["audio"].as_str().unwrap())
+                    .unwrap(),
+            );
+        }
+        assert_eq!(last["type"], "speech.audio.done", "{format}");
+        let usage = &last["usage"];
+        assert_eq!(usage["input_tokens"], text.chars().count());
+        let output = (want as f64 / 24_000.0 / 0.02).round() as u64;
+        assert_eq!(usage["output_tokens"], output);
+        assert_eq!(usage["total_tokens"], text.chars().count() as u64 + output);
+        match format {
+            "pcm" => assert_eq!(audio.len(), 2 * want),
+            "wav" => assert_eq!(common::wav_samples(&audio), (24_000, want)),
+            _ => {
+                let (rate, channels, samples) = decode(audio, format);
+                assert_eq!((rate, channels), (24_000, 1));
+                assert!(samples.len() >= want);
+            }
+        }
+    }
+    srv.stop().await;
+}

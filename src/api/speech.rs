@@ -336,6 +336,10 @@ pub enum AudioBody {
     /// Raw 24 kHz signed 16-bit little-endian mono.
     #[oai(content_type = "audio/pcm")]
     Pcm(Binary<Body>),
+    /// With `stream_format: "sse"`: `speech.audio.delta` events carrying base64 audio
+    /// in the requested format, then one `speech.audio.done` with `usage`.
+    #[oai(content_type = "text/event-stream")]
+    Events(Binary<Body>),
 }
 
 impl AudioBody {
@@ -557,12 +561,6 @@ async fn speak(
     if !params.format.is_supported() {
         return Err(audio::AudioError::Unsupported(params.format).into());
     }
-    if params.sse {
-        return Err(ApiError::invalid(
-            Some("stream_format"),
-            "stream_format 'sse' is not supported by this build yet; use 'audio'",
-        ));
-    }
     let chunks = split_sentences(&params.input);
     let lease = state.pool.lease(model).await?;
     if !lease.engine().accepts_voice(&params.voice) {
@@ -587,6 +585,8 @@ async fn speak(
     let span = tracing::Span::current();
     let streams = audio::stream::streams(format);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, ApiError>>(1);
+    // The outcome, for the final SSE event (sent before the bytes channel closes).
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Outcome>();
     // Synthesis is CPU-bound: keep it off the async reactor. The lease moves along and
     // is dropped when the last chunk is sent or the client is gone.
     let done = tokio::task::spawn_blocking(move || {
@@ -594,13 +594,18 @@ async fn speak(
         let engine = lease.engine();
         let rate = engine.sample_rate();
         let mut samples = 0usize;
-        let outcome = |samples: usize, status: u16| {
+        let mut done_tx = Some(done_tx);
+        let mut outcome = |samples: usize, status: u16| {
             let audio_seconds = samples as f64 / f64::from(rate.max(1));
             tracing::Span::current().record("audio_seconds", audio_seconds);
-            Outcome {
+            let outcome = Outcome {
                 audio_seconds,
                 status,
+            };
+            if let Some(tx) = done_tx.take() {
+                let _ = tx.send(outcome);
             }
+            outcome
         };
         let mut encoder = match audio::stream::StreamEncoder::new(format, rate) {
             Ok(e) => e,
@@ -659,6 +664,15 @@ async fn speak(
             status: 500,
         }))
     };
+    if params.sse {
+        let input_tokens = params.input.chars().count();
+        let body = sse_events(first, rx, done_rx, input_tokens);
+        return Ok((
+            SpeechResponse::Audio(AudioBody::Events(Binary(Body::from_bytes_stream(body)))),
+            done,
+        ));
+    }
+    drop(done_rx);
     let rest = futures_util::stream::unfold(rx, |mut rx| async move {
         let item = rx.recv().await?;
         // Headers are gone: a failure now can only cut the body short.
@@ -676,6 +690,61 @@ async fn speak(
         SpeechResponse::Audio(AudioBody::new(format, Body::from_bytes_stream(body))),
         done,
     ))
+}
+
+/// Output tokens reported in SSE `usage`: one per 20 ms of audio.
+const AUDIO_TOKEN_SECONDS: f64 = 0.02;
+
+/// `data: {json}\n\n`.
+fn sse_event(value: &Value) -> Vec<u8> {
+    format!("data: {value}\n\n").into_bytes()
+}
+
+/// The SSE body: one `speech.audio.delta` per encoded piece, then `speech.audio.done`
+/// with `usage` (input tokens = characters of `input`; output tokens = 20 ms units of
+/// audio). A failure after the first event cuts the stream without a done event.
+fn sse_events(
+    first: Vec<u8>,
+    rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, ApiError>>,
+    done: tokio::sync::oneshot::Receiver<Outcome>,
+    input_tokens: usize,
+) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static {
+    use base64::Engine as _;
+    let delta = |bytes: &[u8]| {
+        sse_event(&serde_json::json!({
+            "type": "speech.audio.delta",
+            "audio": base64::engine::general_purpose::STANDARD.encode(bytes),
+        }))
+    };
+    let head = (!first.is_empty()).then(|| Ok(delta(&first)));
+    let deltas = futures_util::stream::unfold(rx, move |mut rx| async move {
+        let item = rx.recv().await?;
+        let item = match item {
+            Ok(bytes) => Ok(delta(&bytes)),
+            Err(e) => Err(std::io::Error::other(format!(
+                "synthesis failed mid-stream (status {})",
+                error_status(&e)
+            ))),
+        };
+        Some((item, rx))
+    });
+    let tail = futures_util::stream::once(async move {
+        match done.await {
+            Ok(outcome) if outcome.status == 200 => {
+                let output_tokens = (outcome.audio_seconds / AUDIO_TOKEN_SECONDS).round() as u64;
+                Ok(sse_event(&serde_json::json!({
+                    "type": "speech.audio.done",
+                    "usage": {
+                        "input_tokens": input_tokens,
+                        "output_tokens": output_tokens,
+                        "total_tokens": input_tokens as u64 + output_tokens,
+                    },
+                })))
+            }
+            _ => Err(std::io::Error::other("synthesis did not finish")),
+        }
+    });
+    futures_util::stream::iter(head).chain(deltas).chain(tail)
 }
 
 fn error_status(err: &ApiError) -> u16 {
