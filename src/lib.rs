@@ -98,7 +98,10 @@ impl Server {
                 }
             });
         }
+        let auth = api::auth::Auth::new(config.api_key.as_ref().map(|k| k.expose()), store.clone())
+            .await?;
         let state = Arc::new(api::AppState {
+            auth: Arc::new(auth),
             config: Arc::new(config),
             pool: pool.clone(),
             store: store.clone(),

@@ -33,7 +33,7 @@ pub struct ErrorDetail {
     pub code: Option<String>,
 }
 
-fn body(
+pub(crate) fn body(
     message: impl Into<String>,
     kind: &str,
     param: Option<&str>,

@@ -2,6 +2,7 @@
 //! middleware, Swagger UI (`/docs`) and spec (`/openapi.json`) here.
 
 pub mod admin;
+pub mod auth;
 pub mod error;
 pub mod health;
 pub mod models;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub pool: ModelPool,
     pub store: Store,
+    /// API keys and their scopes.
+    pub auth: Arc<auth::Auth>,
     /// Server start, Unix seconds (the `created` of `/v1/models`).
     pub started_unix: i64,
 }
@@ -102,6 +105,7 @@ pub fn app(state: Arc<AppState>, limiter: Option<RateLimiter>) -> impl Endpoint 
         .nest("/docs", docs)
         .at("/openapi.json", spec)
         .nest("/", service)
+        .around(auth::require_key)
         .with(ClientRateLimit::new(limiter, UNLIMITED_PATHS))
         .around(json_body)
         .with(CatchPanic::new())

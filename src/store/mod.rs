@@ -1,6 +1,7 @@
 //! The database: connection, migrations at start, and one repository file per
 //! table. Only this module queries; no entity type leaves it.
 
+mod api_keys;
 mod settings;
 mod usage;
 

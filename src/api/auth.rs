@@ -1,0 +1,172 @@
+//! API keys, as OpenAI clients send them: `Authorization: Bearer <key>`.
+//!
+//! With no key configured (no `VOXPOOL_API_KEY`, no unrevoked key in the database at
+//! start) the server is open, and says so at start. Otherwise every route except
+//! `/health` needs a valid key (401), and the admin routes (`/model/*`,
+//! `/load_voice*`) need an admin key (403). Keys are compared as SHA-256 digests in
+//! constant time and never logged.
+
+use std::sync::Arc;
+
+use poem::http::StatusCode;
+use poem::{Endpoint, IntoResponse, Request, Response};
+use sha2::{Digest, Sha256};
+
+use super::error::ApiError;
+use crate::store::Store;
+
+/// Who may call what.
+#[derive(Clone)]
+pub struct Auth {
+    /// SHA-256 of `VOXPOOL_API_KEY`, an admin key.
+    bootstrap: Option<[u8; 32]>,
+    /// Whether keys are checked at all.
+    required: bool,
+    store: Store,
+}
+
+/// What a valid key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    User,
+    Admin,
+}
+
+/// The SHA-256 of a key.
+pub fn sha256(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// Equal digests, in time independent of where they differ.
+fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Lowercase hex, as keys' digests are stored.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Auth {
+    /// Keys are required when `bootstrap` is set or the database holds an unrevoked key.
+    pub async fn new(
+        bootstrap: Option<&str>,
+        store: Store,
+    ) -> Result<Self, crate::store::StoreError> {
+        let stored = store.active_api_key_count().await?;
+        let bootstrap = bootstrap.map(sha256);
+        let required = bootstrap.is_some() || stored > 0;
+        if required {
+            tracing::info!(
+                stored_keys = stored,
+                "API keys required (Authorization: Bearer)"
+            );
+        } else {
+            tracing::warn!(
+                "No API key configured: the server is open to anyone who can reach it \
+                 (set VOXPOOL_API_KEY to require one)"
+            );
+        }
+        Ok(Self {
+            bootstrap,
+            required,
+            store,
+        })
+    }
+
+    async fn access(&self, req: &Request) -> Result<Access, ApiError> {
+        let key = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| {
+                unauthorized("Missing API key: send it as 'Authorization: Bearer <key>'.")
+            })?;
+        let digest = sha256(key);
+        if self.bootstrap.is_some_and(|b| same_digest(&b, &digest)) {
+            return Ok(Access::Admin);
+        }
+        match self.store.active_api_key(&hex(&digest)).await {
+            Ok(Some(row)) if row.admin => Ok(Access::Admin),
+            Ok(Some(_)) => Ok(Access::User),
+            Ok(None) => Err(unauthorized("Incorrect API key provided.")),
+            Err(e) => {
+                tracing::error!(error = %e, "API key lookup failed");
+                Err(ApiError::unavailable(
+                    "API keys cannot be checked right now; retry shortly.",
+                    None,
+                ))
+            }
+        }
+    }
+}
+
+fn unauthorized(message: &str) -> ApiError {
+    ApiError::Unauthorized(super::error::body(
+        message,
+        "invalid_request_error",
+        None,
+        Some("invalid_api_key"),
+    ))
+}
+
+/// Routes open to everyone, and routes for admin keys only.
+fn is_public(path: &str) -> bool {
+    path == "/health"
+}
+
+fn is_admin_route(path: &str) -> bool {
+    path.starts_with("/model/") || path.starts_with("/load_voice")
+}
+
+/// The middleware: checks the key before the route runs.
+pub async fn require_key<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Response> {
+    let auth = req
+        .data::<Arc<super::AppState>>()
+        .map(|state| Arc::clone(&state.auth));
+    if let Some(auth) = auth.filter(|a| a.required) {
+        let path = req.uri().path().to_string();
+        if !is_public(&path) {
+            match auth.access(&req).await {
+                Ok(Access::Admin) => {}
+                Ok(Access::User) if !is_admin_route(&path) => {}
+                Ok(Access::User) => {
+                    return Ok(ApiError::with_status(
+                        StatusCode::FORBIDDEN,
+                        "This route needs an admin API key.",
+                    ));
+                }
+                Err(e) => return Ok(e.into_response()),
+            }
+        }
+    }
+    ep.call(req).await.map(IntoResponse::into_response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_compare_by_value() {
+        let a = sha256("sk-one");
+        assert!(same_digest(&a, &sha256("sk-one")));
+        assert!(!same_digest(&a, &sha256("sk-two")));
+        assert_eq!(
+            hex(&sha256("abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn routes_by_scope() {
+        assert!(is_public("/health"));
+        assert!(!is_public("/v1/audio/speech"));
+        assert!(is_admin_route("/model/unload"));
+        assert!(is_admin_route("/load_voice_upload"));
+        assert!(!is_admin_route("/v1/models"));
+    }
+}

@@ -1,0 +1,86 @@
+//! API keys: open without any; with `VOXPOOL_API_KEY` every route but `/health` needs
+//! a key (401), admin routes need an admin key (403), in OpenAI's error shape.
+
+mod common;
+
+use common::{start, start_with, Options, MODEL};
+use serde_json::{json, Value};
+use voxpool::api::auth::{hex, sha256};
+use voxpool::config::Secret;
+
+async fn call(
+    srv: &common::TestServer,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+) -> (u16, Value) {
+    let mut req = match method {
+        "POST" => srv.client.post(srv.url(path)).json(&json!({})),
+        _ => srv.client.get(srv.url(path)),
+    };
+    if let Some(k) = key {
+        req = req.bearer_auth(k);
+    }
+    let resp = req.send().await.unwrap();
+    let code = resp.status().as_u16();
+    (code, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn without_keys_the_server_is_open() {
+    let srv = start().await;
+    assert_eq!(call(&srv, "GET", "/v1/models", None).await.0, 200);
+    assert_eq!(call(&srv, "GET", "/model/status", None).await.0, 200);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn keys_are_required_and_scoped() {
+    let srv = start_with(Options {
+        configure: Box::new(|c| c.api_key = Some(Secret::new("sk-admin-bootstrap"))),
+        ..Options::default()
+    })
+    .await;
+    let store = srv.server.as_ref().unwrap().store();
+    store
+        .create_api_key("app", &hex(&sha256("sk-user-1")), false)
+        .await
+        .unwrap();
+
+    assert_eq!(call(&srv, "GET", "/health", None).await.0, 200);
+    for (key, want) in [(None, 401), (Some("sk-wrong"), 401), (Some("Bearer"), 401)] {
+        let (code, body) = call(&srv, "GET", "/v1/models", key).await;
+        assert_eq!(code, want, "{key:?}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_api_key", "{body}");
+        assert!(body["error"]["message"].is_string());
+    }
+    // A user key speaks and lists; admin routes answer 403.
+    assert_eq!(
+        call(&srv, "GET", "/v1/models", Some("sk-user-1")).await.0,
+        200
+    );
+    let resp = srv
+        .client
+        .post(srv.url("/v1/audio/speech"))
+        .bearer_auth("sk-user-1")
+        .json(&json!({"model": MODEL, "input": "Hi", "voice": "alloy", "response_format": "wav"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    for (method, path) in [("GET", "/model/status"), ("POST", "/model/unload")] {
+        let (code, body) = call(&srv, method, path, Some("sk-user-1")).await;
+        assert_eq!(code, 403, "{path}: {body}");
+        assert_eq!(body["error"]["type"], "permission_error");
+    }
+    // The bootstrap key is an admin key.
+    assert_eq!(
+        call(&srv, "GET", "/model/status", Some("sk-admin-bootstrap"))
+            .await
+            .0,
+        200
+    );
+    let (code, body) = call(&srv, "POST", "/model/unload", Some("sk-admin-bootstrap")).await;
+    assert_eq!(code, 200, "{body}");
+    srv.stop().await;
+}
