@@ -13,6 +13,7 @@ pub mod engine;
 pub mod limit;
 pub mod pool;
 pub mod store;
+pub mod telemetry;
 pub mod text;
 
 use std::net::SocketAddr;
@@ -68,6 +69,8 @@ impl Server {
                 return Err(StartError::UnknownModel(name.clone()));
             }
         }
+        // Install the metrics recorder before anything records.
+        telemetry::handle();
         let store = Store::connect(&config.db_url).await?;
         let pool = ModelPool::new(&config, registry, store.clone()).await?;
         let mut housekeepers = vec![pool.spawn_housekeeper()];

@@ -1,9 +1,9 @@
-//! `GET /health` and the routes not built yet.
+//! `GET /health` and `GET /metrics`.
 
 use std::sync::Arc;
 
 use poem::web::Data;
-use poem_openapi::payload::Json;
+use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{Object, OpenApi};
 
 use super::error::ApiError;
@@ -33,11 +33,9 @@ impl HealthApi {
         }))
     }
 
-    /// Prometheus metrics (not built yet: answers 501).
+    /// Prometheus metrics in the text exposition format (names in `src/telemetry.rs`).
     #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
-    async fn metrics(&self) -> Result<Json<Health>, ApiError> {
-        Err(ApiError::not_implemented(
-            "Metrics are not available in this build of voxpool yet",
-        ))
+    async fn metrics(&self) -> PlainText<String> {
+        PlainText(crate::telemetry::handle().render())
     }
 }

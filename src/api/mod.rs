@@ -150,7 +150,14 @@ async fn openai_errors<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Re
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert("x-request-id", v);
         }
-        tracing::Span::current().record("status", resp.status().as_u16());
+        let status = resp.status().as_u16();
+        tracing::Span::current().record("status", status);
+        metrics::counter!(
+            "voxpool_requests_total",
+            "route" => crate::telemetry::route_label(&path),
+            "status" => status.to_string()
+        )
+        .increment(1);
         tracing::debug!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             "request done"
@@ -166,6 +173,7 @@ fn error_response(err: poem::Error, method: &Method, path: &str) -> Response {
         return err.into_response();
     }
     if let Some(limited) = err.downcast_ref::<RateLimited>() {
+        metrics::counter!("voxpool_rate_limited_total").increment(1);
         return ApiError::rate_limited(limited.retry_after).into_response();
     }
     let status = err.status();

@@ -561,6 +561,7 @@ async fn speak(
     if !params.format.is_supported() {
         return Err(audio::AudioError::Unsupported(params.format).into());
     }
+    let started = Instant::now();
     let chunks = split_sentences(&params.input);
     let lease = state.pool.lease(model).await?;
     if !lease.engine().accepts_voice(&params.voice) {
@@ -589,8 +590,10 @@ async fn speak(
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Outcome>();
     // Synthesis is CPU-bound: keep it off the async reactor. The lease moves along and
     // is dropped when the last chunk is sent or the client is gone.
+    let model_label = model.to_string();
     let done = tokio::task::spawn_blocking(move || {
         let _entered = span.enter();
+        let synthesis_started = Instant::now();
         let engine = lease.engine();
         let rate = engine.sample_rate();
         let mut samples = 0usize;
@@ -598,6 +601,10 @@ async fn speak(
         let mut outcome = |samples: usize, status: u16| {
             let audio_seconds = samples as f64 / f64::from(rate.max(1));
             tracing::Span::current().record("audio_seconds", audio_seconds);
+            metrics::counter!("voxpool_speech_audio_seconds_total", "model" => model_label.clone())
+                .increment(audio_seconds.round() as u64);
+            metrics::histogram!("voxpool_synthesis_seconds", "model" => model_label.clone())
+                .record(synthesis_started.elapsed().as_secs_f64());
             let outcome = Outcome {
                 audio_seconds,
                 status,
@@ -655,6 +662,8 @@ async fn speak(
         Some(Err(e)) => return Err(e),
         None => Vec::new(),
     };
+    metrics::histogram!("voxpool_time_to_first_audio_seconds", "model" => model.to_string())
+        .record(started.elapsed().as_secs_f64());
     let done = if streams {
         Done::Streaming(done)
     } else {

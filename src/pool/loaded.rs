@@ -123,6 +123,10 @@ impl Drop for Loaded {
             super::listener::trim_heap();
             state.instance_freed(bytes);
             tracing::info!(model = %state.id(), "Model unloaded successfully");
+            metrics::counter!("voxpool_model_unloads_total", "model" => state.id().to_string())
+                .increment(1);
+            metrics::gauge!("voxpool_models_loaded_bytes", "model" => state.id().to_string())
+                .decrement(bytes as f64);
             drop(released);
         };
         match tokio::runtime::Handle::try_current() {
@@ -145,6 +149,8 @@ impl Lease {
     pub(crate) fn new(loaded: Arc<Loaded>, pool: Arc<PoolInner>) -> Self {
         loaded.leases.fetch_add(1, Ordering::AcqRel);
         loaded.state.lease_started();
+        metrics::gauge!("voxpool_leases_in_flight", "model" => loaded.state.id().to_string())
+            .increment(1.0);
         Self { loaded, pool }
     }
 
@@ -160,6 +166,8 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         self.loaded.state.lease_ended();
+        metrics::gauge!("voxpool_leases_in_flight", "model" => self.loaded.state.id().to_string())
+            .decrement(1.0);
         let left = self.loaded.leases.fetch_sub(1, Ordering::AcqRel) - 1;
         let pool = Arc::clone(&self.pool);
         let instance = Arc::downgrade(&self.loaded);

@@ -280,6 +280,12 @@ impl PoolInner {
                 let took = started.elapsed();
                 state.load_succeeded(took);
                 info!(model = %model, "Model loaded successfully in {:.2}s", took.as_secs_f64());
+                metrics::counter!("voxpool_model_loads_total", "model" => model.clone(), "result" => "ok")
+                    .increment(1);
+                metrics::histogram!("voxpool_model_load_seconds", "model" => model.clone())
+                    .record(took.as_secs_f64());
+                metrics::gauge!("voxpool_models_loaded_bytes", "model" => model.clone())
+                    .increment(engine.memory_bytes() as f64);
                 Ok(Arc::new(Loaded::new(
                     engine,
                     Arc::clone(&state),
@@ -287,6 +293,8 @@ impl PoolInner {
                 )))
             }
             Ok(Err(error)) => {
+                metrics::counter!("voxpool_model_loads_total", "model" => model.clone(), "result" => "error")
+                    .increment(1);
                 let retry_after = state.load_failed(&error);
                 warn!(model = %model, error = %error, "Model failed to load");
                 Err(LoadError::Failed {
