@@ -152,9 +152,7 @@ impl Models {
         let start = Instant::now();
         for _ in 0..steps {
             let token = *generated.last().expect("one token");
-            let embed = self
-                .t3
-                .embed_speech(&Tensor::new(&[[token]], device)?)?;
+            let embed = self.t3.embed_speech(&Tensor::new(&[[token]], device)?)?;
             let hidden = self.t3.forward_hidden(&embed, &mut cache)?;
             let next = pick(&hidden, &generated)?;
             generated.push(next);
@@ -260,11 +258,12 @@ fn main() -> candle_core::Result<()> {
             .ok_or_else(|| candle_core::Error::Msg(format!("case0.{k} missing")))
     };
     let prompt = PromptRef {
-        prompt_token: get("prompt_token")?,
+        // Token ids as the engine holds them (`conds.pt` is read as u32).
+        prompt_token: get("prompt_token")?.to_dtype(DType::U32)?,
         prompt_feat: get("prompt_feat")?,
         embedding: get("embedding")?,
     };
-    let speech = get("speech_tokens")?;
+    let speech = get("speech_tokens")?.to_dtype(DType::U32)?;
 
     let mut first = Times::default();
     let mut all = Vec::new();
