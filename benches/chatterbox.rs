@@ -1,0 +1,446 @@
+//! Chatterbox Turbo speed: voxpool's Candle port against the PyTorch reference on the
+//! same full-size random weights and inputs, in one command.
+//!
+//! 1. The full-size random weights of the three fixture scripts (see tools/README.md):
+//!    `python tools/chatterbox_t3_fixtures.py --full /tmp/t3-full` (1.9 GB),
+//!    `python tools/chatterbox_s3gen_fixtures.py --full /tmp/s3gen-full` (480 MB),
+//!    `python tools/chatterbox_hift_fixtures.py --full /tmp/hift-full` (94 MB);
+//! 2. `cargo bench --bench chatterbox` (reads `CHATTERBOX_T3_FULL`, `S3GEN_FULL_DIR` and
+//!    `VOXPOOL_HIFT_FULL`, defaults the folders above; runs the reference with
+//!    `CHATTERBOX_REF_PYTHON`, default `/tmp/cbvenv/bin/python`, when it exists;
+//!    `CHATTERBOX_BENCH_RUNS` timed runs after one warm-up, default 3, medians reported;
+//!    `CHATTERBOX_BENCH_GEN` T3 decode steps, default 50).
+//!
+//! Both sides do the same work (`tools/chatterbox_bench_reference.py` is the other
+//! half): T3 prefills [speaker, 375 voice-prompt tokens, 40 text tokens, start] and then
+//! runs a fixed number of cached decode steps, each with Turbo's default logits
+//! processors but taking the arg-max among the 6561 audio tokens (no sampling, no
+//! stop); S3Gen (flow + HiFT) turns the 100 speech tokens of the S3Gen fixture into
+//! 4 s of audio with its 250-token prompt; end to end chains the two (T3's tokens
+//! plus three silence tokens through S3Gen with that prompt), as the engine does.
+//!
+//! Prints T3 prefill time and decode tokens/s, S3Gen and end-to-end speed in seconds
+//! of audio per second of compute (×RT), for both and their ratio; cold load time,
+//! the first (warm-up) synthesis and peak RSS. Timings depend on what else the
+//! machine runs: the load average is printed before each side.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use voxpool::engine::chatterbox::config::T3Config;
+use voxpool::engine::chatterbox::s3gen::hifigan::{trim_fade, HiFTConfig, HiFTGenerator};
+use voxpool::engine::chatterbox::s3gen::{PromptRef, S3GenConfig, S3Token2Mel};
+use voxpool::engine::chatterbox::t3::{SamplingParams, T3Cond, T3};
+
+const SAMPLE_RATE: f64 = 24_000.0;
+/// Speech ids at or above this are start/stop tokens, not audio.
+const SPEECH_VOCAB: u32 = 6561;
+/// `S3GEN_SIL`, appended three times after T3's tokens.
+const SILENCE_TOKEN: u32 = 4299;
+const TEXT_TOKENS: usize = 40;
+const PROMPT_TOKENS: usize = 375;
+
+/// Deterministic text ids (same formula as the reference script).
+fn text_ids(n: usize) -> Vec<u32> {
+    (0..n).map(|i| 1000 + ((i * 37) % 40_000) as u32).collect()
+}
+
+/// Deterministic voice-prompt speech tokens (same formula as the reference script).
+fn prompt_ids(n: usize) -> Vec<u32> {
+    (0..n).map(|i| ((i * 37 + 11) % 6561) as u32).collect()
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn env_path(var: &str, default: &str) -> PathBuf {
+    std::env::var(var).map_or_else(|_| PathBuf::from(default), PathBuf::from)
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+struct Models {
+    t3: T3,
+    s3gen: S3Token2Mel,
+    hift: HiFTGenerator,
+}
+
+/// Seconds of one end-to-end run and its parts.
+#[derive(Default, Clone, Copy)]
+struct Times {
+    t3_prefill: f64,
+    t3_decode: f64,
+    e2e_flow: f64,
+    e2e_hift: f64,
+    e2e: f64,
+    flow: f64,
+    hift: f64,
+}
+
+impl Models {
+    fn load(t3_dir: &Path, s3gen_dir: &Path, hift_dir: &Path) -> candle_core::Result<Self> {
+        let map = |path: PathBuf| {
+            // SAFETY: read-only mappings of files this process does not modify.
+            unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, &Device::Cpu) }
+        };
+        let t3 = T3::load(
+            map(t3_dir.join("t3_turbo_v1.safetensors"))?,
+            &T3Config::turbo(),
+        )?;
+        let s3gen = S3Token2Mel::load(
+            map(s3gen_dir.join("s3gen_full.safetensors"))?,
+            &S3GenConfig::turbo(),
+        )?;
+        let hift = HiFTGenerator::load(
+            map(hift_dir.join("hift_full.safetensors"))?.pp("mel2wav"),
+            &HiFTConfig::s3gen(),
+        )?;
+        Ok(Self { t3, s3gen, hift })
+    }
+
+    /// `inference_turbo` with arg-max picks among the audio tokens and `steps` decode
+    /// steps: (tokens, prefill seconds, decode seconds).
+    fn t3_generate(
+        &self,
+        cond: &T3Cond,
+        text: &[u32],
+        steps: usize,
+    ) -> candle_core::Result<(Vec<u32>, f64, f64)> {
+        let device = self.t3.device();
+        let params = SamplingParams::default();
+        let pick = |hidden: &Tensor, history: &[u32]| -> candle_core::Result<u32> {
+            let last = hidden.narrow(1, hidden.dim(1)? - 1, 1)?;
+            let mut scores: Vec<f32> = self.t3.speech_logits(&last)?.flatten_all()?.to_vec1()?;
+            params.process(&mut scores, history);
+            scores[SPEECH_VOCAB as usize..].fill(f32::NEG_INFINITY);
+            Ok(scores
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or(0, |(i, _)| i as u32))
+        };
+        let start = Instant::now();
+        let text = Tensor::new(text, device)?.unsqueeze(0)?;
+        let start_token = self.t3.hp().start_speech_token;
+        let start_tokens = Tensor::new(&[[start_token]], device)?;
+        let (embeds, _) = self.t3.prepare_input_embeds(cond, &text, &start_tokens)?;
+        let mut cache = self.t3.tfmr().new_cache(embeds.dim(1)? + steps + 1);
+        let hidden = self.t3.forward_hidden(&embeds, &mut cache)?;
+        let mut generated = vec![pick(&hidden, &[start_token])?];
+        let prefill = start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        for _ in 0..steps {
+            let token = *generated.last().expect("one token");
+            let embed = self.t3.embed_speech(&Tensor::new(&[[token]], device)?)?;
+            let hidden = self.t3.forward_hidden(&embed, &mut cache)?;
+            let next = pick(&hidden, &generated)?;
+            generated.push(next);
+        }
+        Ok((generated, prefill, start.elapsed().as_secs_f64()))
+    }
+
+    /// S3Gen flow, then HiFT and the fade-in: (flow seconds, HiFT seconds, samples).
+    fn vocode(
+        &self,
+        tokens: &Tensor,
+        prompt: &PromptRef,
+        seed: u64,
+    ) -> candle_core::Result<(f64, f64, usize)> {
+        let start = Instant::now();
+        let noise = self
+            .s3gen
+            .draw_noise(tokens.dim(1)?, prompt, &Device::Cpu)?;
+        let mel = self.s3gen.mel(tokens, prompt, &noise)?;
+        let flow = start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        let wav = trim_fade(&self.hift.inference_seeded(&mel, seed)?, 24_000)?;
+        Ok((flow, start.elapsed().as_secs_f64(), wav.dim(1)?))
+    }
+}
+
+fn main() -> candle_core::Result<()> {
+    let t3_dir = env_path("CHATTERBOX_T3_FULL", "/tmp/t3-full");
+    let s3gen_dir = env_path("S3GEN_FULL_DIR", "/tmp/s3gen-full");
+    let hift_dir = env_path("VOXPOOL_HIFT_FULL", "/tmp/hift-full");
+    let needed = [
+        (
+            t3_dir.join("t3_turbo_v1.safetensors"),
+            "chatterbox_t3_fixtures.py",
+            &t3_dir,
+        ),
+        (
+            s3gen_dir.join("s3gen_full_io.safetensors"),
+            "chatterbox_s3gen_fixtures.py",
+            &s3gen_dir,
+        ),
+        (
+            hift_dir.join("hift_full.safetensors"),
+            "chatterbox_hift_fixtures.py",
+            &hift_dir,
+        ),
+    ];
+    let mut missing = false;
+    for (file, script, dir) in &needed {
+        if !file.is_file() {
+            println!(
+                "{} not found: run `/tmp/cbvenv/bin/python tools/{script} --full {}` first",
+                file.display(),
+                dir.display()
+            );
+            missing = true;
+        }
+    }
+    if missing {
+        return Ok(());
+    }
+    let runs: usize = std::env::var("CHATTERBOX_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1);
+    let steps: usize = std::env::var("CHATTERBOX_BENCH_GEN")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("Chatterbox Turbo, full size, random weights — {cpu}, {cores} cores");
+    println!(
+        "T3: prefill of 1 + {PROMPT_TOKENS} + {TEXT_TOKENS} + 1 positions, {steps} decode steps; \
+         S3Gen: 250 prompt + 100 speech tokens; {runs} runs after a warm-up, medians"
+    );
+
+    let load_avg_ours = load_average();
+    let started = Instant::now();
+    let models = Models::load(&t3_dir, &s3gen_dir, &hift_dir)?;
+    let load_s = started.elapsed().as_secs_f64();
+
+    let device = Device::Cpu;
+    let cond = T3Cond {
+        speaker_emb: (Tensor::ones((1, 256), DType::F32, &device)? / 16.0)?,
+        cond_prompt_speech_tokens: Some(
+            Tensor::new(prompt_ids(PROMPT_TOKENS).as_slice(), &device)?.unsqueeze(0)?,
+        ),
+    };
+    let text = text_ids(TEXT_TOKENS);
+    let io = candle_core::safetensors::load(s3gen_dir.join("s3gen_full_io.safetensors"), &device)?;
+    let get = |k: &str| {
+        io.get(&format!("case0.{k}"))
+            .cloned()
+            .ok_or_else(|| candle_core::Error::Msg(format!("case0.{k} missing")))
+    };
+    let prompt = PromptRef {
+        // Token ids as the engine holds them (`conds.pt` is read as u32).
+        prompt_token: get("prompt_token")?.to_dtype(DType::U32)?,
+        prompt_feat: get("prompt_feat")?,
+        embedding: get("embedding")?,
+    };
+    let speech = get("speech_tokens")?.to_dtype(DType::U32)?;
+
+    let mut first = Times::default();
+    let mut all = Vec::new();
+    let (mut prefill_len, mut audio_s, mut e2e_audio_s, mut e2e_tokens) = (0, 0.0, 0.0, 0);
+    for run in 0..=runs {
+        let mut t = Times::default();
+        let start = Instant::now();
+        let (mut tokens, prefill, decode) = models.t3_generate(&cond, &text, steps)?;
+        (t.t3_prefill, t.t3_decode) = (prefill, decode);
+        tokens.retain(|&id| id < SPEECH_VOCAB);
+        tokens.extend([SILENCE_TOKEN; 3]);
+        e2e_tokens = tokens.len();
+        let tokens = Tensor::new(tokens.as_slice(), &device)?.unsqueeze(0)?;
+        let (flow, hift, samples) = models.vocode(&tokens, &prompt, run as u64)?;
+        (t.e2e_flow, t.e2e_hift) = (flow, hift);
+        t.e2e = start.elapsed().as_secs_f64();
+        e2e_audio_s = samples as f64 / SAMPLE_RATE;
+        let (flow, hift, samples) = models.vocode(&speech, &prompt, run as u64)?;
+        (t.flow, t.hift) = (flow, hift);
+        audio_s = samples as f64 / SAMPLE_RATE;
+        prefill_len = 1 + PROMPT_TOKENS + TEXT_TOKENS + 1;
+        if run == 0 {
+            first = t;
+        } else {
+            all.push(t);
+        }
+    }
+    let med = |f: fn(&Times) -> f64| median(all.iter().map(f).collect());
+    let ours = Times {
+        t3_prefill: med(|t| t.t3_prefill),
+        t3_decode: med(|t| t.t3_decode),
+        e2e_flow: med(|t| t.e2e_flow),
+        e2e_hift: med(|t| t.e2e_hift),
+        e2e: med(|t| t.e2e),
+        flow: med(|t| t.flow),
+        hift: med(|t| t.hift),
+    };
+    let our_peak = peak_rss_mib();
+    drop(models);
+
+    let python =
+        std::env::var("CHATTERBOX_REF_PYTHON").unwrap_or_else(|_| "/tmp/cbvenv/bin/python".into());
+    let load_avg_ref = load_average();
+    let tools = concat!(env!("CARGO_MANIFEST_DIR"), "/tools");
+    let reference = if Path::new(&python).exists() {
+        Command::new(&python)
+            .current_dir(tools)
+            .arg("chatterbox_bench_reference.py")
+            .arg("--t3")
+            .arg(&t3_dir)
+            .arg("--s3gen")
+            .arg(&s3gen_dir)
+            .arg("--hift")
+            .arg(&hift_dir)
+            .args(["--gen", &steps.to_string(), "--runs", &runs.to_string()])
+            .args(["--text-tokens", &TEXT_TOKENS.to_string()])
+            .args(["--prompt-tokens", &PROMPT_TOKENS.to_string()])
+            .args(["--threads", &cores.to_string()])
+            .output()
+            .ok()
+            .and_then(|o| {
+                if !o.status.success() {
+                    eprintln!("{}", String::from_utf8_lossy(&o.stderr));
+                }
+                serde_json::from_slice::<serde_json::Value>(&o.stdout).ok()
+            })
+    } else {
+        None
+    };
+    let theirs = reference.as_ref().map(|r| {
+        let f = |group: &str, key: &str| r[group][key].as_f64().unwrap_or(f64::NAN);
+        (
+            Times {
+                t3_prefill: f("t3", "prefill_seconds"),
+                t3_decode: f("t3", "decode_seconds"),
+                e2e_flow: f("e2e", "flow_seconds"),
+                e2e_hift: f("e2e", "hift_seconds"),
+                e2e: f("e2e", "seconds"),
+                flow: f("s3gen", "flow_seconds"),
+                hift: f("s3gen", "hift_seconds"),
+            },
+            Times {
+                t3_prefill: f("first_run", "t3_prefill"),
+                t3_decode: f("first_run", "t3_decode"),
+                e2e_flow: f("first_run", "e2e_flow"),
+                e2e_hift: f("first_run", "e2e_hift"),
+                e2e: f("first_run", "e2e"),
+                flow: f("first_run", "flow"),
+                hift: f("first_run", "hift"),
+            },
+        )
+    });
+
+    // (label, voxpool value, reference value, higher is better)
+    let steps_f = steps as f64;
+    let rows: Vec<(String, f64, Option<f64>, bool)> = {
+        let row = |label: String, f: &dyn Fn(&Times) -> f64, higher: bool| {
+            (label, f(&ours), theirs.as_ref().map(|(t, _)| f(t)), higher)
+        };
+        vec![
+            row(
+                format!("T3 prefill, {prefill_len} positions (s)"),
+                &|t| t.t3_prefill,
+                false,
+            ),
+            row(
+                format!("T3 decode, {steps} steps (tokens/s)"),
+                &|t| steps_f / t.t3_decode,
+                true,
+            ),
+            row(
+                format!("S3Gen flow, {audio_s:.2} s audio (×RT)"),
+                &|t| audio_s / t.flow,
+                true,
+            ),
+            row(
+                format!("HiFT + fade, {audio_s:.2} s audio (×RT)"),
+                &|t| audio_s / t.hift,
+                true,
+            ),
+            row(
+                "S3Gen flow + HiFT (×RT)".into(),
+                &|t| audio_s / (t.flow + t.hift),
+                true,
+            ),
+            row(
+                format!("end to end, {e2e_tokens} tokens = {e2e_audio_s:.2} s (×RT)"),
+                &|t| e2e_audio_s / t.e2e,
+                true,
+            ),
+            row(
+                "  of which T3 (s)".into(),
+                &|t| t.t3_prefill + t.t3_decode,
+                false,
+            ),
+            row(
+                "  of which S3Gen flow + HiFT (s)".into(),
+                &|t| t.e2e_flow + t.e2e_hift,
+                false,
+            ),
+        ]
+    };
+    println!(
+        "\n{:<42} {:>10} {:>10} {:>16}",
+        "", "voxpool", "PyTorch", "voxpool speed-up"
+    );
+    for (label, ours, theirs, higher) in rows {
+        match theirs {
+            Some(t) => {
+                let speedup = if higher { ours / t } else { t / ours };
+                println!("{label:<42} {ours:>10.3} {t:>10.3} {speedup:>15.2}×");
+            }
+            None => println!("{label:<42} {ours:>10.3} {:>10} {:>16}", "-", "-"),
+        }
+    }
+    println!(
+        "\nvoxpool: load {load_s:.2} s (memory-mapped safetensors), first end-to-end run \
+         {:.2} s (T3 {:.2} s), peak RSS {our_peak:.0} MiB; load average before: {load_avg_ours}",
+        first.e2e,
+        first.t3_prefill + first.t3_decode
+    );
+    match (&reference, &theirs) {
+        (Some(r), Some((_, first))) => println!(
+            "PyTorch {}: load {:.2} s, first end-to-end run {:.2} s (T3 {:.2} s), peak RSS \
+             {:.0} MiB, {} threads; load average before: {load_avg_ref}",
+            r["torch"].as_str().unwrap_or("?"),
+            r["load_seconds"].as_f64().unwrap_or(0.0),
+            first.e2e,
+            first.t3_prefill + first.t3_decode,
+            r["peak_rss_mib"].as_f64().unwrap_or(0.0),
+            r["threads"]
+        ),
+        _ => println!(
+            "PyTorch reference not run (set CHATTERBOX_REF_PYTHON to a venv with chatterbox-tts \
+             0.1.7)"
+        ),
+    }
+    println!("load average after: {}", load_average());
+    Ok(())
+}
