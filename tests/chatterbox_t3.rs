@@ -546,13 +546,14 @@ fn full_size_quantized_weights() -> Result<()> {
 
     let mut models = Vec::new();
     let mut want: Option<Tensor> = None;
-    // (quant, largest abs logit error, least argmax agreement) accepted; measured
-    // 0.094 and 64/64 for q8_0, 0.93 and 41/64 for q4k (random weights give flat
-    // logits whose two largest are often close).
+    // (quant, largest abs logit error, least argmax agreement) accepted. Measured on
+    // the --full file: 0.094 and 64/64 for q8_0, 0.93 and 41/64 for q4k; on other
+    // weights of the same distributions 0.11 and 63/64, 0.96 and 33/64 (random
+    // weights give logits whose two largest are often close).
     for (quant, tol, agree) in [
         (T3Quant::F32, 0.0, 1.0),
         (T3Quant::Q8_0, 0.2, 0.95),
-        (T3Quant::Q4K, 2.0, 0.5),
+        (T3Quant::Q4K, 2.0, 0.4),
     ] {
         let t0 = std::time::Instant::now();
         let t3 = T3::load_quantized(vb.clone(), &cfg, quant)?;
