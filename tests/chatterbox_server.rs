@@ -11,6 +11,7 @@ use rand::SeedableRng;
 use serde_json::{json, Value};
 use voxpool::config::Config;
 use voxpool::engine::chatterbox::conds::Conditionals;
+use voxpool::engine::chatterbox::config::T3Quant;
 use voxpool::engine::chatterbox::tts_turbo::{ChatterboxTurboEngine, TurboFiles};
 use voxpool::engine::{Registry, SynthRequest, TtsEngine};
 
@@ -145,6 +146,35 @@ fn engine_speaks_with_the_built_in_voice() {
         })
         .unwrap_err();
     assert!(err.to_string().contains("af_heart"), "{err}");
+}
+
+/// `"t3_quant"` in `voxpool_chatterbox.json` picks T3's weight type; an unknown
+/// name fails the load and names the file.
+#[test]
+fn overrides_file_chooses_t3_weight_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = install_tiny_turbo(dir.path());
+    let path = snap.join("voxpool_chatterbox.json");
+    let mut overrides: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let files = TurboFiles::locate(dir.path()).unwrap();
+    let engine = ChatterboxTurboEngine::load(&files, &Device::Cpu).unwrap();
+    assert_eq!(engine.t3_quant(), T3Quant::F32);
+    for (name, quant) in [("q8_0", T3Quant::Q8_0), ("q4k", T3Quant::Q4K)] {
+        overrides["t3_quant"] = json!(name);
+        std::fs::write(&path, overrides.to_string()).unwrap();
+        let engine = ChatterboxTurboEngine::load(&files, &Device::Cpu).unwrap();
+        assert_eq!(engine.t3_quant(), quant);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let tokens = engine.speech_tokens("hello there", &mut rng).unwrap();
+        assert_eq!(&tokens[tokens.len() - 3..], &[4299, 4299, 4299]);
+    }
+    overrides["t3_quant"] = json!("q4_0");
+    std::fs::write(&path, overrides.to_string()).unwrap();
+    let err = ChatterboxTurboEngine::load(&files, &Device::Cpu)
+        .err()
+        .expect("unknown t3_quant");
+    assert!(err.to_string().contains("voxpool_chatterbox.json"), "{err}");
 }
 
 #[tokio::test]

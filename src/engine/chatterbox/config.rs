@@ -8,6 +8,7 @@
 //! JSON file of the same shape (`{"t3": {...}, "backbone": {...}}`) for a tiny
 //! backbone, read with [`T3Config::from_json`].
 
+use candle_core::quantized::GgmlDType;
 use serde::{Deserialize, Serialize};
 
 /// The reference `T3Config` fields. Options that Turbo does not use (learned
@@ -187,6 +188,52 @@ impl T3Config {
     }
 }
 
+/// How T3 stores the weights of its matrix products (the backbone's attention
+/// and MLP `Conv1D`s and the speech head). The decode loop reads every one of
+/// them per token, so on CPU it is bound by memory bandwidth: 8-bit weights
+/// read about 3.8× fewer bytes than f32, 4-bit ones about 7×. Embeddings,
+/// layer norms and biases stay f32 whatever the choice. Names as in
+/// `voxpool_chatterbox.json` (`"t3_quant"`) and GGML.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum T3Quant {
+    /// The checkpoint's f32 weights, unchanged.
+    #[default]
+    #[serde(rename = "f32")]
+    F32,
+    /// GGML `Q8_0`: blocks of 32 weights, 8 bits each and an f16 scale.
+    #[serde(rename = "q8_0")]
+    Q8_0,
+    /// GGML `Q4_K`: super-blocks of 256 weights, 4 bits each with 6-bit scales.
+    #[serde(rename = "q4k")]
+    Q4K,
+}
+
+impl T3Quant {
+    /// The GGML type weights are quantised to, `None` for f32.
+    pub fn ggml_dtype(self) -> Option<GgmlDType> {
+        match self {
+            Self::F32 => None,
+            Self::Q8_0 => Some(GgmlDType::Q8_0),
+            Self::Q4K => Some(GgmlDType::Q4K),
+        }
+    }
+}
+
+impl std::str::FromStr for T3Quant {
+    type Err = T3ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "f32" => Ok(Self::F32),
+            "q8_0" => Ok(Self::Q8_0),
+            "q4k" => Ok(Self::Q4K),
+            other => Err(T3ConfigError::Unsupported(format!(
+                "T3 weight type {other:?} (f32, q8_0 or q4k)"
+            ))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,5 +259,21 @@ mod tests {
         let mut cfg = T3Config::turbo();
         cfg.backbone.model_type = "llama".into();
         assert!(cfg.validate().is_err());
+    }
+
+    #[test]
+    fn t3_quant_names() {
+        for (name, quant) in [
+            ("f32", T3Quant::F32),
+            ("q8_0", T3Quant::Q8_0),
+            ("q4k", T3Quant::Q4K),
+        ] {
+            assert_eq!(name.parse::<T3Quant>().unwrap(), quant);
+            let json = format!("{name:?}");
+            assert_eq!(serde_json::from_str::<T3Quant>(&json).unwrap(), quant);
+            assert_eq!(serde_json::to_string(&quant).unwrap(), json);
+        }
+        assert!("q4_0".parse::<T3Quant>().is_err());
+        assert_eq!(T3Quant::default(), T3Quant::F32);
     }
 }

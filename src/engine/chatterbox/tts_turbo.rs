@@ -7,7 +7,9 @@
 //! `s3gen_meanflow.safetensors`, `conds.pt` and the tokenizer files (`vocab.json`,
 //! `merges.txt`, `added_tokens.json`, … or `tokenizer.json`). A checkpoint of other
 //! sizes may carry `voxpool_chatterbox.json` with `{"t3": …, "s3gen": …, "hift": …}`
-//! configurations (each optional; the released Turbo sizes otherwise).
+//! configurations (each optional; the released Turbo sizes otherwise) and
+//! `"t3_quant": "f32" | "q8_0" | "q4k"`, the storage of T3's matrix-product
+//! weights (f32 when absent; see [`T3Quant`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +19,7 @@ use candle_nn::VarBuilder;
 use rand::{Rng, SeedableRng};
 
 use super::conds::Conditionals;
-use super::config::T3Config;
+use super::config::{T3Config, T3Quant};
 use super::s3gen::hifigan::{trim_fade, HiFTConfig, HiFTGenerator};
 use super::s3gen::{S3GenConfig, S3Token2Mel};
 use super::t3::inference::SamplingParams;
@@ -93,6 +95,8 @@ struct Overrides {
     t3: Option<T3Config>,
     s3gen: Option<S3GenConfig>,
     hift: Option<HiFTConfig>,
+    #[serde(default)]
+    t3_quant: T3Quant,
 }
 
 pub struct ChatterboxTurboEngine {
@@ -121,7 +125,8 @@ impl ChatterboxTurboEngine {
         // SAFETY: read-only mappings of checkpoint files this process does not modify.
         let t3_vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&t3_path], DType::F32, device) }
             .map_err(|e| bad_file(&t3_path, e))?;
-        let t3 = T3::load(t3_vb, &t3_cfg).map_err(|e| bad_file(&t3_path, e))?;
+        let t3 = T3::load_quantized(t3_vb, &t3_cfg, overrides.t3_quant)
+            .map_err(|e| bad_file(&t3_path, e))?;
         // SAFETY: as above.
         let s3_vb =
             unsafe { VarBuilder::from_mmaped_safetensors(&[&s3gen_path], DType::F32, device) }
@@ -151,6 +156,11 @@ impl ChatterboxTurboEngine {
             memory_bytes,
             calls: AtomicU64::new(0),
         })
+    }
+
+    /// How T3's matrix-product weights are stored (`"t3_quant"` of the overrides file).
+    pub fn t3_quant(&self) -> T3Quant {
+        self.t3.quant()
     }
 
     /// Speech tokens for `text` with the built-in voice, as `generate` feeds S3Gen:

@@ -11,25 +11,75 @@
 //! outside the modules, hence this small one. The key/value cache is a
 //! [`Gpt2Cache`] made per request and passed in; weights stay behind `&self`.
 
+use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::kv_cache::KvCache;
 use candle_nn::{embedding, layer_norm, Embedding, LayerNorm, VarBuilder};
 
-use crate::engine::chatterbox::config::Gpt2Config;
+use crate::engine::chatterbox::config::{Gpt2Config, T3Quant};
+
+/// A linear layer over a weight quantised at load (`y = x Wᵀ + b`, `W` [out, in]),
+/// the shape of candle-transformers' `quantized_nn::Linear`.
+#[derive(Debug, Clone)]
+pub struct QLinear {
+    weight: QMatMul,
+    bias: Tensor,
+}
+
+impl QLinear {
+    /// Quantises `weight` [out, in] as `quant` says; `None` for f32, or when
+    /// `in` is not a multiple of the GGML block (32 for q8_0, 256 for q4k),
+    /// where the caller keeps the layer in f32.
+    pub fn quantize(weight: &Tensor, bias: &Tensor, quant: T3Quant) -> Result<Option<Self>> {
+        let Some(dtype) = quant.ggml_dtype() else {
+            return Ok(None);
+        };
+        if !weight.dim(1)?.is_multiple_of(dtype.block_size()) {
+            return Ok(None);
+        }
+        let weight = QTensor::quantize(&weight.contiguous()?, dtype)?;
+        Ok(Some(Self {
+            weight: QMatMul::from_qtensor(weight)?,
+            bias: bias.clone(),
+        }))
+    }
+}
+
+impl Module for QLinear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.apply(&self.weight)?.broadcast_add(&self.bias)
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Conv1DWeight {
+    /// `[in, out]`, as the checkpoint stores it.
+    F32(Tensor),
+    /// Transposed to `[out, in]` and quantised.
+    Quantized(QLinear),
+}
 
 /// transformers `pytorch_utils.Conv1D`: a linear layer whose weight is stored
 /// `[in, out]` (`y = x @ W + b`).
 #[derive(Debug, Clone)]
 pub struct Conv1D {
-    weight: Tensor,
+    weight: Conv1DWeight,
     bias: Tensor,
+    n_out: usize,
 }
 
 impl Conv1D {
-    pub fn load(vb: VarBuilder, n_in: usize, n_out: usize) -> Result<Self> {
+    pub fn load(vb: VarBuilder, n_in: usize, n_out: usize, quant: T3Quant) -> Result<Self> {
+        let weight = vb.get((n_in, n_out), "weight")?;
+        let bias = vb.get(n_out, "bias")?;
+        let weight = match QLinear::quantize(&weight.t()?, &bias, quant)? {
+            Some(q) => Conv1DWeight::Quantized(q),
+            None => Conv1DWeight::F32(weight),
+        };
         Ok(Self {
-            weight: vb.get((n_in, n_out), "weight")?,
-            bias: vb.get(n_out, "bias")?,
+            weight,
+            bias,
+            n_out,
         })
     }
 }
@@ -39,13 +89,14 @@ impl Module for Conv1D {
         let dims = x.dims().to_vec();
         let n_in = dims[dims.len() - 1];
         let rows = x.elem_count() / n_in;
-        let y = x
-            .reshape((rows, n_in))?
-            .matmul(&self.weight)?
-            .broadcast_add(&self.bias)?;
+        let x = x.reshape((rows, n_in))?;
+        let y = match &self.weight {
+            Conv1DWeight::F32(w) => x.matmul(w)?.broadcast_add(&self.bias)?,
+            Conv1DWeight::Quantized(q) => q.forward(&x)?,
+        };
         let mut out = dims;
         let last = out.len() - 1;
-        out[last] = self.weight.dim(1)?;
+        out[last] = self.n_out;
         y.reshape(out)
     }
 }
@@ -84,11 +135,11 @@ pub struct Gpt2Attention {
 }
 
 impl Gpt2Attention {
-    pub fn load(vb: VarBuilder, cfg: &Gpt2Config) -> Result<Self> {
+    pub fn load(vb: VarBuilder, cfg: &Gpt2Config, quant: T3Quant) -> Result<Self> {
         let e = cfg.n_embd;
         Ok(Self {
-            c_attn: Conv1D::load(vb.pp("c_attn"), e, 3 * e)?,
-            c_proj: Conv1D::load(vb.pp("c_proj"), e, e)?,
+            c_attn: Conv1D::load(vb.pp("c_attn"), e, 3 * e, quant)?,
+            c_proj: Conv1D::load(vb.pp("c_proj"), e, e, quant)?,
             n_head: cfg.n_head,
             head_dim: cfg.head_dim(),
         })
@@ -134,11 +185,11 @@ pub struct Gpt2Mlp {
 }
 
 impl Gpt2Mlp {
-    pub fn load(vb: VarBuilder, cfg: &Gpt2Config) -> Result<Self> {
+    pub fn load(vb: VarBuilder, cfg: &Gpt2Config, quant: T3Quant) -> Result<Self> {
         let (e, i) = (cfg.n_embd, cfg.inner_dim());
         Ok(Self {
-            c_fc: Conv1D::load(vb.pp("c_fc"), e, i)?,
-            c_proj: Conv1D::load(vb.pp("c_proj"), i, e)?,
+            c_fc: Conv1D::load(vb.pp("c_fc"), e, i, quant)?,
+            c_proj: Conv1D::load(vb.pp("c_proj"), i, e, quant)?,
         })
     }
 }
@@ -160,13 +211,13 @@ pub struct Gpt2Block {
 }
 
 impl Gpt2Block {
-    pub fn load(vb: VarBuilder, cfg: &Gpt2Config) -> Result<Self> {
+    pub fn load(vb: VarBuilder, cfg: &Gpt2Config, quant: T3Quant) -> Result<Self> {
         let (e, eps) = (cfg.n_embd, cfg.layer_norm_epsilon);
         Ok(Self {
             ln_1: layer_norm(e, eps, vb.pp("ln_1"))?,
-            attn: Gpt2Attention::load(vb.pp("attn"), cfg)?,
+            attn: Gpt2Attention::load(vb.pp("attn"), cfg, quant)?,
             ln_2: layer_norm(e, eps, vb.pp("ln_2"))?,
-            mlp: Gpt2Mlp::load(vb.pp("mlp"), cfg)?,
+            mlp: Gpt2Mlp::load(vb.pp("mlp"), cfg, quant)?,
         })
     }
 
@@ -192,9 +243,10 @@ pub struct Gpt2Model {
 }
 
 impl Gpt2Model {
-    pub fn load(vb: VarBuilder, cfg: &Gpt2Config) -> Result<Self> {
+    /// `quant` applies to the blocks' `Conv1D`s; `wpe` and the layer norms stay f32.
+    pub fn load(vb: VarBuilder, cfg: &Gpt2Config, quant: T3Quant) -> Result<Self> {
         let h = (0..cfg.n_layer)
-            .map(|i| Gpt2Block::load(vb.pp("h").pp(i), cfg))
+            .map(|i| Gpt2Block::load(vb.pp("h").pp(i), cfg, quant))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             wpe: embedding(cfg.n_positions, cfg.n_embd, vb.pp("wpe"))?,

@@ -18,13 +18,42 @@ pub mod gpt2;
 pub mod inference;
 
 use candle_core::{Device, Module, Result, Tensor};
-use candle_nn::{embedding, linear, Embedding, Linear, VarBuilder};
+use candle_nn::{embedding, Embedding, Linear, VarBuilder};
 
 pub use cond_enc::{T3Cond, T3CondEnc};
-pub use gpt2::{Gpt2Cache, Gpt2Model};
+pub use gpt2::{Gpt2Cache, Gpt2Model, QLinear};
 pub use inference::{sample, softmax, SamplingParams};
 
+pub use crate::engine::chatterbox::config::T3Quant;
 use crate::engine::chatterbox::config::{T3Config, T3Hparams};
+
+/// `speech_head`, in f32 or quantised.
+#[derive(Debug, Clone)]
+enum SpeechHead {
+    F32(Linear),
+    Quantized(QLinear),
+}
+
+impl SpeechHead {
+    fn load(vb: VarBuilder, dim: usize, vocab: usize, quant: T3Quant) -> Result<Self> {
+        // GPT-2 builds (`is_gpt`) give the speech head a bias.
+        let weight = vb.get((vocab, dim), "weight")?;
+        let bias = vb.get(vocab, "bias")?;
+        Ok(match QLinear::quantize(&weight, &bias, quant)? {
+            Some(q) => Self::Quantized(q),
+            None => Self::F32(Linear::new(weight, Some(bias))),
+        })
+    }
+}
+
+impl Module for SpeechHead {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::F32(head) => head.forward(x),
+            Self::Quantized(head) => head.forward(x),
+        }
+    }
+}
 
 /// Reference `T3` (inference path).
 #[derive(Debug, Clone)]
@@ -33,24 +62,38 @@ pub struct T3 {
     cond_enc: T3CondEnc,
     text_emb: Embedding,
     speech_emb: Embedding,
-    speech_head: Linear,
+    speech_head: SpeechHead,
     hp: T3Hparams,
+    quant: T3Quant,
 }
 
 impl T3 {
     /// Loads the weights under `vb` (the root of `t3_turbo_v1.safetensors`); an
     /// unsupported configuration or a tensor of the wrong shape fails here.
     pub fn load(vb: VarBuilder, cfg: &T3Config) -> Result<Self> {
+        Self::load_quantized(vb, cfg, T3Quant::F32)
+    }
+
+    /// [`T3::load`] with the backbone's `Conv1D` weights and the speech head
+    /// quantised to `quant` (CPU): a layer whose input width is not a multiple
+    /// of the GGML block (32 for q8_0, 256 for q4k) stays f32, as do the
+    /// embeddings, layer norms and biases. `T3Quant::F32` is [`T3::load`].
+    pub fn load_quantized(vb: VarBuilder, cfg: &T3Config, quant: T3Quant) -> Result<Self> {
         cfg.validate().map_err(candle_core::Error::wrap)?;
         let (hp, dim) = (&cfg.t3, cfg.backbone.n_embd);
         Ok(Self {
-            tfmr: Gpt2Model::load(vb.pp("tfmr"), &cfg.backbone)?,
+            tfmr: Gpt2Model::load(vb.pp("tfmr"), &cfg.backbone, quant)?,
             cond_enc: T3CondEnc::load(vb.pp("cond_enc"), cfg)?,
             text_emb: embedding(hp.text_tokens_dict_size, dim, vb.pp("text_emb"))?,
             speech_emb: embedding(hp.speech_tokens_dict_size, dim, vb.pp("speech_emb"))?,
-            // GPT-2 builds (`is_gpt`) give the speech head a bias.
-            speech_head: linear(dim, hp.speech_tokens_dict_size, vb.pp("speech_head"))?,
+            speech_head: SpeechHead::load(
+                vb.pp("speech_head"),
+                dim,
+                hp.speech_tokens_dict_size,
+                quant,
+            )?,
             hp: hp.clone(),
+            quant,
         })
     }
 
@@ -58,8 +101,13 @@ impl T3 {
         &self.hp
     }
 
+    /// How the matrix-product weights are stored.
+    pub fn quant(&self) -> T3Quant {
+        self.quant
+    }
+
     pub fn device(&self) -> &Device {
-        self.speech_head.weight().device()
+        self.text_emb.embeddings().device()
     }
 
     pub fn tfmr(&self) -> &Gpt2Model {
