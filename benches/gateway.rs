@@ -71,6 +71,7 @@ fn direct(n: usize) -> Vec<Duration> {
     let ctx = LoadContext {
         models_dir: std::env::temp_dir(),
         device: voxpool::config::DeviceSpec::Cpu,
+        t3_quant: None,
     };
     let engine = spec.loader.load(&ctx).expect("load");
     let mut times = Vec::with_capacity(n);

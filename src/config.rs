@@ -125,6 +125,11 @@ pub struct ServeArgs {
     /// GiB accepted); loading past it unloads the least recently used idle models.
     #[arg(long, env = "MODEL_MEMORY_BUDGET", default_value = "")]
     pub model_memory_budget: String,
+    /// Storage of Chatterbox Turbo's T3 weights: `f32` (exact), `q8_0` or `q4k`
+    /// (quantised at load: a decode step reads 4-8x fewer bytes); empty: `f32`, or
+    /// what the checkpoint's `voxpool_chatterbox.json` says.
+    #[arg(long, env = "CHATTERBOX_T3_QUANT", default_value = "")]
+    pub chatterbox_t3_quant: String,
     /// Model served for the OpenAI aliases `tts-1`, `tts-1-hd` and `gpt-4o-mini-tts`.
     #[arg(long, env = "VOXPOOL_DEFAULT_MODEL", default_value = "kokoro")]
     pub default_model: String,
@@ -308,6 +313,8 @@ pub struct Config {
     pub default_model: String,
     pub api_key: Option<Secret>,
     pub rate_limit: Option<RateLimit>,
+    /// `CHATTERBOX_T3_QUANT`, when set.
+    pub t3_quant: Option<crate::engine::chatterbox::config::T3Quant>,
 }
 
 impl Config {
@@ -398,6 +405,16 @@ impl Config {
             .filter(|k| !k.is_empty())
             .map(|k| Secret(k.to_string()));
         let rate_limit = parse_rate_limit(&args.rate_limit_rpm, &args.rate_limit_burst)?;
+        let t3_quant = match args.chatterbox_t3_quant.trim() {
+            "" => None,
+            v => Some(v.parse().map_err(|_| {
+                invalid(
+                    "CHATTERBOX_T3_QUANT",
+                    &args.chatterbox_t3_quant,
+                    "expected f32, q8_0 or q4k",
+                )
+            })?),
+        };
         Ok(Self {
             bind,
             unload_timeout,
@@ -413,6 +430,7 @@ impl Config {
             default_model,
             api_key,
             rate_limit,
+            t3_quant,
         })
     }
 
@@ -443,6 +461,7 @@ impl ServeArgs {
             models_dir: None,
             model_memory_budget: String::new(),
             default_model: "kokoro".into(),
+            chatterbox_t3_quant: String::new(),
             api_key: None,
             rate_limit_rpm: String::new(),
             rate_limit_burst: String::new(),

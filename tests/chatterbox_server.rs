@@ -105,7 +105,7 @@ fn engine_speaks_with_the_built_in_voice() {
     let dir = tempfile::tempdir().unwrap();
     install_tiny_turbo(dir.path());
     let files = TurboFiles::locate(dir.path()).unwrap();
-    let engine = ChatterboxTurboEngine::load(&files, &Device::Cpu).unwrap();
+    let engine = ChatterboxTurboEngine::load(&files, &Device::Cpu, None).unwrap();
 
     // A seed fixes the whole call; the audio follows the tokens: 960 samples each.
     let run = |seed: u64| {
@@ -158,20 +158,23 @@ fn overrides_file_chooses_t3_weight_type() {
     let mut overrides: Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let files = TurboFiles::locate(dir.path()).unwrap();
-    let engine = ChatterboxTurboEngine::load(&files, &Device::Cpu).unwrap();
+    let engine = ChatterboxTurboEngine::load(&files, &Device::Cpu, None).unwrap();
     assert_eq!(engine.t3_quant(), T3Quant::F32);
     for (name, quant) in [("q8_0", T3Quant::Q8_0), ("q4k", T3Quant::Q4K)] {
         overrides["t3_quant"] = json!(name);
         std::fs::write(&path, overrides.to_string()).unwrap();
-        let engine = ChatterboxTurboEngine::load(&files, &Device::Cpu).unwrap();
+        let engine = ChatterboxTurboEngine::load(&files, &Device::Cpu, None).unwrap();
         assert_eq!(engine.t3_quant(), quant);
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let tokens = engine.speech_tokens("hello there", &mut rng).unwrap();
         assert_eq!(&tokens[tokens.len() - 3..], &[4299, 4299, 4299]);
     }
+    // The operator's setting (CHATTERBOX_T3_QUANT) wins over the file's.
+    let engine = ChatterboxTurboEngine::load(&files, &Device::Cpu, Some(T3Quant::Q8_0)).unwrap();
+    assert_eq!(engine.t3_quant(), T3Quant::Q8_0);
     overrides["t3_quant"] = json!("q4_0");
     std::fs::write(&path, overrides.to_string()).unwrap();
-    let err = ChatterboxTurboEngine::load(&files, &Device::Cpu)
+    let err = ChatterboxTurboEngine::load(&files, &Device::Cpu, None)
         .err()
         .expect("unknown t3_quant");
     assert!(err.to_string().contains("voxpool_chatterbox.json"), "{err}");

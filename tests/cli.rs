@@ -23,6 +23,7 @@ fn bad_settings_exit_non_zero_naming_the_variable() {
         ("PORT", "http", 2),
         ("FORCE_GC_AFTER_REQUEST", "maybe", 2),
         ("MODEL_MEMORY_BUDGET", "lots", 2),
+        ("CHATTERBOX_T3_QUANT", "q3", 2),
         ("VOXPOOL_DB_URL", "mysql://localhost/x", 2),
         (
             "VOXPOOL_DB_URL",

@@ -14,6 +14,8 @@ pub const OPENAI_ALIASES: [&str; 3] = ["tts-1", "tts-1-hd", "gpt-4o-mini-tts"];
 pub struct LoadContext {
     pub models_dir: PathBuf,
     pub device: DeviceSpec,
+    /// Chatterbox Turbo's T3 weight storage, when the operator chose one.
+    pub t3_quant: Option<super::chatterbox::config::T3Quant>,
 }
 
 impl LoadContext {
@@ -186,6 +188,7 @@ mod tests {
         let ctx = LoadContext {
             models_dir: dir.path().to_path_buf(),
             device: DeviceSpec::Cpu,
+            t3_quant: None,
         };
         let reg = Registry::builtin();
         let err = reg

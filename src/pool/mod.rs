@@ -104,6 +104,7 @@ impl ModelPool {
                 ctx: LoadContext {
                     models_dir: config.models_dir.clone(),
                     device: config.device,
+                    t3_quant: config.t3_quant,
                 },
                 registry,
                 store,

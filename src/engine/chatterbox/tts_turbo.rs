@@ -115,8 +115,16 @@ pub struct ChatterboxTurboEngine {
 }
 
 impl ChatterboxTurboEngine {
-    pub fn load(files: &TurboFiles, device: &Device) -> Result<Self, EngineError> {
-        let overrides = files.overrides()?;
+    /// `t3_quant`, when given, wins over the checkpoint's `voxpool_chatterbox.json`.
+    pub fn load(
+        files: &TurboFiles,
+        device: &Device,
+        t3_quant: Option<T3Quant>,
+    ) -> Result<Self, EngineError> {
+        let mut overrides = files.overrides()?;
+        if let Some(q) = t3_quant {
+            overrides.t3_quant = q;
+        }
         let t3_cfg = overrides.t3.unwrap_or_else(T3Config::turbo);
         let s3gen_cfg = overrides.s3gen.unwrap_or_else(S3GenConfig::turbo);
         let hift_cfg = overrides.hift.unwrap_or_else(HiFTConfig::s3gen);
@@ -301,7 +309,7 @@ pub struct TurboLoader;
 impl EngineLoader for TurboLoader {
     fn load(&self, ctx: &LoadContext) -> Result<Box<dyn TtsEngine>, EngineError> {
         let files = TurboFiles::locate(&ctx.models_dir)?;
-        let engine = ChatterboxTurboEngine::load(&files, &ctx.candle_device()?)?;
+        let engine = ChatterboxTurboEngine::load(&files, &ctx.candle_device()?, ctx.t3_quant)?;
         Ok(Box::new(engine))
     }
 
