@@ -69,7 +69,12 @@ fn decoder_block() -> Result<()> {
     time("block forward", || block.forward(&x).map(drop))?;
 
     let hidden = Tensor::randn(0f32, 1., (1, FRAMES, 4 * dim), &dev)?;
-    time("gelu_erf [700, 1024]", || hidden.gelu_erf().map(drop))?;
+    time("candle gelu_erf [700, 1024]", || {
+        hidden.gelu_erf().map(drop)
+    })?;
+    time("ops::gelu_erf [700, 1024]", || {
+        voxpool::engine::nn::ops::gelu_erf(&hidden).map(drop)
+    })?;
     let scores = Tensor::randn(0f32, 1., (1, heads, FRAMES, FRAMES), &dev)?;
     time("softmax [8, 700, 700]", || {
         candle_nn::ops::softmax_last_dim(&scores).map(drop)

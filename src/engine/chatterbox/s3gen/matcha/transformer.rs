@@ -5,6 +5,8 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{layer_norm, linear, linear_no_bias, LayerNorm, Linear, VarBuilder};
 
+use crate::engine::nn::ops::gelu_erf;
+
 /// LayerNorm epsilon of the block (`nn.LayerNorm` default).
 const EPS: f64 = 1e-5;
 
@@ -76,7 +78,7 @@ impl FeedForward {
 
 impl Module for FeedForward {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.proj_out.forward(&self.proj_in.forward(x)?.gelu_erf()?)
+        self.proj_out.forward(&gelu_erf(&self.proj_in.forward(x)?)?)
     }
 }
 
