@@ -260,7 +260,8 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
     let nf = x * std::f32::consts::LOG2_E + SHIFT;
     let n = nf.to_bits() as i32 - SHIFT.to_bits() as i32;
     let nf = nf - SHIFT;
-    let r = nf.mul_add(-0.693_359_375, x);
+    // 0.693_359_4 rounds to 0.693359375 exactly: few bits, so n·C1 is exact.
+    let r = nf.mul_add(-0.693_359_4, x);
     let r = nf.mul_add(2.121_944_4e-4, r);
     let p = r.mul_add(1.987_569_1e-4, 1.398_2e-3);
     let p = r.mul_add(p, 8.333_452e-3);
