@@ -85,6 +85,10 @@ fn decoder_block() -> Result<()> {
     time("P·V [8, 700, 700]·[700, 64]", || {
         scores.matmul(&q).map(drop)
     })?;
+    let qkv = Tensor::randn(0f32, 1., (1, FRAMES, heads * head_dim), &dev)?;
+    time("fused attention [700, 8 × 64]", || {
+        voxpool::engine::nn::attention::self_attention(&qkv, &qkv, &qkv, heads).map(drop)
+    })?;
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 pub mod weight_norm;
 
 pub use weight_norm::{conv1d, conv_transpose1d, fold_weight_norm};
+pub mod attention;
 pub mod conv;
 pub use conv::GemmConv1d;
 pub mod lstm;
