@@ -6,6 +6,7 @@ pub mod weight_norm;
 pub use weight_norm::{
     conv1d, conv_cfg, conv_transpose1d, fold_weight_norm, resblock_convs, same_padding,
 };
+pub mod attention;
 pub mod conv;
 pub use conv::GemmConv1d;
 pub mod lstm;

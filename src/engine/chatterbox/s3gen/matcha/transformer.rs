@@ -5,6 +5,9 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{layer_norm, linear, linear_no_bias, LayerNorm, Linear, VarBuilder};
 
+use crate::engine::nn::attention::self_attention;
+use crate::engine::nn::ops::gelu_erf;
+
 /// LayerNorm epsilon of the block (`nn.LayerNorm` default).
 const EPS: f64 = 1e-5;
 
@@ -39,19 +42,13 @@ impl Module for Attention {
     /// `x` [B, T, query_dim] → [B, T, query_dim]; every frame sees every frame (the
     /// decoder's mask is all ones for an unpadded utterance).
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, t, _) = x.dims3()?;
-        let (h, d) = (self.heads, self.dim_head);
-        let split = |y: Tensor| -> Result<Tensor> {
-            y.reshape((b, t, h, d))?.transpose(1, 2)?.contiguous()
-        };
+        let d = self.dim_head;
         // The 1/√d scale goes on the queries (T·h·d values) rather than the scores
         // (h·T² values): the same product up to float rounding.
-        let q = split((self.to_q.forward(x)? * (1.0 / (d as f64).sqrt()))?)?;
-        let k = split(self.to_k.forward(x)?)?;
-        let v = split(self.to_v.forward(x)?)?;
-        let scores = q.matmul(&k.t()?)?;
-        let attn = candle_nn::ops::softmax_last_dim(&scores)?;
-        let y = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h * d))?;
+        let q = (self.to_q.forward(x)? * (1.0 / (d as f64).sqrt()))?;
+        let k = self.to_k.forward(x)?;
+        let v = self.to_v.forward(x)?;
+        let y = self_attention(&q, &k, &v, self.heads)?;
         self.to_out.forward(&y)
     }
 }
@@ -76,7 +73,7 @@ impl FeedForward {
 
 impl Module for FeedForward {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.proj_out.forward(&self.proj_in.forward(x)?.gelu_erf()?)
+        self.proj_out.forward(&gelu_erf(&self.proj_in.forward(x)?)?)
     }
 }
 
