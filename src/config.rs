@@ -42,6 +42,62 @@ pub enum Command {
     ///   voxpool speak -o line.wav        (interactive: one file per line, `exit` quits)
     #[command(verbatim_doc_comment)]
     Speak(SpeakArgs),
+    /// Manage API keys in the server's database (a key is shown once, at creation).
+    ///
+    /// Examples:
+    ///   voxpool keys create --name my-app
+    ///   voxpool keys create --name ops --admin
+    ///   voxpool keys list
+    ///   voxpool keys revoke key_0123abcd...
+    ///
+    /// A running server that started with no key at all stays open until restarted.
+    #[command(verbatim_doc_comment)]
+    Keys(KeysArgs),
+}
+
+/// Options of `voxpool keys`.
+#[derive(Debug, Clone, Args)]
+pub struct KeysArgs {
+    /// Database URL (as for `serve`; also TORCHTS_DB_URL and DATABASE_URL).
+    #[arg(long, env = "VOXPOOL_DB_URL", global = true)]
+    pub db_url: Option<String>,
+    #[command(subcommand)]
+    pub action: KeysAction,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum KeysAction {
+    /// Create a key and print it (only its SHA-256 is stored).
+    Create {
+        /// A label for people.
+        #[arg(long, default_value = "default")]
+        name: String,
+        /// May use the admin routes (`/model/*`).
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List keys (never the keys themselves).
+    List,
+    /// Revoke a key by id.
+    Revoke { id: String },
+}
+
+impl KeysArgs {
+    /// The database URL: the flag or its environment variables, else the default file.
+    pub fn database_url(&self) -> Result<String, ConfigError> {
+        resolve_db_url(self.db_url.clone())
+    }
+}
+
+/// `VOXPOOL_DB_URL` (given), `TORCHTS_DB_URL`, `DATABASE_URL`, else SQLite in ./data.
+fn resolve_db_url(given: Option<String>) -> Result<String, ConfigError> {
+    let url = given
+        .or_else(|| non_empty_env("TORCHTS_DB_URL"))
+        .or_else(|| non_empty_env("DATABASE_URL"));
+    match url {
+        Some(url) => normalize_db_url(&url).map_err(|r| invalid("VOXPOOL_DB_URL", &url, r)),
+        None => Ok("sqlite://data/voxpool.db?mode=rwc".to_string()),
+    }
 }
 
 /// Options of `voxpool speak`.

@@ -12,6 +12,22 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Command::Serve(args)) => serve(&args),
+        Some(Command::Keys(args)) => {
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("voxpool: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(voxpool::cmd::keys::run(&args, std::io::stdout())) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err((code, message)) => {
+                    eprintln!("voxpool: {message}");
+                    ExitCode::from(code)
+                }
+            }
+        }
         Some(Command::Speak(args)) => {
             let registry = voxpool::engine::Registry::builtin();
             let stdin = std::io::stdin().lock();

@@ -84,3 +84,66 @@ async fn keys_are_required_and_scoped() {
     assert_eq!(code, 200, "{body}");
     srv.stop().await;
 }
+
+/// `voxpool keys` writes the keys a server then requires; revoking one locks it out.
+#[tokio::test]
+async fn keys_command_creates_lists_and_revokes() {
+    use std::process::Command;
+    use std::sync::Arc;
+
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let db = format!("sqlite://{}/voxpool.db?mode=rwc", dir.path().display());
+    let keys = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_voxpool"))
+            .env_clear()
+            .env("VOXPOOL_DB_URL", &db)
+            .arg("keys")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = keys(&["create", "--name", "my-app"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let secret = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(
+        secret.starts_with("sk-vp-") && secret.len() > 60,
+        "{secret}"
+    );
+    let list = String::from_utf8(keys(&["list"]).stdout).unwrap();
+    assert!(list.contains("my-app") && list.contains("user"), "{list}");
+    assert!(!list.contains(&secret), "the key itself is never listed");
+    let id = list
+        .lines()
+        .find(|l| l.contains("my-app"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+
+    // The server on that database requires keys.
+    let srv = start_with(Options {
+        dir: Some(Arc::clone(&dir)),
+        ..Options::default()
+    })
+    .await;
+    assert_eq!(call(&srv, "GET", "/v1/models", None).await.0, 401);
+    assert_eq!(call(&srv, "GET", "/v1/models", Some(&secret)).await.0, 200);
+    assert_eq!(
+        call(&srv, "GET", "/model/status", Some(&secret)).await.0,
+        403
+    );
+
+    let out = keys(&["revoke", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(call(&srv, "GET", "/v1/models", Some(&secret)).await.0, 401);
+    let again = keys(&["revoke", &id]);
+    assert_eq!(again.status.code(), Some(1));
+    srv.stop().await;
+}

@@ -40,6 +40,29 @@ impl Store {
         Ok(id)
     }
 
+    /// Every key, newest first.
+    #[instrument(skip_all)]
+    pub async fn api_keys(&self) -> Result<Vec<api_key::Model>, StoreError> {
+        use sea_orm::QueryOrder;
+        Ok(api_key::Entity::find()
+            .order_by_desc(api_key::Column::CreatedAt)
+            .all(self.conn())
+            .await?)
+    }
+
+    /// Marks key `id` revoked; false when there is no such unrevoked key.
+    #[instrument(skip_all)]
+    pub async fn revoke_api_key(&self, id: &str) -> Result<bool, StoreError> {
+        use sea_orm::sea_query::Expr;
+        let result = api_key::Entity::update_many()
+            .col_expr(api_key::Column::RevokedAt, Expr::value(chrono::Utc::now()))
+            .filter(api_key::Column::Id.eq(id))
+            .filter(api_key::Column::RevokedAt.is_null())
+            .exec(self.conn())
+            .await?;
+        Ok(result.rows_affected == 1)
+    }
+
     /// How many keys are not revoked.
     #[instrument(skip_all)]
     pub async fn active_api_key_count(&self) -> Result<u64, StoreError> {
