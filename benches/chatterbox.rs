@@ -24,6 +24,9 @@
 //! the first (warm-up) synthesis and peak RSS. Timings depend on what else the
 //! machine runs: the load average is printed before each side.
 
+mod common;
+
+use common::{cpu_model, peak_rss_mib};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -51,18 +54,6 @@ fn text_ids(n: usize) -> Vec<u32> {
 /// Deterministic voice-prompt speech tokens (same formula as the reference script).
 fn prompt_ids(n: usize) -> Vec<u32> {
     (0..n).map(|i| ((i * 37 + 11) % 6561) as u32).collect()
-}
-
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 fn load_average() -> String {
@@ -223,14 +214,7 @@ fn main() -> candle_core::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(50);
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_default();
+    let cpu = cpu_model();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("Chatterbox Turbo, full size, random weights — {cpu}, {cores} cores");
     println!(

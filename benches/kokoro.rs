@@ -12,6 +12,9 @@
 //! Prints seconds of audio per second of compute for both and their ratio for
 //! ~50, ~150 and ~400 phonemes, the cold load time and peak RSS.
 
+mod common;
+
+use common::{cpu_model, peak_rss_mib};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
@@ -31,18 +34,6 @@ fn token_ids(n: usize) -> Vec<u32> {
     ids
 }
 
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 fn main() -> candle_core::Result<()> {
     let weights = std::env::var("KOKORO_FULL")
         .map(PathBuf::from)
@@ -54,14 +45,7 @@ fn main() -> candle_core::Result<()> {
         );
         return Ok(());
     }
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_default();
+    let cpu = cpu_model();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("Kokoro-82M, full size, random weights — {cpu}, {cores} cores");
 

@@ -50,7 +50,10 @@ pub fn route_label(path: &str) -> &'static str {
     ];
     ROUTES
         .iter()
-        .find(|r| path == **r || path.starts_with(&format!("{r}/")))
+        .find(|r| {
+            path.strip_prefix(**r)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
         .copied()
         .unwrap_or("other")
 }

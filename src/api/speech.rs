@@ -429,10 +429,7 @@ impl SpeechApi {
                 let done = async move {
                     match done {
                         Done::Ready(outcome) => outcome,
-                        Done::Streaming(handle) => handle.await.unwrap_or(Outcome {
-                            audio_seconds: 0.0,
-                            status: 500,
-                        }),
+                        Done::Streaming(handle) => handle.await.unwrap_or(Outcome::FAILED),
                     }
                 };
                 usage.model = model;
@@ -474,6 +471,23 @@ impl SpeechApi {
 struct Outcome {
     audio_seconds: f64,
     status: u16,
+}
+
+impl Outcome {
+    /// What a synthesis task that died (a panic) leaves for the usage row.
+    const FAILED: Self = Self {
+        audio_seconds: 0.0,
+        status: 500,
+    };
+}
+
+/// After the headers, a failure can only cut the body short: the error the body
+/// stream ends with.
+fn mid_stream_error(e: &ApiError) -> std::io::Error {
+    std::io::Error::other(format!(
+        "synthesis failed mid-stream (status {})",
+        error_status(e)
+    ))
 }
 
 /// How a response ends: already known (a whole file), or when its stream does.
@@ -668,10 +682,7 @@ async fn speak(
         Done::Streaming(done)
     } else {
         // A whole file is sent in one piece: synthesis has ended with it.
-        Done::Ready(done.await.unwrap_or(Outcome {
-            audio_seconds: 0.0,
-            status: 500,
-        }))
+        Done::Ready(done.await.unwrap_or(Outcome::FAILED))
     };
     if params.sse {
         let input_tokens = params.input.chars().count();
@@ -684,13 +695,7 @@ async fn speak(
     drop(done_rx);
     let rest = futures_util::stream::unfold(rx, |mut rx| async move {
         let item = rx.recv().await?;
-        // Headers are gone: a failure now can only cut the body short.
-        let item = item.map_err(|e| {
-            std::io::Error::other(format!(
-                "synthesis failed mid-stream (status {})",
-                error_status(&e)
-            ))
-        });
+        let item = item.map_err(|e| mid_stream_error(&e));
         Some((item, rx))
     });
     let body =
@@ -730,10 +735,7 @@ fn sse_events(
         let item = rx.recv().await?;
         let item = match item {
             Ok(bytes) => Ok(delta(&bytes)),
-            Err(e) => Err(std::io::Error::other(format!(
-                "synthesis failed mid-stream (status {})",
-                error_status(&e)
-            ))),
+            Err(e) => Err(mid_stream_error(&e)),
         };
         Some((item, rx))
     });

@@ -221,23 +221,17 @@ impl ChatterboxTurboEngine {
     }
 }
 
-/// `torch.randn(shape)` from `rng` (Box–Muller), so a seed fixes the whole call.
+/// `torch.randn(shape)` from `rng`, so a seed fixes the whole call (as the vocoder's
+/// `SourceNoise::draw` does).
 fn standard_normal(
     shape: (usize, usize, usize),
     rng: &mut impl Rng,
     device: &Device,
 ) -> candle_core::Result<Tensor> {
     let n = shape.0 * shape.1 * shape.2;
-    let mut values = Vec::with_capacity(n + 1);
-    while values.len() < n {
-        let u1: f32 = rng.random::<f32>().max(f32::MIN_POSITIVE);
-        let u2: f32 = rng.random();
-        let r = (-2.0 * u1.ln()).sqrt();
-        let theta = std::f32::consts::TAU * u2;
-        values.push(r * theta.cos());
-        values.push(r * theta.sin());
-    }
-    values.truncate(n);
+    let values: Vec<f32> = (0..n)
+        .map(|_| rng.sample::<f32, _>(rand_distr::StandardNormal))
+        .collect();
     Tensor::from_vec(values, shape, device)
 }
 
