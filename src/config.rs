@@ -198,6 +198,15 @@ pub struct ServeArgs {
     /// Requests that may arrive at once before the per-minute rate applies.
     #[arg(long, env = "RATE_LIMIT_BURST", default_value = "")]
     pub rate_limit_burst: String,
+    /// Speech requests one model serves at the same time; more wait in its queue.
+    #[arg(long, env = "MODEL_MAX_CONCURRENCY", default_value = "4")]
+    pub model_max_concurrency: String,
+    /// Speech requests that may wait for one model; past it requests get 429.
+    #[arg(long, env = "MODEL_MAX_QUEUE", default_value = "64")]
+    pub model_max_queue: String,
+    /// Seconds one speech request may synthesise before it is stopped (504); 0: no limit.
+    #[arg(long, env = "SYNTHESIS_TIMEOUT", default_value = "300")]
+    pub synthesis_timeout: String,
 }
 
 /// A setting that could not be accepted.
@@ -371,6 +380,17 @@ pub struct Config {
     pub rate_limit: Option<RateLimit>,
     /// `CHATTERBOX_T3_QUANT`, when set.
     pub t3_quant: Option<crate::engine::chatterbox::config::T3Quant>,
+    /// Admission control per model: requests served at once, and waiting.
+    pub admission: Admission,
+    /// How long one speech request may synthesise; `None`: no limit.
+    pub synthesis_timeout: Option<std::time::Duration>,
+}
+
+/// Per-model admission limits (`MODEL_MAX_CONCURRENCY`, `MODEL_MAX_QUEUE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admission {
+    pub concurrency: usize,
+    pub queue: usize,
 }
 
 impl Config {
@@ -471,6 +491,22 @@ impl Config {
                 )
             })?),
         };
+        let count = |var: &'static str, value: &str, min: usize| {
+            value
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n >= min)
+                .ok_or_else(|| invalid(var, value, format!("expected a whole number >= {min}")))
+        };
+        let admission = Admission {
+            concurrency: count("MODEL_MAX_CONCURRENCY", &args.model_max_concurrency, 1)?,
+            queue: count("MODEL_MAX_QUEUE", &args.model_max_queue, 0)?,
+        };
+        let synthesis_timeout = match count("SYNTHESIS_TIMEOUT", &args.synthesis_timeout, 0)? {
+            0 => None,
+            secs => Some(std::time::Duration::from_secs(secs as u64)),
+        };
         Ok(Self {
             bind,
             unload_timeout,
@@ -487,6 +523,8 @@ impl Config {
             api_key,
             rate_limit,
             t3_quant,
+            admission,
+            synthesis_timeout,
         })
     }
 
@@ -521,6 +559,9 @@ impl ServeArgs {
             api_key: None,
             rate_limit_rpm: String::new(),
             rate_limit_burst: String::new(),
+            model_max_concurrency: "4".into(),
+            model_max_queue: "64".into(),
+            synthesis_timeout: "300".into(),
         }
     }
 }

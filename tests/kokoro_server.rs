@@ -70,6 +70,25 @@ async fn kokoro_speaks_through_the_server() {
     let samples: Vec<i16> = reader.into_samples().map(Result::unwrap).collect();
     assert!(samples.iter().any(|&s| s != 0), "silence");
 
+    // The decoder's noise is seeded by the input: the same request gives the same
+    // audio, streamed or not; another voice draws other noise.
+    let pcm = |voice: &'static str| {
+        let client = client.clone();
+        let url = format!("{base}/v1/audio/speech");
+        async move {
+            let body = json!({"model": "kokoro", "input": phonemes, "voice": voice, "response_format": "pcm", "input_format": "phonemes"});
+            let resp = client.post(url).json(&body).send().await.unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.bytes().await.unwrap()
+        }
+    };
+    let first = pcm("tiny_a").await;
+    assert_eq!(first.len(), samples.len() * 2);
+    let same: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+    assert_eq!(first.as_ref(), same.as_slice(), "wav and pcm differ");
+    assert_eq!(pcm("tiny_a").await, first, "a repeated request differs");
+    assert_ne!(pcm("tiny_b").await, first);
+
     // Text goes through G2P; a blend of two voices works; unknown voices are 404.
     let resp = client
         .post(format!("{base}/v1/audio/speech"))

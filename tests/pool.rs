@@ -103,7 +103,14 @@ async fn a_request_in_flight_across_the_deadline_keeps_the_model() {
 
 #[tokio::test]
 async fn unload_during_twenty_requests_fails_none() {
-    let srv = std::sync::Arc::new(start_with(Options::default()).await);
+    // All twenty are served at once (not queued) so that all hold the model.
+    let srv = std::sync::Arc::new(
+        start_with(Options {
+            configure: Box::new(|c| c.admission.concurrency = 20),
+            ..Options::default()
+        })
+        .await,
+    );
     srv.client
         .post(srv.url("/model/load"))
         .send()

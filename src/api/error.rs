@@ -79,6 +79,9 @@ pub enum ApiError {
     /// The model cannot be used right now (files missing, loading failed).
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>, #[oai(header = "Retry-After")] Option<u64>),
+    /// Synthesis ran past `SYNTHESIS_TIMEOUT`.
+    #[oai(status = 504)]
+    Timeout(Json<ErrorBody>),
 }
 
 /// Whole seconds for `Retry-After`, never zero.
@@ -149,6 +152,18 @@ impl ApiError {
         )
     }
 
+    pub fn timeout(limit: Duration) -> Self {
+        Self::Timeout(body(
+            format!(
+                "Synthesis took longer than the server's limit of {} s (SYNTHESIS_TIMEOUT); send shorter input.",
+                limit.as_secs()
+            ),
+            "server_error",
+            None,
+            Some("timeout"),
+        ))
+    }
+
     pub fn not_implemented(message: impl Into<String>) -> Self {
         Self::NotImplemented(body(
             message,
@@ -201,9 +216,19 @@ impl From<LoadError> for ApiError {
 
 impl From<PoolError> for ApiError {
     fn from(err: PoolError) -> Self {
+        let message = err.to_string();
         match err {
             PoolError::UnknownModel(model) => Self::unknown_model(&model),
             PoolError::Load(load) => load.into(),
+            PoolError::Busy { .. } => Self::TooManyRequests(
+                body(
+                    message,
+                    "rate_limit_error",
+                    Some("model"),
+                    Some("model_busy"),
+                ),
+                1,
+            ),
             PoolError::Store(store) => store.into(),
         }
     }

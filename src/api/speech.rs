@@ -18,7 +18,7 @@ use super::error::ApiError;
 use super::{ApiTags, AppState};
 use crate::audio::{self, AudioFormat};
 use crate::engine::kokoro::vocab;
-use crate::engine::synthesize_all;
+use crate::engine::{synthesize_all, EngineError};
 use crate::store::NewUsage;
 use crate::text::{g2p, split_sentences};
 
@@ -577,6 +577,9 @@ async fn speak(
     }
     let started = Instant::now();
     let chunks = split_sentences(&params.input);
+    // A place among the requests the model serves at once (or 429 when its queue
+    // is full), held until the synthesis ends.
+    let admitted = state.pool.admit(model).await?;
     let lease = state.pool.lease(model).await?;
     if !lease.engine().accepts_voice(&params.voice) {
         let mut some = lease.engine().voices();
@@ -605,8 +608,11 @@ async fn speak(
     // Synthesis is CPU-bound: keep it off the async reactor. The lease moves along and
     // is dropped when the last chunk is sent or the client is gone.
     let model_label = model.to_string();
+    let time_limit = state.config.synthesis_timeout;
+    let pool = state.pool.clone();
     let done = tokio::task::spawn_blocking(move || {
         let _entered = span.enter();
+        let _admitted = admitted;
         let synthesis_started = Instant::now();
         let engine = lease.engine();
         let rate = engine.sample_rate();
@@ -635,13 +641,32 @@ async fn speak(
                 return outcome(0, 400);
             }
         };
-        for text in &chunks {
-            let bytes = synthesize_all(engine, std::slice::from_ref(text), &voice, speed, phonemes)
-                .map_err(ApiError::from)
-                .and_then(|audio| {
-                    samples += audio.samples.len();
-                    encoder.push(&audio.samples).map_err(ApiError::from)
+        for (i, text) in chunks.iter().enumerate() {
+            if let Some(limit) = time_limit.filter(|l| i > 0 && synthesis_started.elapsed() > *l) {
+                tracing::warn!(
+                    limit_s = limit.as_secs(),
+                    "synthesis stopped at its time limit"
+                );
+                let _ = tx.blocking_send(Err(ApiError::timeout(limit)));
+                return outcome(samples, 504);
+            }
+            // A panic in an engine fails this request only; the model is reloaded
+            // for the next ones in case the panic left it in a bad state.
+            let spoken = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                synthesize_all(engine, std::slice::from_ref(text), &voice, speed, phonemes)
+            }))
+            .unwrap_or_else(|_| {
+                tracing::error!("the engine panicked; the model will be reloaded");
+                let (pool, model) = (pool.clone(), model_label.clone());
+                tokio::runtime::Handle::current().spawn(async move {
+                    let _ = pool.unload(&model).await;
                 });
+                Err(EngineError::Synthesis("the engine panicked".into()))
+            });
+            let bytes = spoken.map_err(ApiError::from).and_then(|audio| {
+                samples += audio.samples.len();
+                encoder.push(&audio.samples).map_err(ApiError::from)
+            });
             match bytes {
                 Ok(bytes) if bytes.is_empty() => {}
                 Ok(bytes) => {
@@ -769,6 +794,7 @@ fn error_status(err: &ApiError) -> u16 {
         ApiError::Internal(_) => 500,
         ApiError::NotImplemented(_) => 501,
         ApiError::Unavailable(..) => 503,
+        ApiError::Timeout(_) => 504,
     }
 }
 

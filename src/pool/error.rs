@@ -37,6 +37,13 @@ pub enum PoolError {
     UnknownModel(String),
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// The model's queue is full.
+    #[error("The model {model} is busy: {serving} requests are being served and {queued} are waiting. Retry shortly.")]
+    Busy {
+        model: String,
+        serving: usize,
+        queued: usize,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

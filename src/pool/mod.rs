@@ -23,7 +23,7 @@ use tracing::{info, instrument, warn, Instrument};
 pub use error::{LoadError, PoolError};
 pub use listener::trim_heap;
 pub use loaded::{Lease, UnloadCause};
-pub use state::{idle_remaining, IdleClock, ModelState};
+pub use state::{idle_remaining, Admitted, IdleClock, ModelState, QueueFull};
 
 use crate::config::{Config, IdleTimeout};
 use crate::engine::{LoadContext, Registry};
@@ -80,7 +80,7 @@ impl ModelPool {
                     .copied()
                     .map(IdleTimeout::from_seconds)
                     .unwrap_or(config.unload_timeout);
-                let state = ModelState::new(spec.clone(), timeout, epoch);
+                let state = ModelState::new(spec.clone(), timeout, epoch, config.admission);
                 (spec.id.clone(), Arc::new(state))
             })
             .collect();
@@ -183,6 +183,22 @@ impl ModelPool {
         // Re-read with the lease held: the entry now has no deadline while in use.
         let _ = self.inner.cache.get(model).await;
         Ok(lease)
+    }
+
+    /// A place among the requests `model` serves at once (`MODEL_MAX_CONCURRENCY`),
+    /// waiting in its bounded queue (`MODEL_MAX_QUEUE`) if need be. Hold it for as
+    /// long as the request synthesises or streams.
+    pub async fn admit(&self, model: &str) -> Result<Admitted, PoolError> {
+        let state = self.state(model)?;
+        state.admit().await.map_err(|full| {
+            metrics::counter!("voxpool_admission_rejections_total", "model" => model.to_string())
+                .increment(1);
+            PoolError::Busy {
+                model: model.to_string(),
+                serving: full.serving,
+                queued: full.queued,
+            }
+        })
     }
 
     /// Load `model` now (for `/model/load` and `MODEL_PRELOAD`).

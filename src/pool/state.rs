@@ -2,10 +2,12 @@
 //! clock, timeout, in-flight count and load history.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::config::IdleTimeout;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::config::{Admission, IdleTimeout};
 use crate::engine::{EngineError, ModelSpec};
 
 /// Longest wait imposed between two failed load attempts.
@@ -93,11 +95,30 @@ pub struct ModelState {
     resident_bytes: AtomicU64,
     last_load_ms: AtomicU64,
     failure: Mutex<Option<LoadFailure>>,
+    limits: Admission,
+    /// One permit per request the model may serve at once.
+    admission: Arc<Semaphore>,
+    /// Requests waiting for a permit.
+    queued: AtomicUsize,
 }
 
+/// Why a request was not admitted: the model's queue is full.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueFull {
+    pub serving: usize,
+    pub queued: usize,
+}
+
+/// A request's place among those a model serves at once; freed on drop.
+#[derive(Debug)]
+pub struct Admitted(#[allow(dead_code)] OwnedSemaphorePermit);
+
 impl ModelState {
-    pub fn new(spec: ModelSpec, timeout: IdleTimeout, epoch: Instant) -> Self {
+    pub fn new(spec: ModelSpec, timeout: IdleTimeout, epoch: Instant, limits: Admission) -> Self {
         Self {
+            limits,
+            admission: Arc::new(Semaphore::new(limits.concurrency)),
+            queued: AtomicUsize::new(0),
             spec,
             clock: IdleClock::new(epoch),
             timeout_secs: AtomicI64::new(timeout.as_seconds()),
@@ -121,6 +142,38 @@ impl ModelState {
     pub fn set_timeout(&self, timeout: IdleTimeout) {
         self.timeout_secs
             .store(timeout.as_seconds(), Ordering::Release);
+    }
+
+    /// Wait for a place among the requests the model serves at once, unless the
+    /// queue is already full. A caller whose future is dropped leaves the queue.
+    pub async fn admit(&self) -> Result<Admitted, QueueFull> {
+        if let Ok(permit) = Arc::clone(&self.admission).try_acquire_owned() {
+            return Ok(Admitted(permit));
+        }
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        let queued = self.queued.fetch_add(1, Ordering::AcqRel);
+        let _waiting = Waiting(&self.queued);
+        if queued >= self.limits.queue {
+            return Err(QueueFull {
+                serving: self.limits.concurrency,
+                queued,
+            });
+        }
+        let permit = Arc::clone(&self.admission)
+            .acquire_owned()
+            .await
+            .expect("the admission semaphore is never closed");
+        Ok(Admitted(permit))
+    }
+
+    /// Requests waiting for a place.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
     }
 
     pub fn in_flight(&self) -> usize {

@@ -23,6 +23,8 @@ pub struct Knobs {
     pub load_delay_ms: AtomicU64,
     pub synth_delay_ms: AtomicU64,
     pub fail_loads: AtomicBool,
+    /// Synthesis panics (a bug in an engine).
+    pub panic_synth: AtomicBool,
 }
 
 pub struct TestLoader {
@@ -99,6 +101,10 @@ impl TtsEngine for TestEngine {
         std::thread::sleep(Duration::from_millis(
             self.knobs.synth_delay_ms.load(Ordering::SeqCst),
         ));
+        assert!(
+            !self.knobs.panic_synth.load(Ordering::SeqCst),
+            "test engine told to panic"
+        );
         // Read the weights so they are used like a model's.
         let checksum: u32 = self.blocks.iter().map(|b| u32::from(b[b.len() / 2])).sum();
         let n = expected_samples(req.text, req.speed);

@@ -3,6 +3,8 @@
 
 use candle_core::{DType, IndexOp, Module, Result, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use rand_distr::StandardNormal;
 
 use super::albert::CustomAlbert;
 use super::config::KokoroConfig;
@@ -13,6 +15,25 @@ use super::modules::{duration, pred_dur, ProsodyPredictor, TextEncoder};
 pub const SINE_HARMONICS: usize = 9;
 /// Audio samples per predicted frame: F0 runs at twice the frame rate, upsampled ×300.
 pub const SAMPLES_PER_FRAME: usize = 600;
+
+/// The noise seed of one call: FNV-1a over the token ids, the style vector and the
+/// speed, so equal inputs draw equal noise.
+fn noise_seed(ids: &[u32], ref_s: &Tensor, speed: f32) -> Result<u64> {
+    let style = ref_s
+        .flatten_all()?
+        .to_dtype(DType::F32)?
+        .to_vec1::<f32>()?;
+    let words = ids
+        .iter()
+        .copied()
+        .chain(style.iter().map(|v| v.to_bits()))
+        .chain(std::iter::once(speed.to_bits()));
+    Ok(words.fold(0xcbf2_9ce4_8422_2325u64, |h, w| {
+        w.to_le_bytes()
+            .iter()
+            .fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    }))
+}
 
 /// kokoro 0.9.4 `kokoro/model.py`, class `KModel`.
 pub struct KModel {
@@ -76,7 +97,9 @@ impl KModel {
 
     /// The reference's `forward_with_tokens`: `input_ids` [1, T] (pads included),
     /// `ref_s` [1, 2·style_dim], `speed`. `sine_noise` [1, 600·F, 9] replaces the
-    /// decoder's Gaussian noise draw (tests inject the reference's); `None` draws it.
+    /// decoder's Gaussian noise draw (tests inject the reference's); `None` draws it
+    /// from a generator seeded by the input, so the same request gives the same audio
+    /// (whole, streamed or repeated), as the reference does after `torch.manual_seed`.
     pub fn forward_with_tokens(
         &self,
         input_ids: &Tensor,
@@ -105,12 +128,17 @@ impl KModel {
         let asr = t_en.contiguous()?.index_select(&index, D::Minus1)?;
         let noise = match sine_noise {
             Some(n) => n.clone(),
-            None => Tensor::randn(
-                0f32,
-                1f32,
-                (1, frames * SAMPLES_PER_FRAME, SINE_HARMONICS),
-                input_ids.device(),
-            )?,
+            None => {
+                let len = frames * SAMPLES_PER_FRAME * SINE_HARMONICS;
+                let seed = noise_seed(&input_ids.flatten_all()?.to_vec1::<u32>()?, ref_s, speed)?;
+                let mut rng = StdRng::seed_from_u64(seed);
+                let values: Vec<f32> = (0..len).map(|_| rng.sample(StandardNormal)).collect();
+                Tensor::from_vec(
+                    values,
+                    (1, frames * SAMPLES_PER_FRAME, SINE_HARMONICS),
+                    input_ids.device(),
+                )?
+            }
         };
         let audio =
             self.decoder
