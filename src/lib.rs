@@ -57,6 +57,7 @@ pub struct Server {
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     housekeepers: Vec<tokio::task::JoinHandle<()>>,
+    background: tokio_util::task::TaskTracker,
 }
 
 impl Server {
@@ -103,12 +104,14 @@ impl Server {
         }
         let auth = api::auth::Auth::new(config.api_key.as_ref().map(|k| k.expose()), store.clone())
             .await?;
+        let background = tokio_util::task::TaskTracker::new();
         let state = Arc::new(api::AppState {
             auth: Arc::new(auth),
             config: Arc::new(config),
             pool: pool.clone(),
             store: store.clone(),
             started_unix: chrono::Utc::now().timestamp(),
+            background: background.clone(),
         });
         let app = api::app(state, limiter);
         let (stop, stopped) = oneshot::channel::<()>();
@@ -129,6 +132,7 @@ impl Server {
             stop: Some(stop),
             task,
             housekeepers,
+            background,
         })
     }
 
@@ -151,6 +155,14 @@ impl Server {
         }
         if let Err(e) = (&mut self.task).await {
             warn!(error = %e, "server task ended abnormally");
+        }
+        // Streams that ended during the drain still write their usage rows.
+        self.background.close();
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.background.wait())
+            .await
+            .is_err()
+        {
+            warn!("usage rows still pending after the drain timeout");
         }
         self.pool.unload_all().await;
         for h in &self.housekeepers {

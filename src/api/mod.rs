@@ -48,6 +48,8 @@ pub struct AppState {
     pub auth: Arc<auth::Auth>,
     /// Server start, Unix seconds (the `created` of `/v1/models`).
     pub started_unix: i64,
+    /// Work that outlives its request (a stream's usage row): shutdown waits for it.
+    pub background: tokio_util::task::TaskTracker,
 }
 
 #[derive(Tags)]

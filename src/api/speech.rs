@@ -449,7 +449,7 @@ impl SpeechApi {
                 if complete {
                     record.await;
                 } else {
-                    tokio::spawn(record);
+                    state.background.spawn(record);
                 }
                 Ok(resp)
             }
