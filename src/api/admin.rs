@@ -32,10 +32,12 @@ pub struct ModelLifecycle {
     /// Bytes held by the loaded model (0 when not loaded).
     pub memory_bytes: u64,
     /// Seconds the last successful load took.
+    #[oai(nullable)]
     pub last_load_seconds: Option<f64>,
     /// Languages this build can speak with the model.
     pub available_languages: Vec<String>,
     /// Why the last load failed, if it did.
+    #[oai(nullable)]
     pub last_error: Option<String>,
 }
 
@@ -57,7 +59,9 @@ pub struct StatusResponse {
     pub model: String,
     pub memory_bytes: u64,
     pub in_flight: u64,
+    #[oai(nullable)]
     pub last_load_seconds: Option<f64>,
+    #[oai(nullable)]
     pub last_error: Option<String>,
     /// Every model of the pool.
     pub models: Vec<ModelLifecycle>,

@@ -28,8 +28,10 @@ pub struct ErrorDetail {
     #[oai(rename = "type")]
     pub kind: String,
     /// The request field at fault, when there is one.
+    #[oai(nullable)]
     pub param: Option<String>,
     /// A stable machine-readable code, when there is one.
+    #[oai(nullable)]
     pub code: Option<String>,
 }
 

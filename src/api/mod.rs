@@ -189,6 +189,12 @@ fn error_response(err: poem::Error, method: &Method, path: &str) -> Response {
         StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::too_large("The request body is too large").into_response()
         }
+        // Declared as 400 in the spec, as OpenAI answers a body it cannot read.
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::invalid(
+            None,
+            format!("The request body must be JSON (Content-Type: application/json): {err}"),
+        )
+        .into_response(),
         s if s.is_server_error() => {
             tracing::error!(error = %err, "unhandled error");
             ApiError::with_status(StatusCode::INTERNAL_SERVER_ERROR, "server error")

@@ -10,6 +10,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::config::{Admission, IdleTimeout};
 use crate::engine::{EngineError, ModelSpec};
 
+const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// Longest wait imposed between two failed load attempts.
 const MAX_LOAD_COOLDOWN: Duration = Duration::from_secs(30);
 
@@ -63,7 +65,12 @@ pub fn idle_remaining(
     match timeout {
         IdleTimeout::Never => None,
         IdleTimeout::After(t) if t.is_zero() => None,
-        IdleTimeout::After(t) => Some((last_activity + t).saturating_duration_since(now)),
+        // Timeouts past any machine's uptime (a century) are "never"; that also keeps
+        // the clock arithmetic from overflowing.
+        IdleTimeout::After(t) if t > CENTURY => None,
+        IdleTimeout::After(t) => last_activity
+            .checked_add(t)
+            .map(|deadline| deadline.saturating_duration_since(now)),
     }
 }
 
@@ -299,6 +306,9 @@ mod tests {
             idle_remaining(0, IdleTimeout::After(Duration::ZERO), t0, t0),
             None
         );
+        // A timeout near i64::MAX seconds (accepted by /model/timeout) means never.
+        let huge = IdleTimeout::from_seconds(i64::MAX - 1);
+        assert_eq!(idle_remaining(0, huge, t0, t0), None);
     }
 
     #[test]

@@ -56,8 +56,11 @@ pub fn phonemize(text: &str, lang: &str) -> Result<String, TextError> {
     Ok(phonemes)
 }
 
-/// Split a phoneme string into pieces of at most [`MAX_PHONEMES`] characters,
-/// at spaces where possible.
+/// Clause marks a long phoneme string is preferably cut after.
+const CLAUSE_MARKS: [char; 7] = [',', ';', ':', '.', '!', '?', '—'];
+
+/// Split a phoneme string into pieces of at most [`MAX_PHONEMES`] characters: after
+/// the last clause mark that fits, else at the last space, else anywhere.
 pub fn split_phonemes(phonemes: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = phonemes.trim();
@@ -66,7 +69,13 @@ pub fn split_phonemes(phonemes: &str) -> Vec<String> {
             .char_indices()
             .nth(MAX_PHONEMES)
             .map_or(rest.len(), |(i, _)| i);
-        let cut = rest[..limit].rfind(' ').filter(|&i| i > 0).unwrap_or(limit);
+        let head = &rest[..limit];
+        let cut = head
+            .rfind(CLAUSE_MARKS)
+            .filter(|&i| i > 0)
+            .map(|i| i + head[i..].chars().next().map_or(1, char::len_utf8))
+            .or_else(|| head.rfind(' ').filter(|&i| i > 0))
+            .unwrap_or(limit);
         out.push(rest[..cut].trim().to_string());
         rest = rest[cut..].trim_start();
     }
@@ -102,5 +111,10 @@ mod tests {
         assert!(parts.len() > 1);
         assert!(parts.iter().all(|p| p.chars().count() <= MAX_PHONEMES));
         assert_eq!(parts.join(" ").split(' ').count(), 200);
+        // A clause mark that fits wins over the last space.
+        let clause = format!("{}, {}", "ab ".repeat(100).trim(), "cd ".repeat(150).trim());
+        let parts = split_phonemes(&clause);
+        assert!(parts[0].ends_with("ab,"), "{}", parts[0]);
+        assert!(parts[1].starts_with("cd"));
     }
 }
