@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# The official OpenAI Python SDK against a real voxpool (tiny Kokoro checkpoint from
-# the test fixtures): examples/openai_python.py must write files that decode as
-# 24 kHz mono audio. Run by .ci/run after the tests (it uses their debug binary).
+# Python clients against a real voxpool serving the tiny Kokoro and Chatterbox Turbo
+# checkpoints from the test fixtures (run by .ci/run after the tests, with their
+# debug binary):
+# 1. the official OpenAI Python SDK: examples/openai_python.py must write files that
+#    decode as 24 kHz mono audio;
+# 2. an API fuzz run: schemathesis sends generated requests for every operation in
+#    /openapi.json; any 5xx, or a response that does not match the spec, fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,17 +20,34 @@ cleanup() {
 trap cleanup EXIT
 
 python3 -m venv "$work/venv"
-"$work/venv/bin/pip" install -q openai==3.57.0 mutagen==1.48.1
+"$work/venv/bin/pip" install -q openai==3.57.0 mutagen==1.48.1 schemathesis==4.32.5 \
+  safetensors==0.7.0 numpy==2.4.6
 
 snap="$work/models/models--hexgrad--Kokoro-82M/snapshots/tiny"
 mkdir -p "$snap/voices"
 cp tests/fixtures/kokoro/tiny.pth "$snap/kokoro-v1_0.pth"
 cp tests/fixtures/kokoro/tiny_config.json "$snap/config.json"
 cp tests/fixtures/kokoro/voices/tiny_a.pt "$snap/voices/af_alloy.pt"
+# Tiny Turbo: the released s3gen file holds the flow and the vocoder together.
+turbo="$work/models/models--ResembleAI--chatterbox-turbo/snapshots/tiny"
+mkdir -p "$turbo"
+fx=tests/fixtures/chatterbox
+cp "$fx/t3_tiny.safetensors" "$turbo/t3_turbo_v1.safetensors"
+cp "$fx/conds_tiny.pt" "$turbo/conds.pt"
+cp "$fx"/tokenizer/* "$turbo/"
+"$work/venv/bin/python" - "$fx" "$turbo" <<'PY'
+import json, sys
+from safetensors.numpy import load_file, save_file
+fx, out = sys.argv[1:]
+weights = {**load_file(f"{fx}/s3gen_tiny.safetensors"), **load_file(f"{fx}/hift_tiny.safetensors")}
+save_file(weights, f"{out}/s3gen_meanflow.safetensors")
+cfg = {k: json.load(open(f"{fx}/{k}_tiny_config.json")) for k in ["t3", "s3gen", "hift"]}
+json.dump(cfg, open(f"{out}/voxpool_chatterbox.json", "w"))
+PY
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 VOXPOOL_HOST=127.0.0.1 PORT=$port VOXPOOL_MODELS_DIR="$work/models" \
-  VOXPOOL_DB_URL="sqlite://$work/voxpool.db?mode=rwc" "$bin" serve >"$work/server.log" 2>&1 &
+  VOXPOOL_DB_URL="sqlite:///$work/voxpool.db" "$bin" serve >"$work/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 50); do
   python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$port/health')" 2>/dev/null && break
@@ -50,3 +71,11 @@ pcm = (out / "streamed.pcm").stat().st_size
 assert frames > 24000 and pcm == 2 * frames, (frames, pcm)
 print(f"OpenAI SDK: mp3 {mp3.length:.2f} s, wav {frames / 24000:.2f} s, pcm {pcm // 2} samples")
 PY
+
+# API fuzzing: bounded, with a fixed seed so that a failure replays.
+"$work/venv/bin/st" run "http://127.0.0.1:$port/openapi.json" --no-color --seed 1 \
+  --max-examples "${VOXPOOL_FUZZ_EXAMPLES:-200}" \
+  --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance
+if grep -q "panicked" "$work/server.log"; then
+  echo "the server panicked during the fuzz run:"; grep -A3 panicked "$work/server.log"; exit 1
+fi
