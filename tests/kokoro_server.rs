@@ -125,6 +125,17 @@ async fn kokoro_speaks_through_the_server() {
     assert_eq!(status["model"], "kokoro");
     assert_eq!(status["model_loaded"], true);
     assert_eq!(status["available_languages"], json!(["a", "b"]));
+
+    // Unloading the model also drops the G2P tables it used (this binary's other
+    // tests do not phonemize in-process).
+    assert!(voxpool::text::g2p::is_built("a"));
+    let resp = client
+        .post(format!("{base}/model/unload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(!voxpool::text::g2p::is_built("a") && !voxpool::text::g2p::is_built("b"));
     server.shutdown().await;
 }
 

@@ -1,7 +1,7 @@
 //! Grapheme-to-phoneme conversion for Kokoro: American (`a`) and British (`b`)
 //! English through misaki-rs, a Rust port of the reference's `misaki` G2P.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use misaki_rs::{Language, G2P};
 
@@ -27,19 +27,46 @@ fn language(code: &str) -> Result<Language, TextError> {
     }
 }
 
-/// One G2P per language, built on first use (about half a second) and shared.
-fn g2p_for(language: Language) -> &'static G2P {
-    static US: OnceLock<G2P> = OnceLock::new();
-    static GB: OnceLock<G2P> = OnceLock::new();
-    let cell = match language {
+/// The G2P of each language: built on first use (about half a second, ~50 MiB of
+/// tables each), shared, and dropped by [`release`].
+static US: Mutex<Option<Arc<G2P>>> = Mutex::new(None);
+static GB: Mutex<Option<Arc<G2P>>> = Mutex::new(None);
+
+fn slot(language: Language) -> &'static Mutex<Option<Arc<G2P>>> {
+    match language {
         Language::EnglishUS => &US,
         Language::EnglishGB => &GB,
-    };
-    cell.get_or_init(|| {
+    }
+}
+
+fn g2p_for(language: Language) -> Arc<G2P> {
+    let mut slot = slot(language).lock().unwrap_or_else(PoisonError::into_inner);
+    Arc::clone(slot.get_or_insert_with(|| {
         let mut g = G2P::new(language);
         // Unpronounceable words are dropped rather than spoken as a marker.
         g.unk = String::new();
-        g
+        Arc::new(g)
+    }))
+}
+
+/// Drop the G2P tables (the Kokoro engine does on unload, so its memory really comes
+/// back); calls in progress keep theirs, and the next call builds them again.
+pub fn release() {
+    for language in [Language::EnglishUS, Language::EnglishGB] {
+        slot(language)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+    }
+}
+
+/// Whether the tables of `lang` are built.
+pub fn is_built(lang: &str) -> bool {
+    language(lang).is_ok_and(|l| {
+        slot(l)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
     })
 }
 

@@ -155,6 +155,13 @@ impl KokoroEngine {
 }
 
 impl TtsEngine for KokoroEngine {
+    fn unload(self: Box<Self>, _release_device_cache: bool) {
+        drop(self);
+        // The English G2P tables (~95 MiB) leave with the model; the next load or
+        // `/v1/audio/phonemize` builds them again.
+        crate::text::g2p::release();
+    }
+
     fn synthesize(&self, req: &SynthRequest<'_>) -> Result<AudioChunk, EngineError> {
         let voice = kokoro_voice(req.voice);
         let phonemes = if req.phonemes {
