@@ -31,6 +31,17 @@ async fn without_keys_the_server_is_open() {
     let srv = start().await;
     assert_eq!(call(&srv, "GET", "/v1/models", None).await.0, 200);
     assert_eq!(call(&srv, "GET", "/model/status", None).await.0, 200);
+    // A key created while the server runs (as `voxpool keys create` does from
+    // another process) closes it within a second.
+    let store = srv.server.as_ref().unwrap().store();
+    store
+        .create_api_key("late", &hex(&sha256("sk-late")), false)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(call(&srv, "GET", "/v1/models", None).await.0, 401);
+    assert_eq!(call(&srv, "GET", "/v1/models", Some("sk-late")).await.0, 200);
+    assert_eq!(call(&srv, "GET", "/health", None).await.0, 200);
     srv.stop().await;
 }
 

@@ -1,12 +1,16 @@
 //! API keys, as OpenAI clients send them: `Authorization: Bearer <key>`.
 //!
-//! With no key configured (no `VOXPOOL_API_KEY`, no unrevoked key in the database at
-//! start) the server is open, and says so at start. Otherwise every route except
+//! With no key configured (no `VOXPOOL_API_KEY`, no unrevoked key in the database)
+//! the server is open, and says so at start; a key created later (`voxpool keys
+//! create`, from any process sharing the database) closes it within a second.
+//! Once closed, every route except
 //! `/health` needs a valid key (401), and the admin routes (`/model/*`,
 //! `/load_voice*`) need an admin key (403). Keys are compared as SHA-256 digests in
 //! constant time and never logged.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use poem::http::StatusCode;
 use poem::{Endpoint, IntoResponse, Request, Response};
@@ -15,13 +19,17 @@ use sha2::{Digest, Sha256};
 use super::error::ApiError;
 use crate::store::Store;
 
+/// How often an open server looks for a newly created key.
+const KEY_RECHECK: Duration = Duration::from_secs(1);
+
 /// Who may call what.
-#[derive(Clone)]
 pub struct Auth {
     /// SHA-256 of `VOXPOOL_API_KEY`, an admin key.
     bootstrap: Option<[u8; 32]>,
-    /// Whether keys are checked at all.
-    required: bool,
+    /// Whether keys are checked; once true it stays true.
+    required: AtomicBool,
+    /// When an open server last looked for keys in the database.
+    checked: Mutex<Instant>,
     store: Store,
 }
 
@@ -69,9 +77,38 @@ impl Auth {
         }
         Ok(Self {
             bootstrap,
-            required,
+            required: AtomicBool::new(required),
+            checked: Mutex::new(Instant::now()),
             store,
         })
+    }
+
+    /// Whether requests need a key: always once any key existed; an open server
+    /// looks for a new key at most once per [`KEY_RECHECK`].
+    async fn required(&self) -> bool {
+        if self.required.load(Ordering::Acquire) {
+            return true;
+        }
+        {
+            let mut checked = self.checked.lock().unwrap_or_else(PoisonError::into_inner);
+            if checked.elapsed() < KEY_RECHECK {
+                return false;
+            }
+            *checked = Instant::now();
+        }
+        match self.store.active_api_key_count().await {
+            Ok(n) if n > 0 => {
+                if !self.required.swap(true, Ordering::AcqRel) {
+                    tracing::info!("an API key now exists: keys are required from now on");
+                }
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                tracing::error!(error = %e, "API key lookup failed");
+                false
+            }
+        }
     }
 
     async fn access(&self, req: &Request) -> Result<Access, ApiError> {
@@ -127,7 +164,11 @@ pub async fn require_key<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<
     let auth = req
         .data::<Arc<super::AppState>>()
         .map(|state| Arc::clone(&state.auth));
-    if let Some(auth) = auth.filter(|a| a.required) {
+    let required = match &auth {
+        Some(auth) => auth.required().await,
+        None => false,
+    };
+    if let Some(auth) = auth.filter(|_| required) {
         let path = req.uri().path().to_string();
         if !is_public(&path) {
             match auth.access(&req).await {
