@@ -50,9 +50,98 @@ pub enum Command {
     ///   voxpool keys list
     ///   voxpool keys revoke key_0123abcd...
     ///
-    /// A running server that started with no key at all stays open until restarted.
+    /// A running server that started open requires keys within a second of the first.
     #[command(verbatim_doc_comment)]
     Keys(KeysArgs),
+    /// Show the models of a running server: loaded or not, requests in flight, idle
+    /// time, timeout, memory.
+    ///
+    /// Examples:
+    ///   voxpool status
+    ///   voxpool status --url http://tts.local:5005 --json
+    #[command(verbatim_doc_comment)]
+    Status(StatusArgs),
+    /// Load a model in a running server now (default: the server's default model).
+    ///
+    /// Example: voxpool load chatterbox-turbo
+    #[command(verbatim_doc_comment)]
+    Load(ModelArgs),
+    /// Unload a model from a running server, freeing its memory (the next request
+    /// loads it again). Replaces the seed's deload.py.
+    ///
+    /// Example: voxpool unload kokoro
+    #[command(verbatim_doc_comment)]
+    Unload(ModelArgs),
+    /// Set a model's idle timeout in a running server (persisted; at least 60 s).
+    ///
+    /// Examples:
+    ///   voxpool timeout 600
+    ///   voxpool timeout 3600 chatterbox-turbo
+    #[command(verbatim_doc_comment)]
+    Timeout(TimeoutArgs),
+    /// Delete voxpool's downloaded model files and conversion caches from the models
+    /// folder, after listing them with their sizes (asks unless --yes). voxpool writes
+    /// no audio files of its own; only what `voxpool speak -o` was told to write.
+    ///
+    /// Examples:
+    ///   voxpool cleanup
+    ///   voxpool cleanup --yes --models-dir /srv/models
+    #[command(verbatim_doc_comment)]
+    Cleanup(CleanupArgs),
+}
+
+/// How to reach a running server.
+#[derive(Debug, Clone, Args)]
+pub struct ServerUrl {
+    /// The server's base URL (plain HTTP).
+    #[arg(long, env = "VOXPOOL_URL", default_value = "http://localhost:5005")]
+    pub url: String,
+    /// API key sent as `Authorization: Bearer` (an admin key where keys are required).
+    #[arg(long, env = "VOXPOOL_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub server: ServerUrl,
+    /// Print the server's JSON as it is.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// Model id or alias (default: the server's default model).
+    pub model: Option<String>,
+    #[command(flatten)]
+    pub server: ServerUrl,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TimeoutArgs {
+    /// Seconds of inactivity before the model is unloaded (at least 60).
+    pub seconds: i64,
+    /// Model id or alias (default: the server's default model).
+    pub model: Option<String>,
+    #[command(flatten)]
+    pub server: ServerUrl,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CleanupArgs {
+    /// Folder with model weights (as for `serve`).
+    #[arg(long, env = "VOXPOOL_MODELS_DIR")]
+    pub models_dir: Option<PathBuf>,
+    /// Delete without asking.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+impl CleanupArgs {
+    pub fn models_dir(&self) -> PathBuf {
+        self.models_dir.clone().unwrap_or_else(default_models_dir)
+    }
 }
 
 /// Options of `voxpool keys`.

@@ -39,7 +39,60 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Some(Command::Status(args)) => {
+            client(
+                |out| async move { voxpool::cmd::client::status(&args.server, args.json, out).await },
+            )
+        }
+        Some(Command::Load(args)) => client(|out| async move {
+            voxpool::cmd::client::load_or_unload(&args.server, args.model.as_deref(), true, out)
+                .await
+        }),
+        Some(Command::Unload(args)) => client(|out| async move {
+            voxpool::cmd::client::load_or_unload(&args.server, args.model.as_deref(), false, out)
+                .await
+        }),
+        Some(Command::Timeout(args)) => client(|out| async move {
+            voxpool::cmd::client::timeout(&args.server, args.seconds, args.model.as_deref(), out)
+                .await
+        }),
+        Some(Command::Cleanup(args)) => {
+            let stdin = std::io::stdin().lock();
+            match voxpool::cmd::cleanup::run(&args.models_dir(), args.yes, stdin, std::io::stdout())
+            {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("voxpool: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         None => serve(&cli.serve),
+    }
+}
+
+/// Run a client subcommand on a small runtime; exit 1 with the message on failure.
+fn client<F, Fut>(command: F) -> ExitCode
+where
+    F: FnOnce(std::io::Stdout) -> Fut,
+    Fut: std::future::Future<Output = Result<(), voxpool::cmd::client::ClientError>>,
+{
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("voxpool: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(command(std::io::stdout())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("voxpool: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -1,4 +1,6 @@
 //! Subcommands other than `serve`, one file each.
 
+pub mod cleanup;
+pub mod client;
 pub mod keys;
 pub mod speak;

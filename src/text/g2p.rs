@@ -40,7 +40,9 @@ fn slot(language: Language) -> &'static Mutex<Option<Arc<G2P>>> {
 }
 
 fn g2p_for(language: Language) -> Arc<G2P> {
-    let mut slot = slot(language).lock().unwrap_or_else(PoisonError::into_inner);
+    let mut slot = slot(language)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
     Arc::clone(slot.get_or_insert_with(|| {
         let mut g = G2P::new(language);
         // Unpronounceable words are dropped rather than spoken as a marker.
