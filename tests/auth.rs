@@ -40,7 +40,10 @@ async fn without_keys_the_server_is_open() {
         .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert_eq!(call(&srv, "GET", "/v1/models", None).await.0, 401);
-    assert_eq!(call(&srv, "GET", "/v1/models", Some("sk-late")).await.0, 200);
+    assert_eq!(
+        call(&srv, "GET", "/v1/models", Some("sk-late")).await.0,
+        200
+    );
     assert_eq!(call(&srv, "GET", "/health", None).await.0, 200);
     srv.stop().await;
 }

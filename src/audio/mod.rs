@@ -3,5 +3,6 @@
 
 pub mod encode;
 pub mod stream;
+pub mod stretch;
 
 pub use encode::{encode, AudioError, AudioFormat};

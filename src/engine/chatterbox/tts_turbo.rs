@@ -253,20 +253,12 @@ impl TtsEngine for ChatterboxTurboEngine {
                 message: "chatterbox-turbo reads plain text; phoneme input is for kokoro".into(),
             });
         }
-        // The model has no rate control; a pitch-preserving stretch is not built yet.
-        if (req.speed - 1.0).abs() > 1e-6 {
-            return Err(EngineError::Unsupported {
-                param: "speed",
-                message: format!(
-                    "speed {} is not supported by chatterbox-turbo yet; use 1.0 or the kokoro model",
-                    req.speed
-                ),
-            });
-        }
         let seed = rand::rng().random::<u64>() ^ self.calls.fetch_add(1, Ordering::Relaxed);
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let tokens = self.speech_tokens(req.text, &mut rng)?;
         let samples = self.vocode(&tokens, &mut rng)?;
+        // The model has no rate control: other speeds are a pitch-preserving stretch.
+        let samples = crate::audio::stretch::time_stretch(&samples, SAMPLE_RATE, req.speed);
         Ok(AudioChunk {
             samples,
             sample_rate: SAMPLE_RATE,
