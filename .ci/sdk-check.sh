@@ -23,27 +23,7 @@ python3 -m venv "$work/venv"
 "$work/venv/bin/pip" install -q openai==3.57.0 mutagen==1.48.1 schemathesis==4.32.5 \
   safetensors==0.7.0 numpy==2.4.6
 
-snap="$work/models/models--hexgrad--Kokoro-82M/snapshots/tiny"
-mkdir -p "$snap/voices"
-cp tests/fixtures/kokoro/tiny.pth "$snap/kokoro-v1_0.pth"
-cp tests/fixtures/kokoro/tiny_config.json "$snap/config.json"
-cp tests/fixtures/kokoro/voices/tiny_a.pt "$snap/voices/af_alloy.pt"
-# Tiny Turbo: the released s3gen file holds the flow and the vocoder together.
-turbo="$work/models/models--ResembleAI--chatterbox-turbo/snapshots/tiny"
-mkdir -p "$turbo"
-fx=tests/fixtures/chatterbox
-cp "$fx/t3_tiny.safetensors" "$turbo/t3_turbo_v1.safetensors"
-cp "$fx/conds_tiny.pt" "$turbo/conds.pt"
-cp "$fx"/tokenizer/* "$turbo/"
-"$work/venv/bin/python" - "$fx" "$turbo" <<'PY'
-import json, sys
-from safetensors.numpy import load_file, save_file
-fx, out = sys.argv[1:]
-weights = {**load_file(f"{fx}/s3gen_tiny.safetensors"), **load_file(f"{fx}/hift_tiny.safetensors")}
-save_file(weights, f"{out}/s3gen_meanflow.safetensors")
-cfg = {k: json.load(open(f"{fx}/{k}_tiny_config.json")) for k in ["t3", "s3gen", "hift"]}
-json.dump(cfg, open(f"{out}/voxpool_chatterbox.json", "w"))
-PY
+bash .ci/tiny-models.sh "$work/models" "$work/venv/bin/python"
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 VOXPOOL_HOST=127.0.0.1 PORT=$port VOXPOOL_MODELS_DIR="$work/models" \

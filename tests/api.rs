@@ -394,6 +394,13 @@ async fn models_list_in_openai_shape() {
     let (code, spec) = srv.get("/openapi.json").await;
     assert_eq!(code, 200);
     assert!(spec["paths"]["/v1/audio/speech"].is_object());
+    // The web page is served at / (driven in Chromium by .ci/web-check.sh), and is
+    // not an API operation.
+    let resp = srv.client.get(srv.url("/")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(resp.text().await.unwrap().contains("<title>voxpool</title>"));
+    assert!(spec["paths"].get("/").is_none());
     srv.stop().await;
 }
 

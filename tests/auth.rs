@@ -62,6 +62,9 @@ async fn keys_are_required_and_scoped() {
         .unwrap();
 
     assert_eq!(call(&srv, "GET", "/health", None).await.0, 200);
+    // The web page is public; what it calls is not.
+    let page = srv.client.get(srv.url("/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
     for (key, want) in [(None, 401), (Some("sk-wrong"), 401), (Some("Bearer"), 401)] {
         let (code, body) = call(&srv, "GET", "/v1/models", key).await;
         assert_eq!(code, want, "{key:?}: {body}");

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use poem::web::Data;
-use poem_openapi::payload::{Json, PlainText};
+use poem_openapi::payload::{Html, Json, PlainText};
 use poem_openapi::{Object, OpenApi};
 
 use super::error::ApiError;
@@ -31,6 +31,13 @@ impl HealthApi {
             status: "ok".into(),
             version: env!("CARGO_PKG_VERSION").into(),
         }))
+    }
+
+    /// The web page: speak, watch and steer the models (plain HTML and JavaScript
+    /// built into the binary; it calls the public API with the key the user enters).
+    #[oai(path = "/", method = "get", hidden)]
+    async fn web_page(&self) -> Html<&'static str> {
+        Html(include_str!("web/index.html"))
     }
 
     /// Prometheus metrics in the text exposition format (names in `src/telemetry.rs`).

@@ -1,0 +1,61 @@
+"""Drive voxpool's web page in headless Chromium: python web_check.py URL SCREENSHOT."""
+import shutil
+import sys
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+url, screenshot = sys.argv[1:3]
+options = webdriver.ChromeOptions()
+for arg in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+            "--autoplay-policy=no-user-gesture-required", "--window-size=1100,1000"]:
+    options.add_argument(arg)
+binary = shutil.which("chromium") or shutil.which("chromium-browser")
+if binary:
+    options.binary_location = binary
+service = Service(shutil.which("chromedriver") or "/usr/bin/chromedriver")
+driver = webdriver.Chrome(service=service, options=options)
+wait = WebDriverWait(driver, 60)
+js = driver.execute_script
+try:
+    driver.get(url)
+    # Pickers fill from /v1/models and /v1/audio/voices.
+    wait.until(lambda d: len(Select(d.find_element(By.ID, "voice")).options) > 0)
+    Select(driver.find_element(By.ID, "model")).select_by_value("kokoro")
+    wait.until(lambda d: "af_alloy" in [o.get_attribute("value") for o in
+                                        Select(d.find_element(By.ID, "voice")).options])
+    text = driver.find_element(By.ID, "text")
+    text.clear()
+    text.send_keys("Hello from the browser. This is a second sentence.")
+    Select(driver.find_element(By.ID, "format")).select_by_value("pcm")
+    driver.find_element(By.ID, "speak").click()
+    wait.until(lambda d: "s of audio" in d.find_element(By.ID, "message").text
+               or "error" in d.find_element(By.ID, "message").get_attribute("class"))
+    message = driver.find_element(By.ID, "message").text
+    assert "s of audio" in message, message
+    # The audio element decodes what was streamed.
+    duration = wait.until(lambda d: js(
+        "const a = document.getElementById('audio'); return a.readyState >= 1 && a.duration > 0 ? a.duration : null;"))
+    assert duration > 0.1, duration
+    # The model panel shows kokoro loaded; Unload changes it.
+    row = "tr[data-model='kokoro'] td.loaded"
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, row).text == "yes")
+    driver.save_screenshot(screenshot)
+    driver.find_element(By.CSS_SELECTOR, "button.unload[data-model='kokoro']").click()
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, row).text == "no")
+    # mp3 as a whole file plays in the same element.
+    Select(driver.find_element(By.ID, "format")).select_by_value("mp3")
+    driver.find_element(By.ID, "speak").click()
+    wait.until(lambda d: "mp3," in d.find_element(By.ID, "message").text)
+    duration_mp3 = wait.until(lambda d: js(
+        "const a = document.getElementById('audio'); return a.readyState >= 1 && a.duration > 0 ? a.duration : null;"))
+    print(f"web page: streamed {duration:.2f} s (pcm, {message!r}), mp3 {duration_mp3:.2f} s; "
+          f"unload seen; screenshot {screenshot}")
+except Exception:
+    driver.save_screenshot(screenshot)
+    print(driver.find_element(By.ID, "message").text, file=sys.stderr)
+    raise
+finally:
+    driver.quit()
