@@ -2,8 +2,9 @@
 # Python clients against a real voxpool serving the tiny Kokoro and Chatterbox Turbo
 # checkpoints from the test fixtures (run by .ci/run after the tests, with their
 # debug binary):
-# 1. the official OpenAI Python SDK: examples/openai_python.py must write files that
-#    decode as 24 kHz mono audio;
+# 1. the official OpenAI Python and Node SDKs and the Rust client example
+#    (examples/openai_python.py, openai_node.mjs, rust_client.rs) must write files
+#    that decode as 24 kHz mono audio;
 # 2. an API fuzz run: schemathesis sends generated requests for every operation in
 #    /openapi.json; any 5xx, or a response that does not match the spec, fails.
 set -euo pipefail
@@ -50,6 +51,29 @@ with wave.open(str(out / "streamed.wav")) as w:
 pcm = (out / "streamed.pcm").stat().st_size
 assert frames > 24000 and pcm == 2 * frames, (frames, pcm)
 print(f"OpenAI SDK: mp3 {mp3.length:.2f} s, wav {frames / 24000:.2f} s, pcm {pcm // 2} samples")
+PY
+
+# The official OpenAI Node SDK (examples/openai_node.mjs) and the Rust client example.
+mkdir -p "$work/node"
+cp examples/openai_node.mjs "$work/node/"
+(cd "$work/node" && npm init -y >/dev/null && npm install --silent --no-audit --no-fund openai@6.49.0)
+VOXPOOL_URL="http://127.0.0.1:$port/v1" node "$work/node/openai_node.mjs" "$work/node-out"
+[ -x target/debug/examples/rust_client ] || cargo build --example rust_client
+VOXPOOL_URL="http://127.0.0.1:$port/v1" target/debug/examples/rust_client \
+  "Hello from Rust. A second sentence." "$work/node-out/rust.wav"
+"$work/venv/bin/python" - "$work/node-out" <<'PY'
+import sys, wave
+from pathlib import Path
+from mutagen.mp3 import MP3
+
+out = Path(sys.argv[1])
+mp3 = MP3(out / "speech.mp3").info
+assert (mp3.sample_rate, mp3.channels) == (24000, 1) and mp3.length > 1.0, mp3.pprint()
+pcm = (out / "streamed.pcm").stat().st_size
+assert pcm > 2 * 24000 and pcm % 2 == 0, pcm
+with wave.open(str(out / "rust.wav")) as w:
+    assert (w.getframerate(), w.getnchannels()) == (24000, 1) and w.getnframes() > 24000
+print(f"Node SDK: mp3 {mp3.length:.2f} s, pcm {pcm // 2} samples; Rust client: wav ok")
 PY
 
 # API fuzzing: bounded, with a fixed seed so that a failure replays.

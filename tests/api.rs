@@ -398,8 +398,15 @@ async fn models_list_in_openai_shape() {
     // not an API operation.
     let resp = srv.client.get(srv.url("/")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
-    assert!(resp.text().await.unwrap().contains("<title>voxpool</title>"));
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(resp
+        .text()
+        .await
+        .unwrap()
+        .contains("<title>voxpool</title>"));
     assert!(spec["paths"].get("/").is_none());
     srv.stop().await;
 }

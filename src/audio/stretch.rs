@@ -38,7 +38,10 @@ pub fn time_stretch(samples: &[f32], rate: u32, speed: f32) -> Vec<f32> {
     let pad = frame + tolerance as usize;
     let mut input = vec![0f32; pad];
     input.extend_from_slice(samples);
-    input.resize(input.len() + pad + (hop_in.ceil() as usize + frame) * 2, 0.0);
+    input.resize(
+        input.len() + pad + (hop_in.ceil() as usize + frame) * 2,
+        0.0,
+    );
     let max_start = (input.len() - frame) as isize;
 
     let frames = out_len.div_ceil(hop_out) + 1;
@@ -89,12 +92,21 @@ fn best_match(input: &[f32], target: &[f32], lo: isize, hi: isize) -> isize {
     let coarse = (lo..=hi)
         .step_by(DECIMATE)
         .map(|s| (s, score(s, DECIMATE)))
-        .fold((lo, f32::NEG_INFINITY), |best, c| if c.1 > best.1 { c } else { best });
+        .fold(
+            (lo, f32::NEG_INFINITY),
+            |best, c| if c.1 > best.1 { c } else { best },
+        );
     let fine_lo = (coarse.0 - DECIMATE as isize).max(lo);
     let fine_hi = (coarse.0 + DECIMATE as isize).min(hi);
     (fine_lo..=fine_hi)
         .map(|s| (s, score(s, 1)))
-        .fold((coarse.0, f32::NEG_INFINITY), |best, c| if c.1 > best.1 { c } else { best })
+        .fold((coarse.0, f32::NEG_INFINITY), |best, c| {
+            if c.1 > best.1 {
+                c
+            } else {
+                best
+            }
+        })
         .0
 }
 
