@@ -24,7 +24,7 @@ async fn a_full_queue_gets_429_with_retry_after_and_the_rest_are_served() {
     .await;
     // Loaded first, so that every request below waits on synthesis only.
     assert_eq!(server.speak("warm").await.0, 200);
-    server.knobs.synth_delay_ms.store(600, Ordering::SeqCst);
+    server.knobs.synth_delay_ms.store(1500, Ordering::SeqCst);
 
     let send = |i: usize| {
         let client = server.client.clone();
