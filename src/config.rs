@@ -79,6 +79,15 @@ pub enum Command {
     ///   voxpool timeout 3600 chatterbox-turbo
     #[command(verbatim_doc_comment)]
     Timeout(TimeoutArgs),
+    /// Download the files a model needs from the Hugging Face hub into the models
+    /// folder (the HF cache layout), with a progress bar; an interrupted download
+    /// resumes, and large files are checked against their SHA-256.
+    ///
+    /// Examples:
+    ///   voxpool pull kokoro
+    ///   voxpool pull chatterbox-turbo --models-dir /srv/models
+    #[command(verbatim_doc_comment)]
+    Pull(PullArgs),
     /// Delete voxpool's downloaded model files and conversion caches from the models
     /// folder, after listing them with their sizes (asks unless --yes). voxpool writes
     /// no audio files of its own; only what `voxpool speak -o` was told to write.
@@ -126,6 +135,21 @@ pub struct TimeoutArgs {
     pub model: Option<String>,
     #[command(flatten)]
     pub server: ServerUrl,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PullArgs {
+    /// Model id or alias (`kokoro`, `chatterbox-turbo`, `tts-1`, ...).
+    pub model: String,
+    /// Folder with model weights (as for `serve`).
+    #[arg(long, env = "VOXPOOL_MODELS_DIR")]
+    pub models_dir: Option<PathBuf>,
+}
+
+impl PullArgs {
+    pub fn models_dir(&self) -> PathBuf {
+        self.models_dir.clone().unwrap_or_else(default_models_dir)
+    }
 }
 
 #[derive(Debug, Clone, Args)]

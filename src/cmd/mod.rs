@@ -3,4 +3,5 @@
 pub mod cleanup;
 pub mod client;
 pub mod keys;
+pub mod pull;
 pub mod speak;
