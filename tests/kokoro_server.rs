@@ -89,6 +89,23 @@ async fn kokoro_speaks_through_the_server() {
     assert_eq!(pcm("tiny_a").await, first, "a repeated request differs");
     assert_ne!(pcm("tiny_b").await, first);
 
+    // A sentence longer than the tiny model's 64 text positions is spoken in pieces
+    // that fit the model.
+    let long = "This sentence is far too long for the tiny test model to take in one piece, \
+                so the engine cuts its phonemes where the model can hold them.";
+    let resp = client
+        .post(format!("{base}/v1/audio/speech"))
+        .json(
+            &json!({"model": "kokoro", "input": long, "voice": "tiny_a", "response_format": "wav"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let wav = resp.bytes().await.unwrap();
+    let reader = hound::WavReader::new(std::io::Cursor::new(&wav)).unwrap();
+    assert!(reader.len() > 0);
+
     // Text goes through G2P; a blend of two voices works; unknown voices are 404.
     let resp = client
         .post(format!("{base}/v1/audio/speech"))

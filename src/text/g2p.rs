@@ -91,13 +91,17 @@ const CLAUSE_MARKS: [char; 7] = [',', ';', ':', '.', '!', '?', '—'];
 /// Split a phoneme string into pieces of at most [`MAX_PHONEMES`] characters: after
 /// the last clause mark that fits, else at the last space, else anywhere.
 pub fn split_phonemes(phonemes: &str) -> Vec<String> {
+    split_phonemes_at(phonemes, MAX_PHONEMES)
+}
+
+/// [`split_phonemes`] with pieces of at most `max` characters (a model whose text
+/// encoder holds fewer positions than Kokoro-82M's 512).
+pub fn split_phonemes_at(phonemes: &str, max: usize) -> Vec<String> {
+    let max = max.max(1);
     let mut out = Vec::new();
     let mut rest = phonemes.trim();
-    while rest.chars().count() > MAX_PHONEMES {
-        let limit = rest
-            .char_indices()
-            .nth(MAX_PHONEMES)
-            .map_or(rest.len(), |(i, _)| i);
+    while rest.chars().count() > max {
+        let limit = rest.char_indices().nth(max).map_or(rest.len(), |(i, _)| i);
         let head = &rest[..limit];
         let cut = head
             .rfind(CLAUSE_MARKS)

@@ -171,7 +171,14 @@ impl TtsEngine for KokoroEngine {
                 .map_err(|e| EngineError::InvalidInput(e.to_string()))?
         };
         let mut samples = Vec::new();
-        for piece in g2p::split_phonemes(&phonemes) {
+        // Pieces the text encoder holds with its two pad tokens (510 for Kokoro-82M).
+        let capacity = self
+            .cfg
+            .plbert
+            .max_position_embeddings
+            .saturating_sub(2)
+            .min(g2p::MAX_PHONEMES);
+        for piece in g2p::split_phonemes_at(&phonemes, capacity) {
             samples.extend(self.speak_phonemes(&piece, voice, req.speed)?);
         }
         Ok(AudioChunk {
