@@ -4,20 +4,8 @@
 
 mod common;
 
-use common::{start_with, Options};
+use common::{rss_bytes, start_with, Options};
 use serde_json::json;
-
-/// Resident set size of this process in bytes.
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS line");
-    kb * 1024
-}
 
 const MODEL_BYTES: usize = 256 << 20;
 

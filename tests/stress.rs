@@ -10,19 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{expected_samples, start_with, Options, MODEL};
+use common::{expected_samples, rss_bytes, start_with, Options, MODEL};
 use serde_json::json;
-
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse::<u64>().ok())
-        .expect("VmRSS line")
-        * 1024
-}
 
 const MODEL_BYTES: usize = 48 << 20;
 const REQUESTS: usize = 200;

@@ -152,3 +152,15 @@ pub fn wav_samples(bytes: &[u8]) -> (u32, usize) {
     assert_eq!(reader.spec().bits_per_sample, 16);
     (reader.spec().sample_rate, reader.len() as usize)
 }
+
+/// Resident set size of this process in bytes.
+pub fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS line");
+    kb * 1024
+}
