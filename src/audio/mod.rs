@@ -1,6 +1,7 @@
-//! Audio out of the engines: encoders for the response formats. Engines hand over
-//! f32 samples and a rate; this module never sees a tensor.
+//! Audio out of the engines (encoders for the response formats) and into them
+//! (reference clips for voice cloning). This module never sees a tensor.
 
+pub mod clip;
 pub mod encode;
 pub mod stream;
 pub mod stretch;
