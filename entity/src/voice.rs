@@ -16,6 +16,8 @@ pub struct Model {
     pub sample_sha256: String,
     /// Serialized conditioning tensors (safetensors), computed once at creation.
     pub conditioning: Option<Vec<u8>>,
+    /// The uploaded reference recording as it was sent.
+    pub sample: Option<Vec<u8>>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -4,6 +4,7 @@
 mod api_keys;
 mod settings;
 mod usage;
+mod voices;
 
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend};
 use tracing::instrument;
 
 pub use usage::{NewUsage, UsageRow};
+pub use voices::{NewVoice, VoiceConditioning, VoiceRow};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
