@@ -83,6 +83,7 @@ fn direct(n: usize) -> Vec<Duration> {
                 voice: "alloy",
                 speed: 1.0,
                 phonemes: false,
+                cloned: None,
             })
             .expect("synth");
         let bytes = voxpool::audio::encode(

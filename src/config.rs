@@ -320,6 +320,10 @@ pub struct ServeArgs {
     /// Seconds one speech request may synthesise before it is stopped (504); 0: no limit.
     #[arg(long, env = "SYNTHESIS_TIMEOUT", default_value = "300")]
     pub synthesis_timeout: String,
+    /// Folder that `POST /load_voice` may read reference recordings from; paths
+    /// outside it are refused. Unset: loading voices by path is off.
+    #[arg(long, env = "VOXPOOL_VOICES_DIR")]
+    pub voices_dir: Option<PathBuf>,
 }
 
 /// A setting that could not be accepted.
@@ -497,6 +501,8 @@ pub struct Config {
     pub admission: Admission,
     /// How long one speech request may synthesise; `None`: no limit.
     pub synthesis_timeout: Option<std::time::Duration>,
+    /// `VOXPOOL_VOICES_DIR`: where `POST /load_voice` may read from.
+    pub voices_dir: Option<PathBuf>,
 }
 
 /// Per-model admission limits (`MODEL_MAX_CONCURRENCY`, `MODEL_MAX_QUEUE`).
@@ -638,6 +644,7 @@ impl Config {
             t3_quant,
             admission,
             synthesis_timeout,
+            voices_dir: args.voices_dir.clone().filter(|d| !d.as_os_str().is_empty()),
         })
     }
 
@@ -675,6 +682,7 @@ impl ServeArgs {
             model_max_concurrency: "4".into(),
             model_max_queue: "64".into(),
             synthesis_timeout: "300".into(),
+            voices_dir: None,
         }
     }
 }

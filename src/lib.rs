@@ -112,6 +112,7 @@ impl Server {
             store: store.clone(),
             started_unix: chrono::Utc::now().timestamp(),
             background: background.clone(),
+            voices: api::voices::VoiceBook::default(),
         });
         let app = api::app(state, limiter);
         let (stop, stopped) = oneshot::channel::<()>();

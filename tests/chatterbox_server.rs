@@ -132,6 +132,7 @@ fn engine_speaks_with_the_built_in_voice() {
             voice: "alloy",
             speed: 1.0,
             phonemes: false,
+            cloned: None,
         })
         .unwrap();
     assert_eq!(chunk.sample_rate, 24_000);
@@ -143,6 +144,7 @@ fn engine_speaks_with_the_built_in_voice() {
             voice: "af_heart",
             speed: 1.0,
             phonemes: false,
+            cloned: None,
         })
         .unwrap_err();
     assert!(err.to_string().contains("af_heart"), "{err}");

@@ -92,6 +92,22 @@ fn retry_secs(d: Duration) -> u64 {
 }
 
 impl ApiError {
+    /// The message the client will read.
+    pub fn message(&self) -> &str {
+        match self {
+            Self::BadRequest(b)
+            | Self::Unauthorized(b)
+            | Self::Forbidden(b)
+            | Self::NotFound(b)
+            | Self::PayloadTooLarge(b)
+            | Self::Internal(b)
+            | Self::NotImplemented(b)
+            | Self::Timeout(b)
+            | Self::TooManyRequests(b, _)
+            | Self::Unavailable(b, _) => &b.0.error.message,
+        }
+    }
+
     pub fn invalid(param: Option<&str>, message: impl Into<String>) -> Self {
         Self::BadRequest(body(message, "invalid_request_error", param, None))
     }

@@ -37,6 +37,7 @@ const JSON_ROUTES: &[&str] = &[
     "/model/unload",
     "/model/load",
     "/model/timeout",
+    "/load_voice",
 ];
 
 /// What handlers share.
@@ -50,6 +51,8 @@ pub struct AppState {
     pub started_unix: i64,
     /// Work that outlives its request (a stream's usage row): shutdown waits for it.
     pub background: tokio_util::task::TaskTracker,
+    /// Cloned voices' conditioning and the server's current voice.
+    pub voices: voices::VoiceBook,
 }
 
 #[derive(Tags)]
@@ -68,6 +71,7 @@ type Apis = (
     speech::SpeechApi,
     speech::PhonemizeApi,
     voices::VoicesApi,
+    voices::LoadVoiceApi,
     models::ModelsApi,
     admin::AdminApi,
     health::HealthApi,
@@ -80,6 +84,7 @@ pub fn api_service() -> OpenApiService<Apis, ()> {
             speech::SpeechApi,
             speech::PhonemizeApi,
             voices::VoicesApi,
+            voices::LoadVoiceApi,
             models::ModelsApi,
             admin::AdminApi,
             health::HealthApi,

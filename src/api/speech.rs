@@ -18,7 +18,7 @@ use super::error::ApiError;
 use super::{ApiTags, AppState};
 use crate::audio::{self, AudioFormat};
 use crate::engine::kokoro::vocab;
-use crate::engine::{synthesize_all, EngineError};
+use crate::engine::{synthesize_all, ClonedVoice, EngineError, OPENAI_ALIASES};
 use crate::store::NewUsage;
 use crate::text::{g2p, split_sentences};
 
@@ -506,7 +506,24 @@ async fn synthesize_request(
         .registry()
         .resolve(&params.model)
         .ok_or_else(|| ApiError::unknown_model(&params.model))?;
-    let model = spec.id.clone();
+    let mut model = spec.id.clone();
+    // A cloned voice belongs to the model that cloned it; OpenAI's model names
+    // follow the voice.
+    let cloned = state.voices.resolve(state, &params.voice).await?;
+    if let Some(voice) = &cloned {
+        if OPENAI_ALIASES.contains(&params.model.as_str()) {
+            model = voice.model.clone();
+        } else if voice.model != model {
+            return Err(ApiError::invalid(
+                Some("voice"),
+                format!(
+                    "Voice '{}' was cloned for model {}; use that model (or tts-1)",
+                    params.voice, voice.model
+                ),
+            ));
+        }
+    }
+    let cloned = cloned.map(|v| v.cloned);
     let span = tracing::info_span!(
         "speech",
         model = %model,
@@ -515,7 +532,7 @@ async fn synthesize_request(
         format = params.format.name(),
         audio_seconds = tracing::field::Empty,
     );
-    let (resp, done) = speak(state, &model, params)
+    let (resp, done) = speak(state, &model, params, cloned)
         .instrument(span.clone())
         .await?;
     Ok((resp, done, model))
@@ -571,6 +588,7 @@ async fn speak(
     state: &AppState,
     model: &str,
     params: &SpeechParams,
+    cloned: Option<ClonedVoice>,
 ) -> Result<(SpeechResponse, Done), ApiError> {
     if !params.format.is_supported() {
         return Err(audio::AudioError::Unsupported(params.format).into());
@@ -581,7 +599,7 @@ async fn speak(
     // is full), held until the synthesis ends.
     let admitted = state.pool.admit(model).await?;
     let lease = state.pool.lease(model).await?;
-    if !lease.engine().accepts_voice(&params.voice) {
+    if cloned.is_none() && !lease.engine().accepts_voice(&params.voice) {
         let mut some = lease.engine().voices();
         some.truncate(8);
         return Err(ApiError::not_found(
@@ -653,7 +671,14 @@ async fn speak(
             // A panic in an engine fails this request only; the model is reloaded
             // for the next ones in case the panic left it in a bad state.
             let spoken = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                synthesize_all(engine, std::slice::from_ref(text), &voice, speed, phonemes)
+                synthesize_all(
+                    engine,
+                    std::slice::from_ref(text),
+                    &voice,
+                    speed,
+                    phonemes,
+                    cloned.as_ref(),
+                )
             }))
             .unwrap_or_else(|_| {
                 tracing::error!("the engine panicked; the model will be reloaded");

@@ -20,6 +20,17 @@ pub struct SynthRequest<'a> {
     pub speed: f32,
     /// `text` is already in the engine's phoneme alphabet (Kokoro), not plain text.
     pub phonemes: bool,
+    /// Speak with this cloned voice instead of `voice` (which then names it).
+    pub cloned: Option<&'a ClonedVoice>,
+}
+
+/// A voice cloned from a reference recording: the conditioning its model computed
+/// once, as [`TtsEngine::clone_voice`] returned it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClonedVoice {
+    /// The stored voice's id (`voice_…`), or `current` for the server's current voice.
+    pub id: String,
+    pub conditioning: std::sync::Arc<[u8]>,
 }
 
 /// Mono audio produced by an engine.
@@ -52,6 +63,16 @@ pub trait TtsEngine: Send + Sync {
     fn languages(&self) -> Vec<String>;
     /// Bytes of weights and buffers this engine holds (RAM or device memory).
     fn memory_bytes(&self) -> u64;
+    /// Compute a voice's conditioning from a reference clip, serialised for storage
+    /// and later use through [`SynthRequest::cloned`]. Models that speak only their
+    /// own voices refuse.
+    fn clone_voice(&self, clip: &crate::audio::clip::ReferenceClip) -> Result<Vec<u8>, EngineError> {
+        let _ = clip;
+        Err(EngineError::Unsupported {
+            param: "model",
+            message: "This model cannot clone voices; use chatterbox-turbo".into(),
+        })
+    }
     /// Free the weights; with `release_device_cache`, also give the device allocator's
     /// cached blocks back to the driver so the memory shows as free.
     fn unload(self: Box<Self>, release_device_cache: bool) {
@@ -68,6 +89,7 @@ pub fn synthesize_all(
     voice: &str,
     speed: f32,
     phonemes: bool,
+    cloned: Option<&ClonedVoice>,
 ) -> Result<AudioChunk, EngineError> {
     let mut samples = Vec::new();
     for text in chunks {
@@ -76,6 +98,7 @@ pub fn synthesize_all(
             voice,
             speed,
             phonemes,
+            cloned,
         })?;
         samples.extend_from_slice(&chunk.samples);
     }

@@ -42,6 +42,10 @@ pub trait EngineLoader: Send + Sync {
         let _ = ctx;
         Vec::new()
     }
+    /// Whether the model's engine clones voices ([`TtsEngine::clone_voice`]).
+    fn clones_voices(&self) -> bool {
+        false
+    }
 }
 
 /// One model the server offers.

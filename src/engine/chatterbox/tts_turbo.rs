@@ -11,8 +11,10 @@
 //! `"t3_quant": "f32" | "q8_0" | "q4k"`, the storage of T3's matrix-product
 //! weights (f32 when absent; see [`T3Quant`]).
 
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -26,7 +28,9 @@ use super::t3::inference::SamplingParams;
 use super::t3::T3;
 use super::text::{punc_norm, TextTokenizer};
 use crate::engine::registry::find_model_file;
-use crate::engine::{AudioChunk, EngineError, EngineLoader, LoadContext, SynthRequest, TtsEngine};
+use crate::engine::{
+    AudioChunk, ClonedVoice, EngineError, EngineLoader, LoadContext, SynthRequest, TtsEngine,
+};
 
 pub const MODEL: &str = "chatterbox-turbo";
 pub const HUB_REPO: &str = "ResembleAI/chatterbox-turbo";
@@ -112,7 +116,12 @@ pub struct ChatterboxTurboEngine {
     memory_bytes: u64,
     /// Mixed into each call's seed so concurrent calls draw independently.
     calls: AtomicU64,
+    /// Cloned voices recently spoken with, on the device, most recent last.
+    cloned: Mutex<Vec<(u64, Arc<Conditionals>)>>,
 }
+
+/// How many cloned voices stay ready on the device.
+const CLONED_CACHE: usize = 16;
 
 impl ChatterboxTurboEngine {
     /// `t3_quant`, when given, wins over the checkpoint's `voxpool_chatterbox.json`.
@@ -163,6 +172,7 @@ impl ChatterboxTurboEngine {
             device: device.clone(),
             memory_bytes,
             calls: AtomicU64::new(0),
+            cloned: Mutex::new(Vec::new()),
         })
     }
 
@@ -174,11 +184,26 @@ impl ChatterboxTurboEngine {
     /// Speech tokens for `text` with the built-in voice, as `generate` feeds S3Gen:
     /// ids ≥ 6561 dropped, three silence tokens appended.
     pub fn speech_tokens(&self, text: &str, rng: &mut impl Rng) -> Result<Vec<u32>, EngineError> {
+        self.speech_tokens_for(text, &self.voice, rng)
+    }
+
+    /// Speech tokens → 24 kHz samples with the built-in voice.
+    pub fn vocode(&self, tokens: &[u32], rng: &mut impl Rng) -> Result<Vec<f32>, EngineError> {
+        self.vocode_for(tokens, &self.voice, rng)
+    }
+
+    /// [`Self::speech_tokens`] with `voice`.
+    pub fn speech_tokens_for(
+        &self,
+        text: &str,
+        voice: &Conditionals,
+        rng: &mut impl Rng,
+    ) -> Result<Vec<u32>, EngineError> {
         let ids = self.tokenizer.encode(&punc_norm(text))?;
         // Speaker, prompt tokens, text and the start token come first; speech tokens
         // may fill what is left of the position table (8196 for Turbo, far beyond its
         // 1000-token limit; smaller checkpoints stop earlier instead of failing).
-        let prompt = match &self.voice.t3.cond_prompt_speech_tokens {
+        let prompt = match &voice.t3.cond_prompt_speech_tokens {
             Some(t) => t.dim(1).map_err(synthesis)?,
             None => 0,
         };
@@ -198,26 +223,62 @@ impl ChatterboxTurboEngine {
         };
         let mut tokens = self
             .t3
-            .inference(&ids, &self.voice.t3, &params, rng)
+            .inference(&ids, &voice.t3, &params, rng)
             .map_err(synthesis)?;
         tokens.retain(|&t| t < SPEECH_VOCAB);
         tokens.extend([SILENCE_TOKEN; 3]);
         Ok(tokens)
     }
 
-    /// Speech tokens → 24 kHz samples (S3Gen, HiFT, the reference's fade-in).
-    pub fn vocode(&self, tokens: &[u32], rng: &mut impl Rng) -> Result<Vec<f32>, EngineError> {
+    /// Speech tokens → 24 kHz samples (S3Gen, HiFT, the reference's fade-in) with `voice`.
+    pub fn vocode_for(
+        &self,
+        tokens: &[u32],
+        voice: &Conditionals,
+        rng: &mut impl Rng,
+    ) -> Result<Vec<f32>, EngineError> {
         let mut run = || -> candle_core::Result<Vec<f32>> {
             let speech = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
-            let shape = self.s3gen.noise_shape(tokens.len(), &self.voice.gen)?;
+            let shape = self.s3gen.noise_shape(tokens.len(), &voice.gen)?;
             let noise = standard_normal(shape, rng, &self.device)?;
-            let mel = self.s3gen.mel(&speech, &self.voice.gen, &noise)?;
+            let mel = self.s3gen.mel(&speech, &voice.gen, &noise)?;
             let wav = self.hift.inference_seeded(&mel, rng.random())?;
             trim_fade(&wav, SAMPLE_RATE)?
                 .flatten_all()?
                 .to_vec1::<f32>()
         };
         run().map_err(synthesis)
+    }
+}
+
+impl ChatterboxTurboEngine {
+    /// A cloned voice's conditioning on the device, read once and kept among the
+    /// [`CLONED_CACHE`] most recent. Keyed by content, so a voice replaced under the
+    /// same id (the server's current voice) is never served stale.
+    fn cloned_voice(&self, voice: &ClonedVoice) -> Result<Arc<Conditionals>, EngineError> {
+        let key = {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            voice.conditioning.hash(&mut h);
+            h.finish()
+        };
+        let mut cache = self.cloned.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = cache.iter().position(|(k, _)| *k == key) {
+            let entry = cache.remove(i);
+            let found = entry.1.clone();
+            cache.push(entry);
+            return Ok(found);
+        }
+        drop(cache);
+        let conds = Conditionals::from_bytes(&voice.conditioning, &self.device).map_err(|e| {
+            EngineError::Synthesis(format!("voice {} cannot be read: {e}", voice.id))
+        })?;
+        let conds = Arc::new(conds);
+        let mut cache = self.cloned.lock().unwrap_or_else(|e| e.into_inner());
+        cache.push((key, conds.clone()));
+        if cache.len() > CLONED_CACHE {
+            cache.remove(0);
+        }
+        Ok(conds)
     }
 }
 
@@ -241,7 +302,8 @@ fn synthesis(e: candle_core::Error) -> EngineError {
 
 impl TtsEngine for ChatterboxTurboEngine {
     fn synthesize(&self, req: &SynthRequest<'_>) -> Result<AudioChunk, EngineError> {
-        if !self.accepts_voice(req.voice) {
+        let cloned = req.cloned.map(|v| self.cloned_voice(v)).transpose()?;
+        if cloned.is_none() && !self.accepts_voice(req.voice) {
             return Err(EngineError::UnknownVoice {
                 model: MODEL.into(),
                 voice: req.voice.into(),
@@ -255,8 +317,9 @@ impl TtsEngine for ChatterboxTurboEngine {
         }
         let seed = rand::rng().random::<u64>() ^ self.calls.fetch_add(1, Ordering::Relaxed);
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let tokens = self.speech_tokens(req.text, &mut rng)?;
-        let samples = self.vocode(&tokens, &mut rng)?;
+        let voice = cloned.as_deref().unwrap_or(&self.voice);
+        let tokens = self.speech_tokens_for(req.text, voice, &mut rng)?;
+        let samples = self.vocode_for(&tokens, voice, &mut rng)?;
         // The model has no rate control: other speeds are a pitch-preserving stretch.
         let samples = crate::audio::stretch::time_stretch(&samples, SAMPLE_RATE, req.speed);
         Ok(AudioChunk {
@@ -297,6 +360,10 @@ impl EngineLoader for TurboLoader {
         let files = TurboFiles::locate(&ctx.models_dir)?;
         let engine = ChatterboxTurboEngine::load(&files, &ctx.candle_device()?, ctx.t3_quant)?;
         Ok(Box::new(engine))
+    }
+
+    fn clones_voices(&self) -> bool {
+        true
     }
 
     fn builtin_voices(&self, ctx: &LoadContext) -> Vec<String> {
