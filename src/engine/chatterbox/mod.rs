@@ -8,3 +8,4 @@ pub mod s3gen;
 pub mod t3;
 pub mod text;
 pub mod tts_turbo;
+pub mod voice_encoder;

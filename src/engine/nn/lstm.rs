@@ -1,4 +1,5 @@
-//! PyTorch's `nn.LSTM` for inference: one layer, batch first, optionally
+//! PyTorch's `nn.LSTM` for inference: one layer (a stacked LSTM is one [`Lstm`]
+//! per layer, see [`Lstm::load_layer`]), batch first, optionally
 //! bidirectional, zero initial state, every sequence of full length.
 //!
 //! The input projection of all time steps and both directions is one matmul on
@@ -27,20 +28,35 @@ pub struct Lstm {
 }
 
 impl Lstm {
+    /// A one-layer `nn.LSTM` (keys `*_l0`, `*_l0_reverse`).
     pub fn load(
         vb: VarBuilder,
         input_size: usize,
         hidden_size: usize,
         bidirectional: bool,
     ) -> Result<Self> {
+        Self::load_layer(vb, input_size, hidden_size, 0, bidirectional)
+    }
+
+    /// Layer `layer` of a stacked `nn.LSTM(num_layers=...)` (keys
+    /// `*_l{layer}`, `*_l{layer}_reverse`); `input_size` is the previous
+    /// layer's output width above layer 0.
+    pub fn load_layer(
+        vb: VarBuilder,
+        input_size: usize,
+        hidden_size: usize,
+        layer: usize,
+        bidirectional: bool,
+    ) -> Result<Self> {
         if hidden_size == 0 {
             candle_core::bail!("LSTM hidden size must be positive");
         }
         let gates = 4 * hidden_size;
-        let suffixes: &[&str] = if bidirectional {
-            &["l0", "l0_reverse"]
+        let forward = format!("l{layer}");
+        let suffixes = if bidirectional {
+            vec![forward.clone(), format!("{forward}_reverse")]
         } else {
-            &["l0"]
+            vec![forward]
         };
         let mut w_ih = Vec::with_capacity(suffixes.len());
         let mut bias = Vec::with_capacity(suffixes.len());
