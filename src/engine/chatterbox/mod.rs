@@ -2,6 +2,7 @@
 //! S3Gen (meanflow conformer and flow decoder, tokens → mel), then the HiFT vocoder
 //! (mel → 24 kHz audio). Ported from the `chatterbox-tts` 0.1.7 package.
 
+pub mod campplus;
 pub mod conds;
 pub mod config;
 pub mod s3gen;
