@@ -94,10 +94,13 @@ fn s3_tokenizer_mel_matches() -> Result<()> {
     Ok(())
 }
 
-/// CAMPPlus's kaldi fbank with the mean removed. The reference computes it in
-/// float32: a bin far below its frame's strongest (here ~13 nats down) carries the
-/// float32 FFT's rounding, up to 7.9e-5 of log against an f64 transform; the same
-/// difference is measured here (7.9e-5).
+/// CAMPPlus's kaldi fbank with the mean removed. Measured: 7.9e-5. The reference
+/// computes it in float32, and its weakest bins carry that FFT's rounding: the
+/// largest differences sit in mel bin 1 (20–60 Hz, where DC removal and
+/// pre-emphasis leave ~15 nats less than the frame's strongest bin); torch itself
+/// gives 8.0e-5 between float32 and float64 input on this clip, while bins within
+/// 12 nats of their frame's peak agree to 2.2e-5. On the 18 s clip of `--full`:
+/// 1.4e-4 here, 1.0e-4 between torch's own float32 and float64.
 #[test]
 fn campplus_fbank_matches() -> Result<()> {
     let fx = Fixture::load()?;
@@ -122,5 +125,25 @@ fn voice_encoder_mel_matches() -> Result<()> {
     );
     let got = voice_encoder_mel(&wav16, &fx.cfg)?;
     assert_close("ve_mel", &got, &fx.get("ve_mel")?, 1e-6)?;
+    Ok(())
+}
+
+/// Turbo's own cuts on an 18 s clip: 10 s of 24 kHz for S3Gen (500 mel frames),
+/// 15 s of 16 kHz for T3's prompt (1500 frames = 4 × 375 tokens).
+#[test]
+fn turbo_cuts_on_a_long_clip() -> Result<()> {
+    let cfg = FeatureConfig::turbo();
+    let tone = |rate: f32, secs: usize| -> Vec<f32> {
+        (0..secs * rate as usize)
+            .map(|i| 0.1 * (i as f32 * 2.0 * std::f32::consts::PI * 220.0 / rate).sin())
+            .collect()
+    };
+    let (wav24, wav16) = (tone(24_000.0, 18), tone(16_000.0, 18));
+    assert_eq!(s3gen_prompt_feat(&wav24, &cfg)?.dims(), [1, 500, 80]);
+    let (mel, len) = t3_prompt_tokenizer_mel(&wav16, &cfg)?;
+    assert_eq!((mel.dims(), len), (&[1, 128, 1500][..], 1500));
+    // embed_ref's 16 kHz clip is the first 10 s: 1 + (160000 − 400)/160 frames.
+    assert_eq!(campplus_fbank(&wav16[..160_000])?.dims(), [998, 80]);
+    assert_eq!(voice_encoder_mel(&wav16, &cfg)?.dims(), [1801, 40]);
     Ok(())
 }

@@ -17,6 +17,8 @@ recorder, so the wrappers around it do their own padding, cutting and packing.
 No weights matter, none are stored.
 
     python tools/chatterbox_features_fixtures.py
+    # an 18 s clip with Turbo's own cut lengths, outside the repo
+    python tools/chatterbox_features_fixtures.py --full /tmp/features-full
 
 Files: features_tiny.safetensors (inputs and the four tensors, keys in
 tools/README.md) and features_tiny_config.json (the cut lengths used).
@@ -57,10 +59,10 @@ TINY = {"dec_cond_len": 33600, "enc_cond_len": 19200,
         "speech_cond_prompt_len": 28, "ve_trim_top_db": 20.0}
 
 
-def test_clip():
-    """1.6 s at 24 kHz, float64, before loudness normalisation."""
+def test_clip(seconds=1.6):
+    """`seconds` at 24 kHz, float64, before loudness normalisation."""
     rng = np.random.RandomState(SEED)
-    n, edge = int(1.6 * S3GEN_SR), int(0.25 * S3GEN_SR)
+    n, edge = int(seconds * S3GEN_SR), int(0.25 * S3GEN_SR)
     t = np.arange(n - 2 * edge) / S3GEN_SR
     dur = t[-1]
     x = np.zeros_like(t)
@@ -89,7 +91,7 @@ def recorder(store, key, result):
     return record
 
 
-def reference_features(cfg):
+def reference_features(cfg, seconds):
     from chatterbox.models.s3gen.utils.mel import mel_spectrogram
     from chatterbox.models.s3gen.xvector import CAMPPlus
     from chatterbox.models.s3tokenizer import S3Tokenizer
@@ -98,7 +100,7 @@ def reference_features(cfg):
     import librosa
 
     # prepare_conditionals: librosa.load(sr=24000) -> norm_loudness -> resample.
-    wav24 = test_clip().astype(np.float32)
+    wav24 = test_clip(seconds).astype(np.float32)
     wav24 = ChatterboxTurboTTS.norm_loudness(None, wav24, S3GEN_SR)
     wav24 = np.asarray(wav24, dtype=np.float32)
     wav16 = librosa.resample(wav24, orig_sr=S3GEN_SR, target_sr=S3_SR)
@@ -182,21 +184,26 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out-dir", type=Path, default=REPO_ROOT / "tests" / "fixtures" / "chatterbox",
                     help="where the fixture goes (default: %(default)s)")
+    ap.add_argument("--full", metavar="OUT_DIR", type=Path,
+                    help="write features_full.* for an 18 s clip with Turbo's cuts to OUT_DIR")
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(SEED)
 
-    out = reference_features(TINY)
+    cfg, seconds, stem, out_dir = TINY, 1.6, "features_tiny", args.out_dir
+    if args.full:
+        cfg, seconds, stem, out_dir = TURBO, 18.0, "features_full", args.full
+    out = reference_features(cfg, seconds)
     from importlib.metadata import version
     meta = {"format": FORMAT_VERSION, "chatterbox-tts": version("chatterbox-tts"),
             "torch": torch.__version__, "librosa": version("librosa"),
-            "soxr": version("soxr"), "seed": str(SEED), "config": json.dumps(TINY, sort_keys=True)}
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    path = args.out_dir / "features_tiny.safetensors"
+            "soxr": version("soxr"), "seed": str(SEED), "config": json.dumps(cfg, sort_keys=True)}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{stem}.safetensors"
     write_safetensors(path, out, meta)
     check_readback(path, out)
-    cpath = args.out_dir / "features_tiny_config.json"
-    cpath.write_text(json.dumps(TINY, indent=2, sort_keys=True) + "\n")
+    cpath = out_dir / f"{stem}_config.json"
+    cpath.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     print(f"{path}: {path.stat().st_size / 1e3:.1f} kB")
     for k in sorted(out):
         v = out[k]

@@ -487,8 +487,8 @@ mod tests {
             *v = 0.3 * (i as f32 * 0.1).sin();
         }
         let (start, end) = trim_silence(&wav, 20.0);
-        assert!(start <= 5000 && start > 3000, "{start}");
-        assert!(end >= 9000 && end < 11000, "{end}");
+        assert!((3001..=5000).contains(&start), "{start}");
+        assert!((9000..11000).contains(&end), "{end}");
         // All zeros: every frame equals the loudest (librosa keeps everything).
         assert_eq!(trim_silence(&[0f32; 4000], 20.0), (0, 4000));
     }
