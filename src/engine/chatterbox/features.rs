@@ -135,7 +135,7 @@ fn hann_periodic(n: usize) -> Vec<f64> {
         .collect()
 }
 
-/// Frames of `win` samples every `hop` samples, as many as fit whole → ([F, win], F).
+/// Frames of `win` samples every `hop` samples, as many as fit whole → [F, win].
 fn frames(x: &[f64], win: usize, hop: usize) -> Result<Tensor> {
     if x.len() < win {
         candle_core::bail!(
