@@ -5,6 +5,7 @@
 pub mod campplus;
 pub mod conds;
 pub mod config;
+pub mod features;
 pub mod s3gen;
 pub mod t3;
 pub mod text;
