@@ -7,6 +7,7 @@ pub mod conds;
 pub mod config;
 pub mod features;
 pub mod s3gen;
+pub mod s3tokenizer;
 pub mod t3;
 pub mod text;
 pub mod tts_turbo;
