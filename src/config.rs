@@ -644,7 +644,10 @@ impl Config {
             t3_quant,
             admission,
             synthesis_timeout,
-            voices_dir: args.voices_dir.clone().filter(|d| !d.as_os_str().is_empty()),
+            voices_dir: args
+                .voices_dir
+                .clone()
+                .filter(|d| !d.as_os_str().is_empty()),
         })
     }
 

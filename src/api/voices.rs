@@ -3,12 +3,13 @@
 //! the Chatterbox servers' `POST /load_voice` and `POST /load_voice_upload`, which set
 //! the server's current voice (`"voice": "current"`).
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Component, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use poem::web::Data;
-use poem_openapi::param::{Path as PathParam, Query};
+// poem-openapi recognises path parameters by the type's name, `Path`.
+use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::multipart::Upload;
 use poem_openapi::{Multipart, Object, OpenApi};
@@ -243,16 +244,16 @@ impl VoicesApi {
 
     /// One voice by id: a cloned voice (`voice_…`) or a built-in voice's name.
     #[oai(
-        path = "/v1/audio/voices/:voice_id",
+        path = "/v1/audio/voices/:id",
         method = "get",
         operation_id = "getVoice"
     )]
     async fn get(
         &self,
         state: Data<&Arc<AppState>>,
-        voice_id: PathParam<String>,
+        id: Path<String>,
     ) -> Result<Json<Voice>, ApiError> {
-        let id = voice_id.0;
+        let id = id.0;
         if id.starts_with(VOICE_ID_PREFIX) {
             if let Some(row) = state.store.voice(&id).await? {
                 return Ok(Json(row.into()));
@@ -309,16 +310,16 @@ impl VoicesApi {
 
     /// Delete a cloned voice and its stored recording.
     #[oai(
-        path = "/v1/audio/voices/:voice_id",
+        path = "/v1/audio/voices/:id",
         method = "delete",
         operation_id = "deleteVoice"
     )]
     async fn delete(
         &self,
         state: Data<&Arc<AppState>>,
-        voice_id: PathParam<String>,
+        id: Path<String>,
     ) -> Result<Json<DeletedVoice>, ApiError> {
-        let id = voice_id.0;
+        let id = id.0;
         if id.starts_with(VOICE_ID_PREFIX) && state.store.delete_voice(&id).await? {
             state.voices.forget(&id).await;
             tracing::info!(voice = %id, "voice deleted");
@@ -331,7 +332,7 @@ impl VoicesApi {
         let builtin = builtin_voices(&state, None).await?;
         if builtin.iter().any(|v| v.id == id) {
             return Err(ApiError::invalid(
-                Some("voice_id"),
+                Some("id"),
                 format!("'{id}' is a built-in voice; only cloned voices can be deleted"),
             ));
         }
@@ -424,7 +425,7 @@ fn too_large(param: &str) -> ApiError {
 /// The file `requested` names inside `dir`, and its size. Refuses, before touching
 /// the file system, absolute paths outside `dir` and any `..`; then refuses what
 /// resolves outside `dir` through symbolic links. Reads no file content.
-fn confine(dir: Option<&Path>, requested: &str) -> Result<(PathBuf, u64), ApiError> {
+fn confine(dir: Option<&std::path::Path>, requested: &str) -> Result<(PathBuf, u64), ApiError> {
     let outside = || {
         ApiError::invalid(
             Some("path"),
@@ -443,7 +444,7 @@ fn confine(dir: Option<&Path>, requested: &str) -> Result<(PathBuf, u64), ApiErr
     if requested.is_empty() || requested.contains('\0') {
         return Err(file_not_found(requested));
     }
-    let candidate = Path::new(requested);
+    let candidate = std::path::Path::new(requested);
     if candidate
         .components()
         .any(|c| matches!(c, Component::ParentDir))
@@ -458,9 +459,7 @@ fn confine(dir: Option<&Path>, requested: &str) -> Result<(PathBuf, u64), ApiErr
     } else {
         dir.join(candidate)
     };
-    let root = dir
-        .canonicalize()
-        .map_err(|_| file_not_found(requested))?;
+    let root = dir.canonicalize().map_err(|_| file_not_found(requested))?;
     let real = joined
         .canonicalize()
         .map_err(|_| file_not_found(requested))?;
@@ -511,9 +510,7 @@ fn cloning_model(state: &AppState, requested: Option<&str>) -> Result<String, Ap
             .iter()
             .find(|m| m.loader.clones_voices())
             .map(|m| m.id.clone())
-            .ok_or_else(|| {
-                ApiError::not_implemented("No model of this server can clone voices")
-            });
+            .ok_or_else(|| ApiError::not_implemented("No model of this server can clone voices"));
     };
     let spec = registry
         .resolve(name)
@@ -572,7 +569,12 @@ async fn clone_voice(state: &AppState, model: &str, sample: Vec<u8>) -> Result<V
 async fn builtin_voices(state: &AppState, model: Option<&str>) -> Result<Vec<Voice>, ApiError> {
     let registry = state.pool.registry();
     let specs = match model {
-        Some(id) => registry.models().iter().filter(|m| m.id == id).cloned().collect(),
+        Some(id) => registry
+            .models()
+            .iter()
+            .filter(|m| m.id == id)
+            .cloned()
+            .collect(),
         None => registry.models().to_vec(),
     };
     let ctx = state.pool.load_context().clone();

@@ -49,7 +49,9 @@ pub enum ClipError {
         "audio_sample is {seconds:.2} s long; a reference clip must be longer than {MIN_SECONDS} s"
     )]
     TooShort { seconds: f64 },
-    #[error("audio_sample is longer than {MAX_SECONDS} s; upload a shorter clip (10 to 30 s is plenty)")]
+    #[error(
+        "audio_sample is longer than {MAX_SECONDS} s; upload a shorter clip (10 to 30 s is plenty)"
+    )]
     TooLong,
 }
 
@@ -213,7 +215,10 @@ pub fn integrated_loudness(samples: &[f32], rate: u32) -> Option<f64> {
     let mut x: Vec<f64> = samples.iter().map(|&s| f64::from(s)).collect();
     // pyloudnorm's K-weighting: RBJ high shelf (+4 dB at 1500 Hz, Q 1/√2), then an
     // RBJ high pass (38 Hz, Q 0.5).
-    biquad(&mut x, rbj_high_shelf(4.0, 1.0 / 2f64.sqrt(), 1500.0, rate_f));
+    biquad(
+        &mut x,
+        rbj_high_shelf(4.0, 1.0 / 2f64.sqrt(), 1500.0, rate_f),
+    );
     biquad(&mut x, rbj_high_pass(0.5, 38.0, rate_f));
     let step = 0.25;
     let t = samples.len() as f64 / rate_f;
@@ -276,7 +281,13 @@ pub fn prepare(bytes: &[u8]) -> Result<ReferenceClip, ClipError> {
 type Biquad = [f64; 5];
 
 fn normalised(b: [f64; 3], a: [f64; 3]) -> Biquad {
-    [b[0] / a[0], b[1] / a[0], b[2] / a[0], a[1] / a[0], a[2] / a[0]]
+    [
+        b[0] / a[0],
+        b[1] / a[0],
+        b[2] / a[0],
+        a[1] / a[0],
+        a[2] / a[0],
+    ]
 }
 
 fn rbj_high_shelf(gain_db: f64, q: f64, fc: f64, rate: f64) -> Biquad {
@@ -380,7 +391,12 @@ mod tests {
 
     #[test]
     fn garbage_is_a_format_error() {
-        for bytes in [&b""[..], b"RIFF\0\0\0\0WAVE", &[0xff; 4096][..], b"hello world"] {
+        for bytes in [
+            &b""[..],
+            b"RIFF\0\0\0\0WAVE",
+            &[0xff; 4096][..],
+            b"hello world",
+        ] {
             match decode(bytes, MAX_SECONDS) {
                 Err(ClipError::Format(_)) | Err(ClipError::Empty) => {}
                 other => panic!("{other:?}"),

@@ -84,8 +84,15 @@ pub fn run(
             ));
         }
         let started = Instant::now();
-        let audio = synthesize_all(engine.as_ref(), &chunks, &voice, args.speed, args.phonemes, None)
-            .map_err(|e| SpeakError::Failed(e.to_string()))?;
+        let audio = synthesize_all(
+            engine.as_ref(),
+            &chunks,
+            &voice,
+            args.speed,
+            args.phonemes,
+            None,
+        )
+        .map_err(|e| SpeakError::Failed(e.to_string()))?;
         let bytes = audio::encode(format, &audio.samples, audio.sample_rate)
             .map_err(|e| SpeakError::Failed(e.to_string()))?;
         std::fs::write(path, bytes)

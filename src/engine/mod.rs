@@ -66,7 +66,10 @@ pub trait TtsEngine: Send + Sync {
     /// Compute a voice's conditioning from a reference clip, serialised for storage
     /// and later use through [`SynthRequest::cloned`]. Models that speak only their
     /// own voices refuse.
-    fn clone_voice(&self, clip: &crate::audio::clip::ReferenceClip) -> Result<Vec<u8>, EngineError> {
+    fn clone_voice(
+        &self,
+        clip: &crate::audio::clip::ReferenceClip,
+    ) -> Result<Vec<u8>, EngineError> {
         let _ = clip;
         Err(EngineError::Unsupported {
             param: "model",

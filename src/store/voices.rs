@@ -1,7 +1,7 @@
 //! Cloned voices: metadata, the conditioning computed once at creation, and the
 //! reference recording it came from.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use entity::voice;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
@@ -64,8 +64,8 @@ impl Store {
             id: format!("voice_{}", uuid::Uuid::new_v4().simple()),
             name: new.name.to_string(),
             model: new.model.to_string(),
-            // Whole seconds: what the API reports, and equal in every backend.
-            created_at: DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap_or_default(),
+            // Microseconds: what every backend keeps, so the row reads back equal.
+            created_at: Utc::now().trunc_subsecs(6),
             sample_bytes: new.sample.len() as i64,
             sample_sha256: crate::api::auth::hex(&Sha256::digest(new.sample)),
         };
@@ -170,7 +170,10 @@ mod tests {
         assert_eq!(store.voices(None).await.unwrap(), vec![a.clone()]);
         assert!(store.voices(Some("kokoro")).await.unwrap().is_empty());
         let c = store.voice_conditioning(&a.id).await.unwrap().unwrap();
-        assert_eq!((c.model.as_str(), c.conditioning), ("chatterbox-turbo", vec![1, 2, 3]));
+        assert_eq!(
+            (c.model.as_str(), c.conditioning),
+            ("chatterbox-turbo", vec![1, 2, 3])
+        );
         assert_eq!(
             store.voice_sample(&a.id).await.unwrap(),
             Some(b"RIFF sample".to_vec())

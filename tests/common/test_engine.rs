@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use voxpool::audio::clip::ReferenceClip;
 use voxpool::engine::{
     AudioChunk, EngineError, EngineLoader, LoadContext, ModelSpec, SynthRequest, TtsEngine,
 };
@@ -25,6 +26,9 @@ pub struct Knobs {
     pub fail_loads: AtomicBool,
     /// Synthesis panics (a bug in an engine).
     pub panic_synth: AtomicBool,
+    /// The model clones voices (a fingerprint of the clip stands for its conditioning).
+    pub clones: AtomicBool,
+    pub clone_delay_ms: AtomicU64,
 }
 
 pub struct TestLoader {
@@ -54,6 +58,14 @@ impl TestLoader {
 const BLOCKS: [usize; 3] = [64 << 10, 1 << 20, 96 << 10];
 
 impl EngineLoader for TestLoader {
+    fn clones_voices(&self) -> bool {
+        self.knobs.clones.load(Ordering::SeqCst)
+    }
+
+    fn builtin_voices(&self, _ctx: &LoadContext) -> Vec<String> {
+        VOICES.iter().map(|v| v.to_string()).collect()
+    }
+
     fn load(&self, _ctx: &LoadContext) -> Result<Box<dyn TtsEngine>, EngineError> {
         self.knobs.loads.fetch_add(1, Ordering::SeqCst);
         std::thread::sleep(Duration::from_millis(
@@ -91,6 +103,12 @@ struct TestEngine {
     knobs: Arc<Knobs>,
 }
 
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf29ce484222325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+    })
+}
+
 /// The samples the test engine produces for `text` at `speed`.
 pub fn expected_samples(text: &str, speed: f32) -> usize {
     ((text.chars().count() * SAMPLES_PER_CHAR) as f32 / speed).round() as usize
@@ -108,7 +126,11 @@ impl TtsEngine for TestEngine {
         // Read the weights so they are used like a model's.
         let checksum: u32 = self.blocks.iter().map(|b| u32::from(b[b.len() / 2])).sum();
         let n = expected_samples(req.text, req.speed);
-        let freq = 220.0 + (checksum % 7) as f32;
+        // A cloned voice speaks at its own pitch, fixed by its conditioning.
+        let freq = match req.cloned {
+            Some(voice) => 300.0 + (fnv1a(&voice.conditioning) % 300) as f32,
+            None => 220.0 + (checksum % 7) as f32,
+        };
         let samples = (0..n)
             .map(|i| {
                 0.3 * (2.0 * std::f32::consts::PI * freq * i as f32 / SAMPLE_RATE as f32).sin()
@@ -122,6 +144,19 @@ impl TtsEngine for TestEngine {
 
     fn sample_rate(&self) -> u32 {
         SAMPLE_RATE
+    }
+
+    fn clone_voice(&self, clip: &ReferenceClip) -> Result<Vec<u8>, EngineError> {
+        std::thread::sleep(Duration::from_millis(
+            self.knobs.clone_delay_ms.load(Ordering::SeqCst),
+        ));
+        let rms =
+            (clip.wav_16k.iter().map(|s| s * s).sum::<f32>() / clip.wav_16k.len() as f32).sqrt();
+        let mut conditioning = b"test-voice".to_vec();
+        conditioning.extend(rms.to_le_bytes());
+        conditioning.extend((clip.wav_24k.len() as u32).to_le_bytes());
+        conditioning.extend((clip.wav_16k.len() as u32).to_le_bytes());
+        Ok(conditioning)
     }
 
     fn voices(&self) -> Vec<String> {

@@ -128,12 +128,22 @@ mod tests {
             },
             gen: PromptRef {
                 prompt_token: Tensor::new(&[[1u32, 2]], &d).unwrap(),
-                prompt_feat: Tensor::arange(0f32, 8.0, &d).unwrap().reshape((1, 2, 4)).unwrap(),
+                prompt_feat: Tensor::arange(0f32, 8.0, &d)
+                    .unwrap()
+                    .reshape((1, 2, 4))
+                    .unwrap(),
                 embedding: Tensor::new(&[[0.5f32, 0.125]], &d).unwrap(),
             },
         };
         let back = Conditionals::from_bytes(&voice.to_bytes().unwrap(), &d).unwrap();
-        let v = |t: &Tensor| t.flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap();
+        let v = |t: &Tensor| {
+            t.flatten_all()
+                .unwrap()
+                .to_dtype(DType::F64)
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap()
+        };
         assert_eq!(v(&back.t3.speaker_emb), v(&voice.t3.speaker_emb));
         assert_eq!(back.gen.prompt_feat.dims(), &[1, 2, 4]);
         assert_eq!(v(&back.gen.prompt_feat), v(&voice.gen.prompt_feat));
@@ -145,4 +155,3 @@ mod tests {
         assert!(Conditionals::from_bytes(b"not a voice", &d).is_err());
     }
 }
-
