@@ -3,6 +3,7 @@
 //! (mel → 24 kHz audio). Ported from the `chatterbox-tts` 0.1.7 package.
 
 pub mod campplus;
+pub mod cloner;
 pub mod conds;
 pub mod config;
 pub mod features;

@@ -13,13 +13,13 @@
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use rand::{Rng, SeedableRng};
 
+use super::cloner::{ClonerConfig, VoiceCloner};
 use super::conds::Conditionals;
 use super::config::{T3Config, T3Quant};
 use super::s3gen::hifigan::{trim_fade, HiFTConfig, HiFTGenerator};
@@ -27,6 +27,7 @@ use super::s3gen::{S3GenConfig, S3Token2Mel};
 use super::t3::inference::SamplingParams;
 use super::t3::T3;
 use super::text::{punc_norm, TextTokenizer};
+use crate::audio::clip::ReferenceClip;
 use crate::engine::registry::find_model_file;
 use crate::engine::{
     AudioChunk, ClonedVoice, EngineError, EngineLoader, LoadContext, SynthRequest, TtsEngine,
@@ -37,6 +38,8 @@ pub const HUB_REPO: &str = "ResembleAI/chatterbox-turbo";
 pub const T3_WEIGHTS: &str = "t3_turbo_v1.safetensors";
 pub const S3GEN_WEIGHTS: &str = "s3gen_meanflow.safetensors";
 pub const CONDS: &str = "conds.pt";
+/// The voice encoder, needed only to clone voices.
+pub const VE_WEIGHTS: &str = "ve.safetensors";
 /// Optional configurations for checkpoints that are not the released size.
 pub const CONFIG_OVERRIDES: &str = "voxpool_chatterbox.json";
 pub const SAMPLE_RATE: u32 = 24_000;
@@ -101,6 +104,9 @@ struct Overrides {
     hift: Option<HiFTConfig>,
     #[serde(default)]
     t3_quant: T3Quant,
+    /// Voice-cloning networks (`ve`, `s3tokenizer`, `campplus`, `features`).
+    #[serde(flatten)]
+    cloner: ClonerConfig,
 }
 
 pub struct ChatterboxTurboEngine {
@@ -114,10 +120,12 @@ pub struct ChatterboxTurboEngine {
     n_positions: usize,
     device: Device,
     memory_bytes: u64,
-    /// Mixed into each call's seed so concurrent calls draw independently.
-    calls: AtomicU64,
     /// Cloned voices recently spoken with, on the device, most recent last.
     cloned: Mutex<Vec<(u64, Arc<Conditionals>)>>,
+    /// The cloning encoders, loaded on the first clone (they are not needed to speak).
+    cloner: Mutex<Option<Arc<VoiceCloner>>>,
+    cloner_cfg: ClonerConfig,
+    dir: PathBuf,
 }
 
 /// How many cloned voices stay ready on the device.
@@ -171,8 +179,10 @@ impl ChatterboxTurboEngine {
             n_positions: t3_cfg.backbone.n_positions,
             device: device.clone(),
             memory_bytes,
-            calls: AtomicU64::new(0),
             cloned: Mutex::new(Vec::new()),
+            cloner: Mutex::new(None),
+            cloner_cfg: overrides.cloner,
+            dir: files.dir.clone(),
         })
     }
 
@@ -252,6 +262,42 @@ impl ChatterboxTurboEngine {
 }
 
 impl ChatterboxTurboEngine {
+    /// The cloning encoders, loaded on first use from `ve.safetensors` and the
+    /// tokenizer and speaker encoder inside the S3Gen file.
+    fn cloner(&self) -> Result<Arc<VoiceCloner>, EngineError> {
+        let mut slot = self.cloner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = &*slot {
+            return Ok(c.clone());
+        }
+        let ve_path = self.dir.join(VE_WEIGHTS);
+        if !ve_path.is_file() {
+            return Err(missing());
+        }
+        let s3gen_path = self.dir.join(S3GEN_WEIGHTS);
+        // SAFETY: read-only mappings of checkpoint files this process does not modify.
+        let ve =
+            unsafe { VarBuilder::from_mmaped_safetensors(&[&ve_path], DType::F32, &self.device) }
+                .map_err(|e| bad_file(&ve_path, e))?;
+        // SAFETY: as above.
+        let s3 = unsafe {
+            VarBuilder::from_mmaped_safetensors(&[&s3gen_path], DType::F32, &self.device)
+        }
+        .map_err(|e| bad_file(&s3gen_path, e))?;
+        let started = std::time::Instant::now();
+        let cloner = Arc::new(VoiceCloner::load(ve, s3, &self.cloner_cfg).map_err(|e| {
+            bad_file(
+                &self.dir,
+                format!("the voice-cloning encoders cannot be read: {e}"),
+            )
+        })?);
+        tracing::info!(
+            seconds = started.elapsed().as_secs_f64(),
+            "voice-cloning encoders loaded"
+        );
+        *slot = Some(cloner.clone());
+        Ok(cloner)
+    }
+
     /// A cloned voice's conditioning on the device, read once and kept among the
     /// [`CLONED_CACHE`] most recent. Keyed by content, so a voice replaced under the
     /// same id (the server's current voice) is never served stale.
@@ -315,7 +361,17 @@ impl TtsEngine for ChatterboxTurboEngine {
                 message: "chatterbox-turbo reads plain text; phoneme input is for kokoro".into(),
             });
         }
-        let seed = rand::rng().random::<u64>() ^ self.calls.fetch_add(1, Ordering::Relaxed);
+        // Sampling is seeded by the input: the same text in the same voice gives the
+        // same audio, whatever else runs at the same time.
+        let seed = {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            req.text.hash(&mut h);
+            match &cloned {
+                Some(_) => req.cloned.map(|v| &v.conditioning[..]).hash(&mut h),
+                None => BUILTIN_VOICE.hash(&mut h),
+            }
+            h.finish()
+        };
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let voice = cloned.as_deref().unwrap_or(&self.voice);
         let tokens = self.speech_tokens_for(req.text, voice, &mut rng)?;
@@ -330,6 +386,13 @@ impl TtsEngine for ChatterboxTurboEngine {
 
     fn sample_rate(&self) -> u32 {
         SAMPLE_RATE
+    }
+
+    fn clone_voice(&self, clip: &ReferenceClip) -> Result<Vec<u8>, EngineError> {
+        let voice = self.cloner()?.conditionals(clip).map_err(synthesis)?;
+        voice
+            .to_bytes()
+            .map_err(|e| EngineError::Synthesis(e.to_string()))
     }
 
     fn voices(&self) -> Vec<String> {
