@@ -1,6 +1,7 @@
 //! Fuzzing with proptest: arbitrary text through sentence chunking, G2P, phoneme
 //! chunking, the Kokoro vocabulary and Turbo's punctuation normalisation and
-//! tokenizer, and arbitrary request bodies against a live server. Nothing may panic;
+//! tokenizer, damaged voice uploads through the reference-clip decoder, and arbitrary
+//! request bodies against a live server. Nothing may panic;
 //! requests get a 2xx or a 4xx, never a 5xx. Bounded by the case count
 //! (`PROPTEST_CASES` raises it).
 
@@ -83,6 +84,57 @@ proptest! {
 }
 
 /// JSON values of any shape, biased towards the speech request's fields.
+/// Valid recordings in every accepted format, to damage.
+fn recordings() -> Vec<Vec<u8>> {
+    use voxpool::audio::{encode, AudioFormat};
+    let tone: Vec<f32> = (0..24_000)
+        .map(|i| 0.3 * (i as f32 * 0.05).sin())
+        .collect();
+    let ogg = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/audio/voice_6s.ogg"
+    ))
+    .unwrap();
+    vec![
+        encode(AudioFormat::Wav, &tone, 24_000).unwrap(),
+        encode(AudioFormat::Mp3, &tone, 24_000).unwrap(),
+        encode(AudioFormat::Flac, &tone, 24_000).unwrap(),
+        ogg,
+    ]
+}
+
+#[test]
+fn damaged_uploads_are_refused_or_decoded_never_panic() {
+    let bases = recordings();
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(160));
+    let damage = (
+        0..bases.len() + 1,
+        prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..24),
+        prop::option::of(any::<prop::sample::Index>()),
+        prop::collection::vec(any::<u8>(), 0..256),
+    );
+    runner
+        .run(&damage, |(which, flips, cut, noise)| {
+            let mut bytes = bases.get(which).cloned().unwrap_or(noise);
+            if !bytes.is_empty() {
+                for (at, value) in flips {
+                    let i = at.index(bytes.len());
+                    bytes[i] = value;
+                }
+                if let Some(cut) = cut {
+                    bytes.truncate(cut.index(bytes.len()));
+                }
+            }
+            // Either a clip or a client error; prepare must return, not panic.
+            if let Ok(clip) = voxpool::audio::clip::prepare(&bytes) {
+                prop_assert!(clip.wav_24k.iter().all(|s| s.is_finite()));
+                prop_assert!(clip.seconds() > voxpool::audio::clip::MIN_SECONDS);
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
 fn request_body() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),

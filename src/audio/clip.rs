@@ -83,7 +83,11 @@ fn decode_inner(bytes: Vec<u8>, max_seconds: f64) -> Result<Decoded, ClipError> 
         .format(
             &Hint::new(),
             stream,
-            &FormatOptions::default(),
+            // Gapless: drop encoder delay and padding (mp3 LAME headers, Ogg granules).
+            &FormatOptions {
+                enable_gapless: true,
+                ..FormatOptions::default()
+            },
             &MetadataOptions::default(),
         )
         .map_err(format_err)?;
