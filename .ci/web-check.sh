@@ -2,7 +2,8 @@
 # The web page at / in headless Chromium (Debian's chromium + chromium-driver, driven
 # by Selenium from PyPI) against a real voxpool with the tiny test checkpoints: type
 # text, click Speak, check the audio element holds decodable audio, click Unload and
-# see the model panel change. Saves a screenshot to ${WEB_SCREENSHOT:-target/web-check.png}.
+# see the model panel change, clone a voice from an uploaded recording, speak with it
+# and delete it. Saves a screenshot to ${WEB_SCREENSHOT:-target/web-check.png}.
 # Run by .ci/run after the tests (it uses their debug binary).
 set -euo pipefail
 cd "$(dirname "$0")/.."

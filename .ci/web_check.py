@@ -1,6 +1,11 @@
 """Drive voxpool's web page in headless Chromium: python web_check.py URL SCREENSHOT."""
+import math
+import os
 import shutil
+import struct
 import sys
+import tempfile
+import wave
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -42,7 +47,6 @@ try:
     # The model panel shows kokoro loaded; Unload changes it.
     row = "tr[data-model='kokoro'] td.loaded"
     wait.until(lambda d: d.find_element(By.CSS_SELECTOR, row).text == "yes")
-    driver.save_screenshot(screenshot)
     driver.find_element(By.CSS_SELECTOR, "button.unload[data-model='kokoro']").click()
     wait.until(lambda d: d.find_element(By.CSS_SELECTOR, row).text == "no")
     # mp3 as a whole file plays in the same element.
@@ -51,8 +55,37 @@ try:
     wait.until(lambda d: "mp3," in d.find_element(By.ID, "message").text)
     duration_mp3 = wait.until(lambda d: js(
         "const a = document.getElementById('audio'); return a.readyState >= 1 && a.duration > 0 ? a.duration : null;"))
+    # Clone a voice from a recording, speak with it, delete it.
+    clip = os.path.join(tempfile.mkdtemp(), "my-voice.wav")
+    with wave.open(clip, "wb") as w:
+        w.setnchannels(1); w.setsampwidth(2); w.setframerate(22050)
+        w.writeframes(b"".join(struct.pack("<h", int(6000 * math.sin(2 * math.pi * 160 * i / 22050)
+                                                       * (0.6 + 0.4 * math.sin(6 * math.pi * i / 22050))))
+                               for i in range(22050 * 6)))
+    driver.find_element(By.ID, "voiceName").send_keys("Browser voice")
+    driver.find_element(By.ID, "voiceFile").send_keys(clip)
+    Select(driver.find_element(By.ID, "voiceModel")).select_by_value("chatterbox-turbo")
+    driver.find_element(By.ID, "clone").click()
+    wait.until(lambda d: "created" in d.find_element(By.ID, "message").text
+               or "error" in d.find_element(By.ID, "message").get_attribute("class"))
+    created = driver.find_element(By.ID, "message").text
+    assert "created" in created, created
+    voice_id = Select(driver.find_element(By.ID, "voice")).first_selected_option.get_attribute("value")
+    assert voice_id.startswith("voice_"), voice_id
+    assert driver.find_element(By.ID, "model").get_attribute("value") == "chatterbox-turbo"
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f"tr[data-voice='{voice_id}']"))
+    Select(driver.find_element(By.ID, "format")).select_by_value("wav")
+    driver.find_element(By.ID, "speak").click()
+    wait.until(lambda d: "wav," in d.find_element(By.ID, "message").text
+               or "error" in d.find_element(By.ID, "message").get_attribute("class"))
+    cloned_message = driver.find_element(By.ID, "message").text
+    assert "wav," in cloned_message, cloned_message
+    driver.save_screenshot(screenshot)
+    driver.find_element(By.CSS_SELECTOR, f"button.delete[data-voice='{voice_id}']").click()
+    wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, f"tr[data-voice='{voice_id}']"))
     print(f"web page: streamed {duration:.2f} s (pcm, {message!r}), mp3 {duration_mp3:.2f} s; "
-          f"unload seen; screenshot {screenshot}")
+          f"unload seen; cloned {voice_id} from an upload, spoke with it ({cloned_message!r}), "
+          f"deleted it; screenshot {screenshot}")
 except Exception:
     driver.save_screenshot(screenshot)
     print(driver.find_element(By.ID, "message").text, file=sys.stderr)
