@@ -1,6 +1,9 @@
 //! Durability: the server is killed with SIGKILL in the middle of a burst of
-//! persisted writes (per-model timeouts). After a restart on the same SQLite file,
-//! every acknowledged write is there and the database passes `PRAGMA integrity_check`.
+//! persisted writes (per-model timeouts and voice uploads). After a restart on the
+//! same SQLite file, every acknowledged write is there, no upload left a partial row,
+//! and the database passes `PRAGMA integrity_check`.
+
+mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -44,7 +47,10 @@ fn serve(dir: &std::path::Path, db: &str) -> (Child, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_writes_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
+    let snap = common::tiny_turbo::install_tiny_turbo(&dir.path().join("models"));
+    common::tiny_turbo::install_tiny_cloner(&snap);
     let path = dir.path().join("voxpool.db");
+    let mut voices_acked: Vec<String> = Vec::new();
     let db = format!("sqlite://{}?mode=rwc", path.display());
     let client = reqwest::Client::new();
     let mut total_acked = 0;
@@ -86,7 +92,47 @@ async fn acknowledged_writes_survive_sigkill() {
                 (*model, acked, sent, task)
             })
             .collect();
-        tokio::time::sleep(Duration::from_millis(700 + 150 * round as u64)).await;
+        // Voice uploads alongside: `created` holds the acknowledged ids, `sending` the
+        // name of the one that may be in flight.
+        let uploader = {
+            let (client, addr, stop) = (client.clone(), addr.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut created = Vec::new();
+                let mut sending = None;
+                let mut n = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let name = format!("r{round}-v{n}");
+                    n += 1;
+                    sending = Some(name.clone());
+                    let form = reqwest::multipart::Form::new()
+                        .text("name", name)
+                        .text("model", "chatterbox-turbo")
+                        .part(
+                            "audio_sample",
+                            reqwest::multipart::Part::bytes(common::tiny_turbo::recording(
+                                5.5,
+                                100.0 + n as f64,
+                            ))
+                            .file_name("ref.wav"),
+                        );
+                    let resp = client
+                        .post(format!("http://{addr}/v1/audio/voices"))
+                        .multipart(form)
+                        .send()
+                        .await;
+                    match resp {
+                        Ok(r) if r.status() == 200 => {
+                            let body: serde_json::Value = r.json().await.unwrap();
+                            created.push(body["id"].as_str().unwrap().to_string());
+                        }
+                        Ok(r) => panic!("voice upload: {}", r.status()),
+                        Err(_) => break, // the server is gone
+                    }
+                }
+                (created, sending)
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(1800 + 200 * round as u64)).await;
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         stop.store(true, Ordering::SeqCst);
@@ -100,9 +146,60 @@ async fn acknowledged_writes_survive_sigkill() {
             ));
         }
 
+        let (created, in_flight) = uploader.await.unwrap();
+        voices_acked.extend(created);
+
         // Restart on the same file: the last acknowledged value (or the one in
         // flight at the kill, which may have committed) is what each model has.
         let (mut child, addr) = serve(dir.path(), &db);
+        let voices: serde_json::Value = client
+            .get(format!(
+                "http://{addr}/v1/audio/voices?model=chatterbox-turbo"
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let stored: Vec<(String, String)> = voices["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| v["builtin"] == false)
+            .map(|v| {
+                (
+                    v["id"].as_str().unwrap().to_string(),
+                    v["name"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        for id in &voices_acked {
+            assert!(
+                stored.iter().any(|(s, _)| s == id),
+                "round {round}: acknowledged voice {id} is gone"
+            );
+        }
+        // Anything else is the upload in flight at the kill, stored whole.
+        for (id, name) in &stored {
+            if !voices_acked.contains(id) {
+                assert_eq!(
+                    Some(name),
+                    in_flight.as_ref(),
+                    "round {round}: stray voice {id}"
+                );
+                voices_acked.push(id.clone());
+            }
+        }
+        for id in &voices_acked {
+            let resp = client
+                .post(format!("http://{addr}/v1/audio/speech"))
+                .json(&serde_json::json!({"model": "chatterbox-turbo", "input": "Hi.", "voice": id, "response_format": "pcm"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "round {round}: voice {id} cannot speak");
+        }
         for (model, acked, sent) in expected {
             assert!(
                 acked > 0,
@@ -126,8 +223,27 @@ async fn acknowledged_writes_survive_sigkill() {
         child.wait().unwrap();
     }
     assert!(total_acked >= 30, "only {total_acked} writes acknowledged");
+    assert!(
+        voices_acked.len() >= 3,
+        "only {} voice uploads acknowledged",
+        voices_acked.len()
+    );
 
-    let conn = Database::connect(&db).await.unwrap();
+    // The server reads the URL as its users write it (see `normalize_db_url`); open
+    // the very file it wrote.
+    let conn = Database::connect(voxpool::config::normalize_db_url(&db).unwrap())
+        .await
+        .unwrap();
+    let settings = conn
+        .query_one_raw(Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT count(*) FROM settings",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let settings: i64 = settings.try_get_by_index(0).unwrap();
+    assert_eq!(settings, MODELS.len() as i64, "the file the server wrote");
     let row = conn
         .query_one_raw(Statement::from_string(
             conn.get_database_backend(),
@@ -138,5 +254,23 @@ async fn acknowledged_writes_survive_sigkill() {
         .unwrap();
     let verdict: String = row.try_get_by_index(0).unwrap();
     assert_eq!(verdict, "ok");
-    println!("{total_acked} acknowledged writes over 3 SIGKILLs: all present, integrity ok");
+    let partial = conn
+        .query_one_raw(Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT count(*) FROM voices WHERE conditioning IS NULL OR sample IS NULL \
+             OR length(sample) != sample_bytes",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let partial: i64 = partial.try_get_by_index(0).unwrap();
+    assert_eq!(
+        partial, 0,
+        "voice rows without their conditioning or recording"
+    );
+    println!(
+        "{total_acked} acknowledged timeout writes and {} voice uploads over 3 SIGKILLs: \
+         all present, no partial rows, integrity ok",
+        voices_acked.len()
+    );
 }

@@ -87,9 +87,7 @@ proptest! {
 /// Valid recordings in every accepted format, to damage.
 fn recordings() -> Vec<Vec<u8>> {
     use voxpool::audio::{encode, AudioFormat};
-    let tone: Vec<f32> = (0..24_000)
-        .map(|i| 0.3 * (i as f32 * 0.05).sin())
-        .collect();
+    let tone: Vec<f32> = (0..24_000).map(|i| 0.3 * (i as f32 * 0.05).sin()).collect();
     let ogg = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/audio/voice_6s.ogg"

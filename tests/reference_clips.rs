@@ -14,7 +14,8 @@ fn tone(seconds: f64, rate: u32) -> Vec<f32> {
     (0..(seconds * f64::from(rate)) as usize)
         .map(|i| {
             let t = i as f64 / f64::from(rate);
-            (0.25 * (2.0 * std::f64::consts::PI * 180.0 * t).sin()
+            (0.25
+                * (2.0 * std::f64::consts::PI * 180.0 * t).sin()
                 * (0.6 + 0.4 * (2.0 * std::f64::consts::PI * 3.0 * t).sin())) as f32
         })
         .collect()
@@ -46,14 +47,20 @@ fn check(name: &str, bytes: &[u8], seconds: f64, tolerance_s: f64) {
         "{name}: {got} s, expected {seconds} s"
     );
     let ratio = prepared.wav_16k.len() as f64 / prepared.wav_24k.len() as f64;
-    assert!((ratio - 2.0 / 3.0).abs() < 1e-3, "{name}: 16/24 kHz ratio {ratio}");
+    assert!(
+        (ratio - 2.0 / 3.0).abs() < 1e-3,
+        "{name}: 16/24 kHz ratio {ratio}"
+    );
     let loudness = clip::integrated_loudness(&prepared.wav_24k, 24_000).unwrap();
     assert!(
         (loudness - TARGET_LUFS).abs() < 0.05,
         "{name}: {loudness} LUFS"
     );
     let lufs_16k = clip::integrated_loudness(&prepared.wav_16k, 16_000).unwrap();
-    assert!((lufs_16k - TARGET_LUFS).abs() < 0.5, "{name}: 16 kHz {lufs_16k} LUFS");
+    assert!(
+        (lufs_16k - TARGET_LUFS).abs() < 0.5,
+        "{name}: 16 kHz {lufs_16k} LUFS"
+    );
 }
 
 #[test]
@@ -66,7 +73,12 @@ fn every_accepted_format_becomes_a_normalised_clip() {
     check("flac", &flac, 6.5, 1e-3);
     let wav16 = encode(AudioFormat::Wav, &tone(5.5, 22_050), 22_050).unwrap();
     check("wav s16", &wav16, 5.5, 1e-3);
-    check("wav f32 stereo", &stereo_wav_f32(6.0, 48_000, 0.5), 6.0, 1e-3);
+    check(
+        "wav f32 stereo",
+        &stereo_wav_f32(6.0, 48_000, 0.5),
+        6.0,
+        1e-3,
+    );
     let ogg = std::fs::read(OGG).unwrap();
     check("ogg vorbis", &ogg, 6.0, 1e-3);
 }

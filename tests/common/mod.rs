@@ -3,6 +3,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod test_engine;
+pub mod tiny_turbo;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
