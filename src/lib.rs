@@ -20,7 +20,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use poem::listener::TcpAcceptor;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
@@ -89,10 +88,14 @@ impl Server {
             addr: config.bind,
             source,
         })?;
-        let acceptor = TcpAcceptor::from_tokio(listener).map_err(|source| StartError::Bind {
-            addr: config.bind,
-            source,
-        })?;
+        let connections = api::conn::Connections::default();
+        let acceptor =
+            api::conn::TrackedAcceptor::new(listener, connections.clone()).map_err(|source| {
+                StartError::Bind {
+                    addr: config.bind,
+                    source,
+                }
+            })?;
         for name in &config.preload {
             let pool = pool.clone();
             let name = name.clone();
@@ -113,6 +116,7 @@ impl Server {
             started_unix: chrono::Utc::now().timestamp(),
             background: background.clone(),
             voices: api::voices::VoiceBook::default(),
+            connections,
         });
         let app = api::app(state, limiter);
         let (stop, stopped) = oneshot::channel::<()>();

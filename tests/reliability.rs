@@ -160,3 +160,92 @@ fn admission_limits_are_validated_at_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("MODEL_MAX_CONCURRENCY"), "{err}");
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_the_queue_gives_up_its_place() {
+    let server = start_with(Options {
+        configure: Box::new(|c| {
+            c.admission = Admission {
+                concurrency: 1,
+                queue: 1,
+            }
+        }),
+        ..Options::default()
+    })
+    .await;
+    assert_eq!(server.speak("warm").await.0, 200);
+    server.knobs.synth_delay_ms.store(1500, Ordering::SeqCst);
+    let body = |i: usize| json!({"model": MODEL, "input": format!("request {i}"), "voice": "alloy", "response_format": "wav"});
+    // One request is served, one waits.
+    let served = tokio::spawn({
+        let (client, url, body) = (
+            server.client.clone(),
+            server.url("/v1/audio/speech"),
+            body(0),
+        );
+        async move {
+            client
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A raw connection, so that hanging up really closes the socket (as a killed
+    // client or a closed browser tab does).
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let mut waiting = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let payload = body(1).to_string();
+    let request = format!(
+        "POST /v1/audio/speech HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
+        payload.len()
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut waiting, request.as_bytes())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Full: one served, one waiting.
+    let full = server
+        .client
+        .post(server.url("/v1/audio/speech"))
+        .json(&body(2))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(full, 429);
+    // The waiting client hangs up: its place is free for the next one.
+    drop(waiting);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let next = server
+        .client
+        .post(server.url("/v1/audio/speech"))
+        .json(&body(3))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(next, 200, "the place of the client that left was kept");
+    let metrics = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "voxpool_admission_abandoned_total{{model=\"{MODEL}\"}} 1"
+        )),
+        "{metrics}"
+    );
+    assert_eq!(served.await.unwrap(), 200);
+}

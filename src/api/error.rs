@@ -108,6 +108,16 @@ impl ApiError {
         }
     }
 
+    /// The client closed its connection before the answer; nobody reads this one.
+    pub fn client_gone() -> Self {
+        Self::BadRequest(body(
+            "the client closed the connection",
+            "invalid_request_error",
+            None,
+            Some("client_closed_request"),
+        ))
+    }
+
     pub fn invalid(param: Option<&str>, message: impl Into<String>) -> Self {
         Self::BadRequest(body(message, "invalid_request_error", param, None))
     }

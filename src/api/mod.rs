@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod conn;
 pub mod error;
 pub mod health;
 pub mod models;
@@ -53,6 +54,40 @@ pub struct AppState {
     pub background: tokio_util::task::TaskTracker,
     /// Cloned voices' conditioning and the server's current voice.
     pub voices: voices::VoiceBook,
+    /// Open client connections, to notice a client that hangs up while queued.
+    pub connections: conn::Connections,
+}
+
+impl AppState {
+    /// A place among the requests `model` serves at once (429 when its queue is
+    /// full). A request whose client (`peer`) hangs up while it waits gives its place
+    /// up instead of holding it until its turn.
+    pub async fn admit(
+        &self,
+        model: &str,
+        peer: Option<std::net::SocketAddr>,
+    ) -> Result<crate::pool::Admitted, ApiError> {
+        let admit = self.pool.admit(model);
+        tokio::pin!(admit);
+        let Some(peer) = peer else {
+            return Ok(admit.await?);
+        };
+        let mut check = tokio::time::interval(std::time::Duration::from_millis(100));
+        check.tick().await;
+        loop {
+            tokio::select! {
+                admitted = &mut admit => return Ok(admitted?),
+                _ = check.tick() => {
+                    if self.connections.closed(peer) {
+                        metrics::counter!("voxpool_admission_abandoned_total", "model" => model.to_string())
+                            .increment(1);
+                        tracing::info!("client went away while queued; place given up");
+                        return Err(ApiError::client_gone());
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[derive(Tags)]

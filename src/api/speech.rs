@@ -398,13 +398,15 @@ impl SpeechApi {
     )]
     async fn create_speech(
         &self,
+        req: &poem::Request,
         state: Data<&Arc<AppState>>,
         body: Json<SpeechBody>,
     ) -> Result<SpeechResponse, ApiError> {
         let started = Instant::now();
         let raw = &body.0 .0;
+        let peer = super::conn::peer_of(req);
         let result = match SpeechParams::from_json(raw) {
-            Ok(params) => synthesize_request(&state, &params).await,
+            Ok(params) => synthesize_request(&state, &params, peer).await,
             Err(e) => Err(e),
         };
         let complete = matches!(&result, Ok((_, Done::Ready(_), _)));
@@ -500,6 +502,7 @@ enum Done {
 async fn synthesize_request(
     state: &AppState,
     params: &SpeechParams,
+    peer: Option<std::net::SocketAddr>,
 ) -> Result<(SpeechResponse, Done, String), ApiError> {
     let spec = state
         .pool
@@ -532,7 +535,7 @@ async fn synthesize_request(
         format = params.format.name(),
         audio_seconds = tracing::field::Empty,
     );
-    let (resp, done) = speak(state, &model, params, cloned)
+    let (resp, done) = speak(state, &model, params, cloned, peer)
         .instrument(span.clone())
         .await?;
     Ok((resp, done, model))
@@ -589,6 +592,7 @@ async fn speak(
     model: &str,
     params: &SpeechParams,
     cloned: Option<ClonedVoice>,
+    peer: Option<std::net::SocketAddr>,
 ) -> Result<(SpeechResponse, Done), ApiError> {
     if !params.format.is_supported() {
         return Err(audio::AudioError::Unsupported(params.format).into());
@@ -597,7 +601,7 @@ async fn speak(
     let chunks = split_sentences(&params.input);
     // A place among the requests the model serves at once (or 429 when its queue
     // is full), held until the synthesis ends.
-    let admitted = state.pool.admit(model).await?;
+    let admitted = state.admit(model, peer).await?;
     let lease = state.pool.lease(model).await?;
     if cloned.is_none() && !lease.engine().accepts_voice(&params.voice) {
         let mut some = lease.engine().voices();

@@ -280,9 +280,11 @@ impl VoicesApi {
     )]
     async fn create(
         &self,
+        req: &poem::Request,
         state: Data<&Arc<AppState>>,
         form: CreateVoiceForm,
     ) -> Result<Json<Voice>, ApiError> {
+        let peer = super::conn::peer_of(req);
         let _ = form.consent;
         let name = form.name.trim().to_string();
         let chars = name.chars().count();
@@ -294,7 +296,7 @@ impl VoicesApi {
         }
         let model = cloning_model(&state, form.model.as_deref())?;
         let sample = read_upload(form.audio_sample, "audio_sample").await?;
-        let conditioning = clone_voice(&state, &model, sample.clone()).await?;
+        let conditioning = clone_voice(&state, &model, sample.clone(), peer).await?;
         let row = state
             .store
             .create_voice(NewVoice {
@@ -352,9 +354,11 @@ impl LoadVoiceApi {
     #[oai(path = "/load_voice", method = "post", operation_id = "loadVoice")]
     async fn load_voice(
         &self,
+        req: &poem::Request,
         state: Data<&Arc<AppState>>,
         body: Json<LoadVoiceRequest>,
     ) -> Result<Json<LoadVoiceResponse>, ApiError> {
+        let peer = super::conn::peer_of(req);
         let model = cloning_model(&state, body.0.model.as_deref())?;
         let requested = body.0.path;
         let dir = state.config.voices_dir.clone();
@@ -370,7 +374,7 @@ impl LoadVoiceApi {
         let sample = tokio::fs::read(&path)
             .await
             .map_err(|_| file_not_found(&requested))?;
-        let conditioning = clone_voice(&state, &model, sample).await?;
+        let conditioning = clone_voice(&state, &model, sample, peer).await?;
         state.voices.set_current(model.clone(), conditioning);
         tracing::info!(model = %model, "current voice loaded from a file");
         Ok(Json(loaded(model)))
@@ -385,9 +389,11 @@ impl LoadVoiceApi {
     )]
     async fn load_voice_upload(
         &self,
+        req: &poem::Request,
         state: Data<&Arc<AppState>>,
         form: LoadVoiceUpload,
     ) -> Result<Json<LoadVoiceResponse>, ApiError> {
+        let peer = super::conn::peer_of(req);
         let model = cloning_model(&state, form.model.as_deref())?;
         let upload = form.file.or(form.audio_sample).ok_or_else(|| {
             ApiError::invalid(
@@ -396,7 +402,7 @@ impl LoadVoiceApi {
             )
         })?;
         let sample = read_upload(upload, "file").await?;
-        let conditioning = clone_voice(&state, &model, sample).await?;
+        let conditioning = clone_voice(&state, &model, sample, peer).await?;
         state.voices.set_current(model.clone(), conditioning);
         tracing::info!(model = %model, "current voice loaded from an upload");
         Ok(Json(loaded(model)))
@@ -540,12 +546,17 @@ fn cloning_model(state: &AppState, requested: Option<&str>) -> Result<String, Ap
 
 /// Decode `sample` and have `model` compute the voice's conditioning (admitted like
 /// a speech request, on a blocking thread).
-async fn clone_voice(state: &AppState, model: &str, sample: Vec<u8>) -> Result<Vec<u8>, ApiError> {
+async fn clone_voice(
+    state: &AppState,
+    model: &str,
+    sample: Vec<u8>,
+    peer: Option<std::net::SocketAddr>,
+) -> Result<Vec<u8>, ApiError> {
     let clip: ReferenceClip = tokio::task::spawn_blocking(move || clip::prepare(&sample))
         .await
         .map_err(|_| ApiError::internal("-"))?
         .map_err(|e| ApiError::invalid(Some("audio_sample"), e.to_string()))?;
-    let admitted = state.pool.admit(model).await?;
+    let admitted = state.admit(model, peer).await?;
     let lease = state.pool.lease(model).await?;
     let started = std::time::Instant::now();
     let conditioning = tokio::task::spawn_blocking(move || {
