@@ -270,7 +270,7 @@ async fn bad_requests_get_openai_errors_and_change_nothing() {
             Some("response_format"),
         ),
         (
-            with("response_format", json!("opus")),
+            with("response_format", json!("OPUS")),
             400,
             Some("response_format"),
         ),

@@ -1,16 +1,21 @@
 //! Encoding a response chunk by chunk, so the first sentence can be sent while the
 //! next is being spoken.
 //!
-//! `mp3` and `pcm` stream: their pieces concatenate into one valid file. `wav` and
-//! `flac` carry the total length in their header, so they are sent whole, once the
-//! last chunk is spoken.
+//! `mp3`, `opus` (Ogg pages), `aac` (ADTS frames) and `pcm` stream: their pieces
+//! concatenate into one valid file. `wav` and `flac` carry the total length in their
+//! header, so they are sent whole, once the last chunk is spoken.
 
+use super::encode::aac::AacStream;
 use super::encode::mp3::Mp3Stream;
+use super::encode::opus::OpusStream;
 use super::{encode, AudioError, AudioFormat};
 
 /// Whether `format` is sent as it is spoken (rather than whole at the end).
 pub fn streams(format: AudioFormat) -> bool {
-    matches!(format, AudioFormat::Mp3 | AudioFormat::Pcm)
+    matches!(
+        format,
+        AudioFormat::Mp3 | AudioFormat::Pcm | AudioFormat::Opus | AudioFormat::Aac
+    )
 }
 
 pub enum StreamEncoder {
@@ -18,6 +23,8 @@ pub enum StreamEncoder {
         sample_rate: u32,
     },
     Mp3(Box<Mp3Stream>),
+    Opus(Box<OpusStream>),
+    Aac(Box<AacStream>),
     /// Collects everything and encodes it at the end.
     Whole {
         format: AudioFormat,
@@ -34,6 +41,8 @@ impl StreamEncoder {
         Ok(match format {
             AudioFormat::Pcm => Self::Pcm { sample_rate },
             AudioFormat::Mp3 => Self::Mp3(Box::new(Mp3Stream::new(sample_rate)?)),
+            AudioFormat::Opus => Self::Opus(Box::new(OpusStream::new(sample_rate)?)),
+            AudioFormat::Aac => Self::Aac(Box::new(AacStream::new(sample_rate)?)),
             _ => Self::Whole {
                 format,
                 sample_rate,
@@ -47,6 +56,8 @@ impl StreamEncoder {
         match self {
             Self::Pcm { sample_rate } => encode(AudioFormat::Pcm, samples, *sample_rate),
             Self::Mp3(mp3) => mp3.push(samples),
+            Self::Opus(opus) => opus.push(samples),
+            Self::Aac(aac) => aac.push(samples),
             Self::Whole { samples: all, .. } => {
                 all.extend_from_slice(samples);
                 Ok(Vec::new())
@@ -59,6 +70,8 @@ impl StreamEncoder {
         match self {
             Self::Pcm { .. } => Ok(Vec::new()),
             Self::Mp3(mp3) => mp3.finish(),
+            Self::Opus(opus) => opus.finish(),
+            Self::Aac(aac) => aac.finish(),
             Self::Whole {
                 format,
                 sample_rate,
@@ -84,9 +97,23 @@ mod tests {
             // Bytes before `finish` exactly for the formats that stream.
             let early = !out.is_empty();
             out.extend(enc.finish().unwrap());
-            assert_eq!(out, encode(format, &samples, 24_000).unwrap(), "{format:?}");
+            let whole = encode(format, &samples, 24_000).unwrap();
+            if format == AudioFormat::Opus {
+                // The same packets; pages end where the chunks did.
+                assert_eq!(ogg_packets(&out), ogg_packets(&whole));
+            } else {
+                assert_eq!(out, whole, "{format:?}");
+            }
             assert_eq!(early, super::streams(format), "{format:?}");
         }
-        assert!(StreamEncoder::new(AudioFormat::Opus, 24_000).is_err());
+    }
+
+    fn ogg_packets(bytes: &[u8]) -> Vec<Vec<u8>> {
+        let mut reader = ogg::reading::PacketReader::new(std::io::Cursor::new(bytes));
+        let mut out = Vec::new();
+        while let Some(p) = reader.read_packet().unwrap() {
+            out.push(p.data);
+        }
+        out
     }
 }
