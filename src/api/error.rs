@@ -296,7 +296,7 @@ impl From<AudioError> for ApiError {
             AudioError::Unsupported(_) => {
                 Self::invalid_code("response_format", "unsupported_format", err.to_string())
             }
-            AudioError::SampleRate { .. } | AudioError::Encode(_) => {
+            AudioError::Encode(_) => {
                 tracing::error!(error = %err, "encoding failed");
                 Self::internal("-")
             }

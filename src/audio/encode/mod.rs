@@ -74,12 +74,6 @@ impl AudioFormat {
 pub enum AudioError {
     #[error("response_format '{}' is not supported by this build yet; supported: {}", .0.name(), supported_list())]
     Unsupported(AudioFormat),
-    #[error("{format} output is {expected} Hz but the engine produced {actual} Hz (resampling is not built yet)")]
-    SampleRate {
-        format: &'static str,
-        expected: u32,
-        actual: u32,
-    },
     #[error("encoding failed: {0}")]
     Encode(String),
 }
