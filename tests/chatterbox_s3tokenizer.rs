@@ -4,6 +4,11 @@
 //! each encoder stage, the FSQ projection, and the tokens, which must be identical.
 //! The script keeps every FSQ value compared at least 1e-4 from a rounding boundary.
 
+#[path = "common/parity.rs"]
+mod parity;
+
+use parity::{assert_within, max_abs_diff};
+
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Result, Tensor};
@@ -53,26 +58,7 @@ impl Fixture {
     }
 }
 
-fn max_abs_diff(got: &Tensor, want: &Tensor) -> Result<f32> {
-    (got - want)?
-        .abs()?
-        .flatten_all()?
-        .max(0)?
-        .to_scalar::<f32>()
-}
 
-/// Asserts `got` has `want`'s shape and lies within `tol` of it, printing the
-/// largest difference.
-fn assert_within(stage: &str, got: &Tensor, want: &Tensor, tol: f32) -> Result<()> {
-    assert_eq!(got.dims(), want.dims(), "{stage}: shape");
-    let diff = max_abs_diff(got, want)?;
-    println!("{stage}: max abs diff {diff:e}");
-    assert!(
-        diff <= tol,
-        "{stage}: largest abs difference {diff:e} > {tol:e}"
-    );
-    Ok(())
-}
 
 fn assert_tokens(stage: &str, got: &[u32], want: &[u32]) {
     assert_eq!(got.len(), want.len(), "{stage}: token count");

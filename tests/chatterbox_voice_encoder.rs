@@ -5,6 +5,11 @@
 //! embeddings and the utterance embeddings, one utterance at a time and several
 //! in one call.
 
+#[path = "common/parity.rs"]
+mod parity;
+
+use parity::{assert_within, read_metadata};
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -98,36 +103,7 @@ fn windows(v: &Value) -> PartialWindows {
     }
 }
 
-/// The `__metadata__` of a safetensors file.
-fn read_metadata(path: &Path) -> Result<HashMap<String, String>> {
-    let bytes = std::fs::read(path)?;
-    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
-    let header: Value =
-        serde_json::from_slice(&bytes[8..8 + n]).map_err(candle_core::Error::wrap)?;
-    Ok(header["__metadata__"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect()
-        })
-        .unwrap_or_default())
-}
 
-fn assert_within(stage: &str, got: &Tensor, want: &Tensor, tol: f32) -> Result<f32> {
-    assert_eq!(got.dims(), want.dims(), "{stage}: shape");
-    let diff = (got - want)?
-        .abs()?
-        .flatten_all()?
-        .max(0)?
-        .to_scalar::<f32>()?;
-    println!("{stage}: max abs diff {diff:e}");
-    assert!(
-        diff <= tol,
-        "{stage}: largest abs difference {diff:e} > {tol:e}"
-    );
-    Ok(diff)
-}
 
 #[test]
 fn window_arithmetic_matches_the_reference_for_released_windows() -> Result<()> {

@@ -298,9 +298,16 @@ fn speak_command_writes_audio_files() {
     );
     assert!(!dir.path().join("line-3.wav").exists());
 
+    // Every response format, by the file's extension.
+    for (name, magic) in [("a.opus", &b"OggS"[..]), ("a.aac", &[0xff][..]), ("a.mp3", &b""[..])] {
+        let out = speak(&["Hi.", "-o", name]).output().unwrap();
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let bytes = std::fs::read(dir.path().join(name)).unwrap();
+        assert!(bytes.len() > 100 && bytes.starts_with(magic), "{name}");
+    }
+
     // Usage errors exit 2 and say what to do; a missing model exits 1 with the pull hint.
     for (args, code, says) in [
-        (vec!["Hi.", "-o", "a.opus"], 2, "not supported"),
         (vec!["Hi.", "-o", "a.txt"], 2, "cannot tell the format"),
         (vec!["Hi.", "-v", "nobody", "-o", "b.wav"], 2, "tiny_a"),
         (vec!["Hi.", "-m", "nope", "-o", "b.wav"], 2, "unknown model"),
