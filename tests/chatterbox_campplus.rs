@@ -62,8 +62,6 @@ impl Fixture {
     }
 }
 
-
-
 /// Runs every case, comparing each stage the fixture stores; returns the stages seen.
 fn check_all_stages(fx: &Fixture, tol: f32) -> Result<Vec<String>> {
     let mut seen = Vec::new();

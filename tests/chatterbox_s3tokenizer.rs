@@ -58,8 +58,6 @@ impl Fixture {
     }
 }
 
-
-
 fn assert_tokens(stage: &str, got: &[u32], want: &[u32]) {
     assert_eq!(got.len(), want.len(), "{stage}: token count");
     let wrong: Vec<usize> = (0..got.len()).filter(|&i| got[i] != want[i]).collect();

@@ -82,8 +82,6 @@ impl Fixture {
     }
 }
 
-
-
 fn params(v: &Value, max_gen_len: usize) -> SamplingParams {
     SamplingParams {
         temperature: v["temperature"].as_f64().expect("temperature"),

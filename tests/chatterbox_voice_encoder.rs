@@ -103,8 +103,6 @@ fn windows(v: &Value) -> PartialWindows {
     }
 }
 
-
-
 #[test]
 fn window_arithmetic_matches_the_reference_for_released_windows() -> Result<()> {
     let f = Fixture::tiny()?;

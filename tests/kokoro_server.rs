@@ -299,9 +299,17 @@ fn speak_command_writes_audio_files() {
     assert!(!dir.path().join("line-3.wav").exists());
 
     // Every response format, by the file's extension.
-    for (name, magic) in [("a.opus", &b"OggS"[..]), ("a.aac", &[0xff][..]), ("a.mp3", &b""[..])] {
+    for (name, magic) in [
+        ("a.opus", &b"OggS"[..]),
+        ("a.aac", &[0xff][..]),
+        ("a.mp3", &b""[..]),
+    ] {
         let out = speak(&["Hi.", "-o", name]).output().unwrap();
-        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let bytes = std::fs::read(dir.path().join(name)).unwrap();
         assert!(bytes.len() > 100 && bytes.starts_with(magic), "{name}");
     }
