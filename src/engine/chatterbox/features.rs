@@ -19,7 +19,7 @@
 //! | CAMPPlus x-vector | [`campplus_fbank`] | 16 kHz of the first 10 s | `[T, 80]`, `T = 1 + (len − 400)/160` |
 //! | VoiceEncoder | [`voice_encoder_mel`] | 16 kHz clip | `[T, 40]`, `T = 1 + trimmed/160` |
 //!
-//! Every transform is a matrix DFT in f64 ([`PowerSpectrum`]), then the reference's
+//! Every transform is a real FFT in f64 ([`PowerSpectrum`]), then the reference's
 //! filterbank and log; the reference itself works in f32.
 
 use std::f64::consts::PI;
@@ -74,14 +74,22 @@ impl Default for FeatureConfig {
 }
 
 /// One-sided power spectra `|DFT|²` of frames of `window.len()` samples, each
-/// multiplied by the window and zero-padded to `n_fft` points: one matrix product
-/// over all frames, in f64.
-#[derive(Debug, Clone)]
+/// multiplied by the window and zero-padded to `n_fft` points: a real FFT per frame,
+/// in f64.
+#[derive(Clone)]
 pub struct PowerSpectrum {
     bins: usize,
-    win_len: usize,
-    /// [win_len, 2·bins]: windowed cosines, then windowed negative sines.
-    dft: Tensor,
+    window: Vec<f64>,
+    fft: std::sync::Arc<dyn realfft::RealToComplex<f64>>,
+}
+
+impl std::fmt::Debug for PowerSpectrum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PowerSpectrum")
+            .field("n_fft", &self.fft.len())
+            .field("win_len", &self.window.len())
+            .finish()
+    }
 }
 
 impl PowerSpectrum {
@@ -90,21 +98,10 @@ impl PowerSpectrum {
         if win_len == 0 || win_len > n_fft {
             candle_core::bail!("power spectrum: window of {win_len} for {n_fft} points");
         }
-        let bins = n_fft / 2 + 1;
-        let mut dft = vec![0f64; win_len * 2 * bins];
-        for (i, w) in window.iter().enumerate() {
-            let row = &mut dft[i * 2 * bins..(i + 1) * 2 * bins];
-            for k in 0..bins {
-                // Reduced mod n_fft so that symmetric points get identical values.
-                let angle = 2.0 * PI * ((k * i) % n_fft) as f64 / n_fft as f64;
-                row[k] = w * angle.cos();
-                row[bins + k] = -w * angle.sin();
-            }
-        }
         Ok(Self {
-            bins,
-            win_len,
-            dft: Tensor::from_vec(dft, (win_len, 2 * bins), &Device::Cpu)?,
+            bins: n_fft / 2 + 1,
+            window: window.to_vec(),
+            fft: realfft::RealFftPlanner::<f64>::new().plan_fft_forward(n_fft),
         })
     }
 
@@ -114,17 +111,29 @@ impl PowerSpectrum {
 
     /// `frames` [F, win_len] (any float dtype) → power [F, bins] in f64.
     pub fn power(&self, frames: &Tensor) -> Result<Tensor> {
-        let (_, len) = frames.dims2()?;
-        if len != self.win_len {
+        let (count, len) = frames.dims2()?;
+        if len != self.window.len() {
             candle_core::bail!(
                 "power spectrum: frames of {len}, window of {}",
-                self.win_len
+                self.window.len()
             );
         }
-        let spec = frames.to_dtype(DType::F64)?.matmul(&self.dft)?;
-        let re = spec.narrow(1, 0, self.bins)?;
-        let im = spec.narrow(1, self.bins, self.bins)?;
-        re.sqr()? + im.sqr()?
+        let samples = frames.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+        let mut input = self.fft.make_input_vec();
+        let mut spectrum = self.fft.make_output_vec();
+        let mut scratch = self.fft.make_scratch_vec();
+        let mut out = Vec::with_capacity(count * self.bins);
+        for frame in samples.chunks_exact(len) {
+            input.fill(0.0);
+            for ((x, s), w) in input.iter_mut().zip(frame).zip(&self.window) {
+                *x = s * w;
+            }
+            self.fft
+                .process_with_scratch(&mut input, &mut spectrum, &mut scratch)
+                .map_err(candle_core::Error::wrap)?;
+            out.extend(spectrum.iter().map(|c| c.norm_sqr()));
+        }
+        Tensor::from_vec(out, (count, self.bins), &Device::Cpu)
     }
 }
 
