@@ -118,7 +118,10 @@ impl PowerSpectrum {
                 self.window.len()
             );
         }
-        let samples = frames.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+        let samples = frames
+            .to_dtype(DType::F64)?
+            .flatten_all()?
+            .to_vec1::<f64>()?;
         let mut input = self.fft.make_input_vec();
         let mut spectrum = self.fft.make_output_vec();
         let mut scratch = self.fft.make_scratch_vec();
