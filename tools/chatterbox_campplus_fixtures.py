@@ -36,13 +36,13 @@ import hashlib
 import inspect
 import json
 import math
-import struct
 import textwrap
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
+
+from fixture_io import read_back, write_safetensors
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FORMAT_VERSION = "1"
@@ -210,41 +210,6 @@ def run_case(model, xvector, index, case):
     return res
 
 
-_DTYPES = {torch.float32: ("F32", np.float32), torch.int64: ("I64", np.int64)}
-
-
-def write_safetensors(path, tensors, metadata):
-    """safetensors with a byte-stable header: sorted keys, 8-byte aligned data."""
-    order = sorted(tensors, key=lambda k: (-tensors[k].element_size(), k))
-    header = {}
-    blobs = []
-    offset = 0
-    for k in order:
-        t = tensors[k].detach().cpu().contiguous()
-        code, npdt = _DTYPES[t.dtype]
-        data = t.numpy().astype(npdt, copy=False).tobytes(order="C")
-        header[k] = {"dtype": code, "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    header["__metadata__"] = {k: metadata[k] for k in sorted(metadata)}
-    raw = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
-    raw += b" " * (-len(raw) % 8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(raw)))
-        f.write(raw)
-        for b in blobs:
-            f.write(b)
-
-
-def read_back(path, tensors):
-    from safetensors import safe_open
-    with safe_open(str(path), "pt") as f:
-        assert set(f.keys()) == set(tensors)
-        for k in f.keys():
-            assert torch.equal(f.get_tensor(k), tensors[k].contiguous()), k
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--full", metavar="OUT_DIR", type=Path,
@@ -291,7 +256,7 @@ def main():
                              "cases": SEED_CASE}),
     }
     path = out_dir / f"{name}.safetensors"
-    write_safetensors(path, tensors, metadata)
+    write_safetensors(path, tensors, metadata, largest_first=True)
     read_back(path, tensors)
 
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]

@@ -30,13 +30,14 @@ Running it twice gives byte-identical files.
 
 import argparse
 import json
-import struct
 import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from fixture_io import read_back, write_safetensors
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 warnings.filterwarnings("ignore", category=UserWarning)
@@ -265,37 +266,6 @@ def make_full_io(tok, cfg):
     return io, {"case0": margin}, {"draws": attempt + 1}
 
 
-DTYPES = {torch.float32: "F32", torch.int64: "I64"}
-
-
-def write_safetensors(path, tensors, metadata):
-    """A safetensors file with a sorted header, so that output is byte-stable."""
-    header, blobs, offset = {}, [], 0
-    for name in sorted(tensors):
-        t = tensors[name].detach().contiguous().cpu()
-        data = t.numpy().tobytes()
-        header[name] = {"dtype": DTYPES[t.dtype], "shape": list(t.shape),
-                        "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    header["__metadata__"] = metadata
-    raw = json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
-    raw += b" " * (-len(raw) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(raw)))
-        f.write(raw)
-        for b in blobs:
-            f.write(b)
-
-
-def check_readback(path, tensors):
-    from safetensors.torch import load_file
-    back = load_file(str(path))
-    assert sorted(back) == sorted(tensors), path
-    for k, v in tensors.items():
-        assert torch.equal(back[k], v.cpu()), f"{path}: {k}"
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -337,7 +307,7 @@ def main():
     path, cpath = out_dir / f"{stem}.safetensors", out_dir / f"{stem}_config.json"
     write_safetensors(path, tensors, meta)
     cpath.write_text(json.dumps(cfg, indent=2) + "\n")
-    check_readback(path, tensors)
+    read_back(path, tensors)
     for p in (path, cpath):
         print(f"{p}: {p.stat().st_size / 1e3:.1f} kB")
     print(f"{n_params} parameters; {info}")
