@@ -101,11 +101,10 @@ async fn synthesis_past_its_time_limit_gets_504() {
     })
     .await;
     assert_eq!(server.speak("warm").await.0, 200);
-    server.knobs.synth_delay_ms.store(200, Ordering::SeqCst);
-    // Each sentence takes 200 ms: the limit passes during the second.
-    let (status, body) = server
-        .speak("One sentence. Two sentences. Three sentences. Four sentences.")
-        .await;
+    let four = "One sentence. Two sentences. Three sentences. Four sentences.";
+    // Each sentence takes 400 ms: past the limit before any audio is sent.
+    server.knobs.synth_delay_ms.store(400, Ordering::SeqCst);
+    let (status, body) = server.speak(four).await;
     assert_eq!(status, 504, "{}", String::from_utf8_lossy(&body));
     let body: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(body["error"]["code"], "timeout", "{body}");
@@ -113,6 +112,23 @@ async fn synthesis_past_its_time_limit_gets_504() {
         .as_str()
         .unwrap()
         .contains("SYNTHESIS_TIMEOUT"));
+    // 200 ms each: the first sentence is sent, the stream is cut at the second.
+    server.knobs.synth_delay_ms.store(200, Ordering::SeqCst);
+    let resp = server
+        .client
+        .post(server.url("/v1/audio/speech"))
+        .json(&json!({"model": MODEL, "input": four, "voice": "alloy", "response_format": "pcm"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let got = resp.bytes().await;
+    assert!(
+        got.is_err(),
+        "the stream must end incomplete, not as a shorter whole: {:?}",
+        got.map(|b| b.len())
+    );
+    server.knobs.synth_delay_ms.store(0, Ordering::SeqCst);
     // A short request still fits.
     assert_eq!(server.speak("Short.").await.0, 200);
     server.stop().await;

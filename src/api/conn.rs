@@ -1,10 +1,15 @@
-//! Knowing when a client has hung up while its request waits.
+//! Knowing when a client has hung up while its request waits, and cutting a stream.
 //!
 //! hyper reads nothing from a connection while its request is being handled, so a
 //! request waiting in a model's admission queue would keep its place after the client
 //! closed the socket. The acceptor here records each connection's socket by the
 //! client's address; a waiting request peeks at it (without consuming anything) to
 //! see whether the client is still there.
+//!
+//! A streamed response that fails after its status was sent must not look complete:
+//! the server ends a chunked body cleanly even when the body stream fails, so
+//! [`Connections::abort`] shuts the socket down first and the client sees the
+//! response end without its final chunk.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -40,6 +45,22 @@ impl Connections {
             #[cfg(not(unix))]
             Some(_) => false,
         }
+    }
+
+    /// Ends the connection of `peer` at once (both directions), so the response in
+    /// progress reaches the client incomplete rather than ended.
+    pub fn abort(&self, peer: SocketAddr) {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        #[cfg(unix)]
+        if let Some(&fd) = open.get(&peer) {
+            // SAFETY: `fd` is an open socket while it is in the map (the lock is held,
+            // see `closed`); shutting it down leaves the descriptor itself to its owner.
+            unsafe {
+                libc::shutdown(fd, libc::SHUT_RDWR);
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = (open, peer);
     }
 
     fn track(&self, peer: SocketAddr, stream: &TcpStream) {

@@ -623,7 +623,10 @@ async fn speak(
         params.phonemes,
     );
     let span = tracing::Span::current();
-    let streams = audio::stream::streams(format);
+    let mut encoder =
+        audio::stream::StreamEncoder::new(format, lease.engine().sample_rate(), chunks.len())
+            .map_err(ApiError::from)?;
+    let streams = encoder.streams();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, ApiError>>(1);
     // The outcome, for the final SSE event (sent before the bytes channel closes).
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Outcome>();
@@ -656,22 +659,7 @@ async fn speak(
             }
             outcome
         };
-        let mut encoder = match audio::stream::StreamEncoder::new(format, rate) {
-            Ok(e) => e,
-            Err(e) => {
-                let _ = tx.blocking_send(Err(e.into()));
-                return outcome(0, 400);
-            }
-        };
         for (i, text) in chunks.iter().enumerate() {
-            if let Some(limit) = time_limit.filter(|l| i > 0 && synthesis_started.elapsed() > *l) {
-                tracing::warn!(
-                    limit_s = limit.as_secs(),
-                    "synthesis stopped at its time limit"
-                );
-                let _ = tx.blocking_send(Err(ApiError::timeout(limit)));
-                return outcome(samples, 504);
-            }
             // A panic in an engine fails this request only; the model is reloaded
             // for the next ones in case the panic left it in a bad state.
             let spoken = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -692,6 +680,17 @@ async fn speak(
                 });
                 Err(EngineError::Synthesis("the engine panicked".into()))
             });
+            // The time limit is checked where more sentences would follow: before
+            // anything is sent it is a 504, later the stream is cut.
+            let more = i + 1 < chunks.len();
+            if let Some(limit) = time_limit.filter(|l| more && synthesis_started.elapsed() > *l) {
+                tracing::warn!(
+                    limit_s = limit.as_secs(),
+                    "synthesis stopped at its time limit"
+                );
+                let _ = tx.blocking_send(Err(ApiError::timeout(limit)));
+                return outcome(samples, 504);
+            }
             let bytes = spoken.map_err(ApiError::from).and_then(|audio| {
                 samples += audio.samples.len();
                 encoder.push(&audio.samples).map_err(ApiError::from)
@@ -747,10 +746,20 @@ async fn speak(
         ));
     }
     drop(done_rx);
-    let rest = futures_util::stream::unfold(rx, |mut rx| async move {
-        let item = rx.recv().await?;
-        let item = item.map_err(|e| mid_stream_error(&e));
-        Some((item, rx))
+    // A failure after the status was sent cuts the connection: the client sees an
+    // incomplete body, not a shorter file that looks whole.
+    let connections = state.connections.clone();
+    let rest = futures_util::stream::unfold(rx, move |mut rx| {
+        let connections = connections.clone();
+        async move {
+            let item = rx.recv().await?.map_err(|e| {
+                if let Some(peer) = peer {
+                    connections.abort(peer);
+                }
+                mid_stream_error(&e)
+            });
+            Some((item, rx))
+        }
     });
     let body =
         futures_util::stream::once(async move { Ok::<_, std::io::Error>(first) }).chain(rest);

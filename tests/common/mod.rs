@@ -146,12 +146,45 @@ impl TestServer {
     }
 }
 
-/// Samples in a 16-bit mono WAV file.
+/// Samples in a 16-bit mono WAV file, whole or streamed (length left unknown in the
+/// header, then everything to the end is audio).
 pub fn wav_samples(bytes: &[u8]) -> (u32, usize) {
+    let (rate, samples) = wav_decode(bytes);
+    (rate, samples.len())
+}
+
+/// The sample rate and samples of a 16-bit mono WAV file, whole or streamed.
+pub fn wav_decode(bytes: &[u8]) -> (u32, Vec<i16>) {
+    if bytes.len() >= 44 && bytes[4..8] == [0xff; 4] {
+        // Streamed: RIFF and data sizes unknown (hound refuses those), the canonical
+        // 44-byte header, then samples to the end.
+        let u16_at = |at: usize| u16::from_le_bytes([bytes[at], bytes[at + 1]]);
+        assert_eq!(
+            (&bytes[..4], &bytes[8..16]),
+            (&b"RIFF"[..], &b"WAVEfmt "[..])
+        );
+        assert_eq!(
+            (u16_at(20), u16_at(22), u16_at(34)),
+            (1, 1, 16),
+            "16-bit mono PCM"
+        );
+        assert_eq!(
+            (&bytes[36..40], &bytes[40..44]),
+            (&b"data"[..], &[0xff; 4][..])
+        );
+        let rate = u32::from_le_bytes(bytes[24..28].try_into().unwrap());
+        let samples = bytes[44..]
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        return (rate, samples);
+    }
     let reader = hound::WavReader::new(std::io::Cursor::new(bytes)).expect("valid WAV");
     assert_eq!(reader.spec().channels, 1);
     assert_eq!(reader.spec().bits_per_sample, 16);
-    (reader.spec().sample_rate, reader.len() as usize)
+    let rate = reader.spec().sample_rate;
+    let samples = reader.into_samples::<i16>().map(|s| s.unwrap()).collect();
+    (rate, samples)
 }
 
 /// Resident set size of this process in bytes.

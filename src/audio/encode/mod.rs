@@ -1,11 +1,11 @@
 //! One file per response format.
 
 pub mod aac;
-mod flac;
+pub mod flac;
 pub mod mp3;
 pub mod opus;
 mod pcm;
-mod wav;
+pub mod wav;
 
 /// The response formats of OpenAI's speech API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
