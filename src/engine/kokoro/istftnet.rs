@@ -11,8 +11,8 @@ use candle_nn::{Conv1d, ConvTranspose1d, ConvTranspose1dConfig, Linear, VarBuild
 use super::config::{IstftnetConfig, KokoroConfig};
 use crate::engine::nn::norm::InstanceNorm1d;
 use crate::engine::nn::ops::{
-    conv_transpose1d_trimmed, interpolate_linear, leaky_relu, reflection_pad1d, snake,
-    upsample_nearest2x, DepthwiseConvTranspose1d,
+    conv_transpose1d_trimmed, interpolate_linear, leaky_relu, reflection_pad1d, upsample_nearest2x,
+    DepthwiseConvTranspose1d,
 };
 use crate::engine::nn::stft::Stft;
 use crate::engine::nn::{conv1d, conv_cfg, conv_transpose1d, resblock_convs, GemmConv1d};
@@ -47,6 +47,15 @@ impl AdaIN1d {
         let gamma = h.narrow(1, 0, self.num_features)?;
         let beta = h.narrow(1, self.num_features, self.num_features)?;
         self.norm.forward_modulated(x, &(gamma + 1.0)?, &beta)
+    }
+
+    /// `snake(self.forward(x, s), alpha)` in one pass.
+    pub fn forward_snake(&self, x: &Tensor, s: &Tensor, alpha: &Tensor) -> Result<Tensor> {
+        let h = self.fc.forward(s)?;
+        let gamma = h.narrow(1, 0, self.num_features)?;
+        let beta = h.narrow(1, self.num_features, self.num_features)?;
+        self.norm
+            .forward_modulated_snake(x, &(gamma + 1.0)?, &beta, alpha)
     }
 }
 
@@ -232,11 +241,10 @@ impl AdaINResBlock1 {
     pub fn forward(&self, x: &Tensor, s: &Tensor) -> Result<Tensor> {
         let mut x = x.clone();
         for i in 0..self.convs1.len() {
-            let xt = snake(&self.adain1[i].forward(&x, s)?, &self.alpha1[i])?;
+            let xt = self.adain1[i].forward_snake(&x, s, &self.alpha1[i])?;
             let xt = self.convs1[i].forward(&xt)?;
-            let xt = snake(&self.adain2[i].forward(&xt, s)?, &self.alpha2[i])?;
-            let xt = self.convs2[i].forward(&xt)?;
-            x = (xt + x)?;
+            let xt = self.adain2[i].forward_snake(&xt, s, &self.alpha2[i])?;
+            x = self.convs2[i].forward_add(&xt, &x)?;
         }
         Ok(x)
     }

@@ -4,12 +4,12 @@
 //! (hundreds of MB for the generator's kernel-11 layers at 72k samples), then runs one
 //! matrix product on it: the copy, not the arithmetic, dominates. Here the output is
 //! `bias + Σ_j W_j · Xpad[:, j·d .. j·d + L]`, `W_j` the `[Cout, Cin]` slice of tap `j`
-//! (packed once at load), each term a `gemm` call that reads the padded input in place
-//! through its row stride. The time axis is cut into tiles small enough that a tile of
+//! (packed once at load), each term a `gemm` call that reads the input in place
+//! through its row stride (the padding exists only in the end tiles' scratch). The time axis is cut into tiles small enough that a tile of
 //! the output stays in cache across the `k` accumulations; threads take whole tiles.
 
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::Conv1d;
+use candle_nn::{Conv1d, Conv1dConfig};
 
 use super::ops::with_cpu_f32;
 
@@ -26,8 +26,10 @@ const PARALLEL_MIN_MACS: usize = 1 << 22;
 /// wrapped candle layer unchanged.
 #[derive(Debug, Clone)]
 pub struct GemmConv1d {
-    /// The layer as loaded, for the fallback path.
-    conv: Conv1d,
+    /// The layer as loaded, kept only when the fast path does not apply (its weight
+    /// would otherwise be a second copy of `taps`).
+    conv: Option<Conv1d>,
+    cfg: Conv1dConfig,
     /// `k` row-major `[Cout, Cin]` blocks, tap by tap; empty when the fast path does not
     /// apply.
     taps: Vec<f32>,
@@ -42,16 +44,18 @@ impl GemmConv1d {
     pub fn new(conv: Conv1d) -> Result<Self> {
         let (c_out, c_in, kernel) = conv.weight().dims3()?;
         let cfg = conv.config();
-        let fast = cfg.stride == 1 && cfg.groups == 1 && conv.weight().device().is_cpu();
+        let fast = cfg.stride == 1
+            && cfg.groups == 1
+            && conv.weight().device().is_cpu()
+            && conv.weight().dtype() == DType::F32;
         let (taps, bias) = if fast {
             let taps = conv
                 .weight()
-                .to_dtype(DType::F32)?
                 .permute((2, 0, 1))?
                 .flatten_all()?
                 .to_vec1::<f32>()?;
             let bias = match conv.bias() {
-                Some(b) => Some(b.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?),
+                Some(b) => Some(b.flatten_all()?.to_vec1::<f32>()?),
                 None => None,
             };
             (taps, bias)
@@ -59,7 +63,8 @@ impl GemmConv1d {
             (Vec::new(), None)
         };
         Ok(Self {
-            conv,
+            cfg: *cfg,
+            conv: if fast { None } else { Some(conv) },
             taps,
             bias,
             c_in,
@@ -68,29 +73,23 @@ impl GemmConv1d {
         })
     }
 
-    /// The wrapped candle layer.
-    pub fn conv(&self) -> &Conv1d {
-        &self.conv
-    }
-
     /// One item: `x` `[Cin, t]` contiguous → `[Cout, l_out]` values.
-    fn forward_item(&self, x: &[f32], t: usize) -> Option<Vec<f32>> {
-        let cfg = self.conv.config();
+    ///
+    /// The zero padding is never materialised: a tile whose window lies inside `x`
+    /// reads it in place, and only the tiles at either end copy their window (a few
+    /// hundred columns) into a padded scratch buffer. At the generator's sizes a
+    /// padded copy of the input would be another activation of ~100 MB alive.
+    /// `add`, when given, is `[Cout, l_out]` values added to the output (a residual
+    /// connection fused into the bias pass).
+    fn forward_item(&self, x: &[f32], t: usize, add: Option<&[f32]>) -> Option<Vec<f32>> {
+        let cfg = &self.cfg;
         let (pad, dil, k) = (cfg.padding, cfg.dilation, self.kernel);
-        let t_pad = t + 2 * pad;
         let span = dil * (k - 1) + 1;
-        let l_out = t_pad.checked_sub(span)? + 1;
+        let l_out = (t + 2 * pad).checked_sub(span)? + 1;
         let (c_in, c_out) = (self.c_in, self.c_out);
-        // Zero padding on both sides of every channel, so each tap reads a plain window.
-        let xpad: std::borrow::Cow<[f32]> = if pad == 0 {
-            std::borrow::Cow::Borrowed(x)
-        } else {
-            let mut xp = vec![0f32; c_in * t_pad];
-            for (dst, src) in xp.chunks_mut(t_pad).zip(x.chunks(t.max(1))) {
-                dst[pad..pad + t].copy_from_slice(&src[..t]);
-            }
-            std::borrow::Cow::Owned(xp)
-        };
+        if add.is_some_and(|a| a.len() != c_out * l_out) {
+            return None;
+        }
         let mut out = vec![0f32; c_out * l_out];
         if l_out == 0 {
             return Some(out);
@@ -103,15 +102,34 @@ impl GemmConv1d {
             candle_core::utils::get_num_threads().clamp(1, tiles)
         };
         let out_ptr = SharedOut(out.as_mut_ptr());
-        let xpad = &xpad[..];
         let run = |first: usize, last: usize| {
+            let mut scratch = Vec::new();
             for tile in first..last {
                 let t0 = tile * TILE;
                 let n = TILE.min(l_out - t0);
+                // Output column `c` reads padded columns `c .. c + span`, that is
+                // `x` columns `c − pad ..`.
+                let width = n + span - 1;
+                let inside = t0 >= pad && t0 - pad + width <= t;
+                let (src, stride, from) = if inside {
+                    (x, t, t0 - pad)
+                } else {
+                    scratch.clear();
+                    scratch.resize(c_in * width, 0f32);
+                    for (dst, row) in scratch.chunks_mut(width).zip(x.chunks(t.max(1))) {
+                        for (c, v) in dst.iter_mut().enumerate() {
+                            if let Some(xc) = (t0 + c).checked_sub(pad).filter(|&xc| xc < t) {
+                                *v = row[xc];
+                            }
+                        }
+                    }
+                    (&scratch[..], width, 0)
+                };
                 // SAFETY: every tile writes only its own columns `t0..t0 + n` of `out`
                 // (row stride `l_out`), and tiles are split between threads without
-                // overlap; `out` outlives the scope that runs this closure.
-                unsafe { self.tile(xpad, t_pad, out_ptr.at(t0), l_out, t0, n) };
+                // overlap; `out` outlives the scope that runs this closure. `src` holds
+                // `c_in` rows of `stride` columns and `from + width ≤ stride`.
+                unsafe { self.tile(src, stride, from, out_ptr.at(t0), l_out, t0, n, add) };
             }
         };
         if threads == 1 {
@@ -130,34 +148,45 @@ impl GemmConv1d {
         Some(out)
     }
 
-    /// Output columns `t0..t0 + n`: bias, then one accumulating product per tap.
+    /// Output columns `t0..t0 + n`: bias (plus `add`'s columns), then one accumulating
+    /// product per tap.
     ///
     /// # Safety
     /// `dst` points at column `t0` of a `[Cout, l_out]` row-major buffer that no other
-    /// thread writes in these columns; `xpad` is `[Cin, t_pad]` with
-    /// `t_pad ≥ t0 + n + dilation·(k − 1)`.
+    /// thread writes in these columns; `src` is `[Cin, stride]` and its columns
+    /// `from .. from + n + dilation·(k − 1)` are the padded input of these outputs.
     unsafe fn tile(
         &self,
-        xpad: &[f32],
-        t_pad: usize,
+        src: &[f32],
+        stride: usize,
+        from: usize,
         dst: *mut f32,
         l_out: usize,
         t0: usize,
         n: usize,
+        add: Option<&[f32]>,
     ) {
         let (c_in, c_out) = (self.c_in, self.c_out);
-        let dil = self.conv.config().dilation;
+        let dil = self.cfg.dilation;
         for co in 0..c_out {
             let b = self.bias.as_ref().map_or(0.0, |b| b[co]);
             // SAFETY: row `co`, columns `0..n` of this tile (see the contract above).
             let row = unsafe { std::slice::from_raw_parts_mut(dst.add(co * l_out), n) };
-            row.fill(b);
+            match add {
+                Some(add) => {
+                    let from = &add[co * l_out + t0..co * l_out + t0 + n];
+                    for (o, &a) in row.iter_mut().zip(from) {
+                        *o = b + a;
+                    }
+                }
+                None => row.fill(b),
+            }
         }
         for j in 0..self.kernel {
             let w = &self.taps[j * c_out * c_in..(j + 1) * c_out * c_in];
-            let rhs = &xpad[t0 + j * dil..];
+            let rhs = &src[from + j * dil..];
             // SAFETY: `w` is [c_out, c_in] row-major, `rhs` is read as [c_in, n] with row
-            // stride `t_pad`, inside `xpad` by the contract; `dst` as above.
+            // stride `stride`, inside `src` by the contract; `dst` as above.
             unsafe {
                 gemm::gemm(
                     c_out,
@@ -172,7 +201,7 @@ impl GemmConv1d {
                     c_in as isize,
                     rhs.as_ptr(),
                     1,
-                    t_pad as isize,
+                    stride as isize,
                     1.0f32,
                     1.0f32,
                     false,
@@ -205,34 +234,78 @@ impl SharedOut {
     }
 }
 
-impl Module for GemmConv1d {
-    /// `x` [B, Cin, T] → [B, Cout, T'], the same values as the candle layer up to the
-    /// order of the float sums.
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if self.taps.is_empty() {
-            return self.conv.forward(x);
+impl GemmConv1d {
+    /// `conv(x) + residual`, the sum written as the output is made (no third tensor).
+    pub fn forward_add(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        if self.conv.is_none() && residual.device().is_cpu() && residual.dtype() == DType::F32 {
+            let (b, c_in, t) = x.dims3()?;
+            let (rb, rc, rl) = residual.dims3()?;
+            if (b, c_in, rb, rc) == (1, self.c_in, 1, self.c_out) {
+                let done = with_cpu_f32(residual, |add| {
+                    with_cpu_f32(x, |data| match self.forward_item(data, t, Some(add)) {
+                        Some(y) => Tensor::from_vec(y, (1, self.c_out, rl), &Device::Cpu).map(Some),
+                        None => Ok(None),
+                    })
+                    .transpose()
+                    .map(Option::flatten)
+                });
+                if let Some(Ok(Some(y))) = done {
+                    return Ok(y);
+                }
+                if let Some(Err(e)) = done {
+                    return Err(e);
+                }
+            }
+        }
+        self.forward(x)? + residual
+    }
+
+    fn forward_layer(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some(conv) = &self.conv {
+            return conv.forward(x);
         }
         let (b, c_in, t) = x.dims3()?;
         if c_in != self.c_in {
             candle_core::bail!("conv1d: {c_in} input channels, want {}", self.c_in);
         }
         let done = with_cpu_f32(x, |data| {
-            let mut out = Vec::new();
-            let mut l_out = 0;
+            let mut items = Vec::with_capacity(b);
             for item in data.chunks(c_in * t.max(1)).take(b) {
-                let Some(y) = self.forward_item(item, t) else {
+                let Some(y) = self.forward_item(item, t, None) else {
                     return Ok(None);
                 };
-                l_out = y.len() / self.c_out;
-                out.extend_from_slice(&y);
+                items.push(y);
             }
+            let l_out = items.first().map_or(0, |y| y.len() / self.c_out);
+            // One item (the usual case) becomes the tensor without a copy.
+            let out = if items.len() == 1 {
+                items.pop().unwrap_or_default()
+            } else {
+                items.concat()
+            };
             Tensor::from_vec(out, (b, self.c_out, l_out), &Device::Cpu).map(Some)
         });
         match done {
             Some(Ok(Some(y))) => Ok(y),
             Some(Err(e)) => Err(e),
-            _ => self.conv.forward(x),
+            Some(Ok(None)) => candle_core::bail!(
+                "conv1d: {t} input samples, fewer than the kernel's span of {}",
+                self.cfg.dilation * (self.kernel - 1) + 1 - 2 * self.cfg.padding
+            ),
+            None => candle_core::bail!(
+                "conv1d: weights packed for f32 on the CPU, input is {:?} on {:?}",
+                x.dtype(),
+                x.device().location()
+            ),
         }
+    }
+}
+
+impl Module for GemmConv1d {
+    /// `x` [B, Cin, T] → [B, Cout, T'], the same values as the candle layer up to the
+    /// order of the float sums.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_layer(x)
     }
 }
 
@@ -256,6 +329,11 @@ mod tests {
             (1, 20, 22, 1100, 1, 1, 0, false),
             (1, 12, 6, 900, 5, 2, 0, true),
             (1, 4, 4, 10, 7, 1, 3, true),
+            // Padding wider than the input: every tile at an edge.
+            (1, 6, 5, 3, 11, 5, 25, true),
+            // Interior tiles read the input in place, the two ends are copied.
+            (1, 8, 8, 2000, 11, 5, 25, true),
+            (3, 5, 7, 600, 3, 1, 1, true),
         ];
         for (b, ci, co, t, k, d, p, with_bias) in cases {
             let w = Tensor::randn(0f32, 0.3, (co, ci, k), &dev)?;
@@ -277,6 +355,36 @@ mod tests {
             let diff = max_diff(&got, &want)?;
             assert!(diff < 1e-4, "k {k} d {d} p {p}: {diff}");
         }
+        Ok(())
+    }
+
+    #[test]
+    fn residual_is_added_as_the_output_is_made() -> Result<()> {
+        let dev = Device::Cpu;
+        for (t, k, d, p) in [(3000, 7, 3, 9), (5, 11, 5, 25)] {
+            let w = Tensor::randn(0f32, 0.3, (6, 4, k), &dev)?;
+            let cfg = Conv1dConfig {
+                padding: p,
+                dilation: d,
+                ..Default::default()
+            };
+            let conv = Conv1d::new(w, Some(Tensor::randn(0f32, 1.0, 6, &dev)?), cfg);
+            let x = Tensor::randn(0f32, 1.0, (1, 4, t), &dev)?;
+            let want = conv.forward(&x)?;
+            let residual = Tensor::randn(0f32, 1.0, want.shape(), &dev)?;
+            let want = (want + &residual)?;
+            let got = GemmConv1d::new(conv)?.forward_add(&x, &residual)?;
+            assert!(max_diff(&got, &want)? < 1e-4);
+        }
+        // A residual of another shape is refused, not read out of bounds.
+        let conv = Conv1d::new(
+            Tensor::randn(0f32, 0.3, (6, 4, 3), &dev)?,
+            None,
+            Default::default(),
+        );
+        let x = Tensor::randn(0f32, 1.0, (1, 4, 50), &dev)?;
+        let wrong = Tensor::zeros((1, 6, 40), DType::F32, &dev)?;
+        assert!(GemmConv1d::new(conv)?.forward_add(&x, &wrong).is_err());
         Ok(())
     }
 

@@ -40,6 +40,28 @@ impl InstanceNorm1d {
     /// `gain · norm(x) + shift`, with `x` [B, C, T] and `gain`, `shift` [B, C]: the
     /// style modulation of AdaIN fused into the normalisation pass.
     pub fn forward_modulated(&self, x: &Tensor, gain: &Tensor, shift: &Tensor) -> Result<Tensor> {
+        self.modulated(x, gain, shift, None)
+    }
+
+    /// `snake(gain · norm(x) + shift, α)` (`alpha` [1, C, 1] or [C]) in the same pass,
+    /// without the normalised tensor in between.
+    pub fn forward_modulated_snake(
+        &self,
+        x: &Tensor,
+        gain: &Tensor,
+        shift: &Tensor,
+        alpha: &Tensor,
+    ) -> Result<Tensor> {
+        self.modulated(x, gain, shift, Some(alpha))
+    }
+
+    fn modulated(
+        &self,
+        x: &Tensor,
+        gain: &Tensor,
+        shift: &Tensor,
+        snake_alpha: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let (b, c, _) = x.dims3()?;
         let gain = gain.reshape((b, c))?;
         let shift = shift.reshape((b, c))?;
@@ -53,11 +75,28 @@ impl InstanceNorm1d {
                 .to_vec1::<f32>()?;
             let w = w.to_vec1::<f32>()?;
             let bias = bias.to_vec1::<f32>()?;
+            let alphas = match snake_alpha {
+                Some(a) => Some(a.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?),
+                None => None,
+            };
+            if alphas.as_ref().is_some_and(|a| a.len() != c) {
+                candle_core::bail!("snake: alphas for {c} channels expected");
+            }
             let out = with_cpu_f32(x, |data| {
-                normalize_rows(data, x, self.eps, |row| {
-                    let ch = row % c;
-                    (w[ch], bias[ch], g[row], s[row])
-                })
+                normalize_rows(
+                    data,
+                    x,
+                    self.eps,
+                    |row| {
+                        let ch = row % c;
+                        (w[ch], bias[ch], g[row], s[row])
+                    },
+                    |row, o| {
+                        if let Some(a) = &alphas {
+                            super::ops::snake_row_inplace(a[row % c], o);
+                        }
+                    },
+                )
             });
             if let Some(out) = out {
                 return out;
@@ -67,8 +106,13 @@ impl InstanceNorm1d {
         let y = y
             .broadcast_mul(&w.reshape((1, c, 1))?)?
             .broadcast_add(&bias.reshape((1, c, 1))?)?;
-        y.broadcast_mul(&gain.unsqueeze(2)?)?
-            .broadcast_add(&shift.unsqueeze(2)?)
+        let y = y
+            .broadcast_mul(&gain.unsqueeze(2)?)?
+            .broadcast_add(&shift.unsqueeze(2)?)?;
+        match snake_alpha {
+            Some(a) => super::ops::snake(&y, a),
+            None => Ok(y),
+        }
     }
 
     /// The per-channel affine weight and bias, 1 and 0 when the checkpoint has none.
@@ -102,6 +146,7 @@ fn normalize_rows(
     x: &Tensor,
     eps: f64,
     params: impl Fn(usize) -> (f32, f32, f32, f32) + Sync,
+    then: impl Fn(usize, &mut [f32]) + Sync,
 ) -> Result<Tensor> {
     let (_, _, t) = x.dims3()?;
     let mut out = vec![0f32; data.len()];
@@ -124,6 +169,7 @@ fn normalize_rows(
             for (o, &v) in o.iter_mut().zip(xs) {
                 *o = (v * alpha + beta) * gain + shift;
             }
+            then(row, o);
         });
     }
     Tensor::from_vec(out, x.shape(), x.device())
@@ -194,6 +240,27 @@ mod tests {
             .max(0)?
             .to_scalar::<f32>()?;
         assert!(diff < 1e-4, "{diff}");
+        Ok(())
+    }
+
+    #[test]
+    fn fused_snake_equals_snake_after_the_norm() -> Result<()> {
+        let dev = Device::Cpu;
+        let (c, t) = (4, 5_000);
+        let norm = InstanceNorm1d::load(empty_vb(), c)?;
+        let x = Tensor::randn(0f32, 2.0, (1, c, t), &dev)?;
+        let gain = Tensor::randn(1f32, 0.3, (1, c), &dev)?;
+        let shift = Tensor::randn(0f32, 0.3, (1, c), &dev)?;
+        // One channel's α·x beyond the vectorised sin's range takes the library path.
+        let alpha = Tensor::new(&[[[0.3f32], [1.0], [2.5], [9000.0]]], &dev)?;
+        let got = norm.forward_modulated_snake(&x, &gain, &shift, &alpha)?;
+        let want = super::super::ops::snake(&norm.forward_modulated(&x, &gain, &shift)?, &alpha)?;
+        let diff = (got - want)?
+            .abs()?
+            .flatten_all()?
+            .max(0)?
+            .to_scalar::<f32>()?;
+        assert!(diff < 1e-6, "{diff}");
         Ok(())
     }
 }

@@ -135,6 +135,43 @@ fn snake_row(a: f32, xs: &[f32], out: &mut [f32]) {
     snake_row_any(a, xs, out);
 }
 
+/// [`snake_row`] in place: `row = row + (1/α) · sin(α·row)²`.
+pub(crate) fn snake_row_inplace(a: f32, row: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+        unsafe { snake_row_inplace_avx2(a, row) };
+        return;
+    }
+    snake_row_inplace_any(a, row);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn snake_row_inplace_avx2(a: f32, row: &mut [f32]) {
+    snake_row_inplace_any(a, row);
+}
+
+#[inline(always)]
+fn snake_row_inplace_any(a: f32, row: &mut [f32]) {
+    let inv = 1.0 / a;
+    // The vectorised `sin` only where every |α·x| is in its range (NaN sorts above).
+    let widest = row
+        .iter()
+        .fold(0u32, |m, &v| m.max((a * v).to_bits() & 0x7fff_ffff));
+    if widest < FAST_SIN_LIMIT.to_bits() {
+        for v in row.iter_mut() {
+            let s = sin_reduced(a * *v);
+            *v += inv * (s * s);
+        }
+    } else {
+        for v in row.iter_mut() {
+            let s = (a * *v).sin();
+            *v += inv * (s * s);
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn snake_row_avx2(a: f32, xs: &[f32], out: &mut [f32]) {
