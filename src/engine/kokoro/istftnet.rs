@@ -11,8 +11,8 @@ use candle_nn::{Conv1d, ConvTranspose1d, ConvTranspose1dConfig, Linear, VarBuild
 use super::config::{IstftnetConfig, KokoroConfig};
 use crate::engine::nn::norm::InstanceNorm1d;
 use crate::engine::nn::ops::{
-    conv_transpose1d_trimmed, interpolate_linear, leaky_relu, reflection_pad1d, upsample_nearest2x,
-    DepthwiseConvTranspose1d,
+    add_scaled_into, conv_transpose1d_trimmed, interpolate_linear, leaky_relu, reflection_pad1d,
+    upsample_nearest2x, DepthwiseConvTranspose1d,
 };
 use crate::engine::nn::stft::Stft;
 use crate::engine::nn::{conv1d, conv_cfg, conv_transpose1d, resblock_convs, GemmConv1d};
@@ -567,16 +567,24 @@ impl Generator {
             }
             x = (x + x_source)?;
             let blocks = &self.resblocks[i * self.num_kernels..(i + 1) * self.num_kernels];
+            // The mean of the blocks' outputs, summed into the first one's buffer.
             let mut xs: Option<Tensor> = None;
-            for block in blocks {
+            let last_block = blocks.len().saturating_sub(1);
+            for (b, block) in blocks.iter().enumerate() {
                 let y = block.forward(&x, s)?;
+                let scale = if b == last_block {
+                    1.0 / self.num_kernels as f32
+                } else {
+                    1.0
+                };
                 xs = Some(match xs {
+                    None if b == last_block => (y * f64::from(scale))?,
                     None => y,
-                    Some(acc) => (acc + y)?,
+                    Some(acc) => add_scaled_into(acc, &y, scale)?,
                 });
             }
             if let Some(xs) = xs {
-                x = (xs / self.num_kernels as f64)?;
+                x = xs;
             }
         }
         self.conv_post.forward(&leaky_relu(&x, POST_SLOPE)?)

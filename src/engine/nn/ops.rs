@@ -118,6 +118,69 @@ pub fn snake(x: &Tensor, alpha: &Tensor) -> Result<Tensor> {
     x + s.broadcast_mul(&a.recip()?)?
 }
 
+/// `acc = (acc + y) · scale` in place when both are contiguous f32 CPU tensors of one
+/// shape (no third activation alive); a new tensor otherwise. `acc` must not share its
+/// storage with another tensor still in use (a layer's fresh output).
+pub fn add_scaled_into(acc: Tensor, y: &Tensor, scale: f32) -> Result<Tensor> {
+    struct AddScaled(f32);
+    impl candle_core::InplaceOp2 for AddScaled {
+        fn name(&self) -> &'static str {
+            "add-scaled-into"
+        }
+        fn cpu_fwd(
+            &self,
+            s1: &mut CpuStorage,
+            l1: &candle_core::Layout,
+            s2: &CpuStorage,
+            l2: &candle_core::Layout,
+        ) -> Result<()> {
+            let (CpuStorage::F32(a), CpuStorage::F32(b)) = (s1, s2) else {
+                candle_core::bail!("add-scaled-into: f32 only");
+            };
+            let (Some((a0, a1)), Some((b0, b1))) =
+                (l1.contiguous_offsets(), l2.contiguous_offsets())
+            else {
+                candle_core::bail!("add-scaled-into: contiguous tensors only");
+            };
+            for (a, &b) in a[a0..a1].iter_mut().zip(&b[b0..b1]) {
+                *a = (*a + b) * self.0;
+            }
+            Ok(())
+        }
+    }
+    let fits = acc.device().is_cpu()
+        && acc.dtype() == DType::F32
+        && y.dtype() == DType::F32
+        && acc.shape() == y.shape()
+        && acc.is_contiguous()
+        && y.is_contiguous();
+    if fits {
+        acc.inplace_op2(y, &AddScaled(scale))?;
+        Ok(acc)
+    } else {
+        (acc + y)? * f64::from(scale)
+    }
+}
+
+#[cfg(test)]
+mod add_tests {
+    #[test]
+    fn adds_in_place_or_not() -> candle_core::Result<()> {
+        use candle_core::{Device, Tensor};
+        let dev = Device::Cpu;
+        let a = Tensor::new(&[1f32, 2.0, 3.0], &dev)?;
+        let b = Tensor::new(&[10f32, 20.0, 30.0], &dev)?;
+        let got = super::add_scaled_into(a, &b, 0.5)?;
+        assert_eq!(got.to_vec1::<f32>()?, [5.5, 11.0, 16.5]);
+        // Not contiguous: a new tensor, same values.
+        let a = Tensor::new(&[[1f32, 2.0], [3.0, 4.0]], &dev)?.t()?;
+        let b = Tensor::new(&[[1f32, 1.0], [1.0, 1.0]], &dev)?;
+        let got = super::add_scaled_into(a, &b, 1.0)?;
+        assert_eq!(got.to_vec2::<f32>()?, [[2.0, 4.0], [3.0, 5.0]]);
+        Ok(())
+    }
+}
+
 /// Arguments of `sin` up to this size take the vectorised path; its three-part π/2
 /// reduction is exact there (larger ones, and NaN, go to the library `sin`).
 const FAST_SIN_LIMIT: f32 = 8192.0;
