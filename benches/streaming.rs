@@ -7,9 +7,10 @@
 //! Always measures the tiny Kokoro checkpoint of the test fixtures; with
 //! `VOXPOOL_BENCH_MODELS` (a models folder holding a full-size Kokoro, e.g. the real
 //! weights prepared by `tools/realweights/prepare.sh`, or random ones) the full-size
-//! model too. The input is ~300 characters whose first sentence is short: streamed
-//! formats (`mp3`, `pcm`, SSE) send it as soon as it is spoken; `wav` and `flac` are
-//! sent whole. Medians of `VOXPOOL_BENCH_RUNS` (default 5) runs.
+//! model too. The input is ~300 characters whose first sentence is short: every
+//! format (and SSE) sends it as soon as it is spoken, and "whole" is when the last
+//! byte arrives, what a client that waits for the full file gets. Medians of
+//! `VOXPOOL_BENCH_RUNS` (default 5) runs.
 
 mod common;
 
@@ -102,9 +103,11 @@ async fn measure(label: &str, models: &Path, voice: &str, runs: usize) {
     for (format, sse, name) in [
         ("pcm", false, "pcm (chunked)"),
         ("mp3", false, "mp3 (chunked)"),
+        ("opus", false, "opus (chunked)"),
+        ("aac", false, "aac (chunked)"),
+        ("wav", false, "wav (chunked)"),
+        ("flac", false, "flac (chunked)"),
         ("pcm", true, "pcm (SSE)"),
-        ("wav", false, "wav (whole)"),
-        ("flac", false, "flac (whole)"),
     ] {
         let mut firsts = Vec::new();
         let mut totals = Vec::new();
@@ -165,6 +168,8 @@ async fn main() {
     println!("\nEncoders, {seconds} s of 24 kHz mono:");
     for format in [
         AudioFormat::Mp3,
+        AudioFormat::Opus,
+        AudioFormat::Aac,
         AudioFormat::Flac,
         AudioFormat::Wav,
         AudioFormat::Pcm,
