@@ -129,7 +129,7 @@ impl GemmConv1d {
                 // (row stride `l_out`), and tiles are split between threads without
                 // overlap; `out` outlives the scope that runs this closure. `src` holds
                 // `c_in` rows of `stride` columns and `from + width ≤ stride`.
-                unsafe { self.tile(src, stride, from, out_ptr.at(t0), l_out, t0, n, add) };
+                unsafe { self.tile((src, stride, from), out_ptr.at(t0), l_out, t0, n, add) };
             }
         };
         if threads == 1 {
@@ -157,9 +157,7 @@ impl GemmConv1d {
     /// `from .. from + n + dilation·(k − 1)` are the padded input of these outputs.
     unsafe fn tile(
         &self,
-        src: &[f32],
-        stride: usize,
-        from: usize,
+        (src, stride, from): (&[f32], usize, usize),
         dst: *mut f32,
         l_out: usize,
         t0: usize,
