@@ -47,7 +47,9 @@ async fn two_hundred_requests_while_models_are_unloaded_every_200_ms() {
         assert_eq!(srv.post("/model/unload", json!({"model": m})).await.0, 200);
     }
     let baseline = rss_bytes();
-    srv.knobs.synth_delay_ms.store(20, Ordering::SeqCst);
+    // 200 requests, 16 at a time per model, 250 ms each: over a second, time for
+    // several unloads even in an optimised build.
+    srv.knobs.synth_delay_ms.store(250, Ordering::SeqCst);
 
     let stop = Arc::new(AtomicBool::new(false));
     let churn = {
