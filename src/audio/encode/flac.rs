@@ -79,12 +79,11 @@ impl FlacStream {
         self.pending.extend(to_pcm(samples));
         let mut out = self.header();
         let size = self.config.block_size;
-        let whole_blocks = self.pending.len() / size * size;
-        let pending = std::mem::take(&mut self.pending);
-        for block in pending[..whole_blocks].chunks(size) {
+        let mut blocks = std::mem::take(&mut self.pending);
+        self.pending = blocks.split_off(blocks.len() / size * size);
+        for block in blocks.chunks(size) {
             self.frame(block, &mut out)?;
         }
-        self.pending = pending[whole_blocks..].to_vec();
         Ok(out)
     }
 

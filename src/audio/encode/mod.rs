@@ -102,6 +102,14 @@ pub fn encode(
     }
 }
 
+/// Samples as 16-bit little-endian PCM bytes (the `pcm` format and WAV's data).
+pub(crate) fn s16le(samples: &[f32]) -> Vec<u8> {
+    samples
+        .iter()
+        .flat_map(|&s| to_i16(s).to_le_bytes())
+        .collect()
+}
+
 /// f32 in [-1, 1] to 16-bit PCM, clamping anything outside.
 pub(crate) fn to_i16(sample: f32) -> i16 {
     let s = if sample.is_finite() {

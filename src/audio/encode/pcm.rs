@@ -1,6 +1,6 @@
 //! Raw 24 kHz signed 16-bit little-endian mono, as OpenAI's `pcm` format.
 
-use super::{to_i16, AudioError};
+use super::{s16le, AudioError};
 
 /// The only rate OpenAI clients expect for raw PCM; other rates are resampled.
 pub const PCM_RATE: u32 = 24_000;
@@ -13,10 +13,7 @@ pub fn encode(samples: &[f32], sample_rate: u32) -> Result<Vec<u8>, AudioError> 
         resampled = crate::audio::clip::resample(samples, sample_rate, PCM_RATE);
         &resampled
     };
-    Ok(samples
-        .iter()
-        .flat_map(|&s| to_i16(s).to_le_bytes())
-        .collect())
+    Ok(s16le(samples))
 }
 
 #[cfg(test)]

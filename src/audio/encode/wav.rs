@@ -2,7 +2,7 @@
 
 use std::io::Cursor;
 
-use super::{to_i16, AudioError};
+use super::{s16le, to_i16, AudioError};
 
 pub fn encode(samples: &[f32], sample_rate: u32) -> Result<Vec<u8>, AudioError> {
     let spec = hound::WavSpec {
@@ -49,7 +49,7 @@ impl WavStream {
             out.extend(streaming_header(self.sample_rate));
             self.header_sent = true;
         }
-        out.extend(samples.iter().flat_map(|&s| to_i16(s).to_le_bytes()));
+        out.extend(s16le(samples));
         out
     }
 

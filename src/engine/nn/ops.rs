@@ -104,10 +104,8 @@ pub fn snake(x: &Tensor, alpha: &Tensor) -> Result<Tensor> {
     if x.device().is_cpu() && x.dtype() == DType::F32 {
         let a = alpha.to_vec1::<f32>()?;
         if let Some(out) = with_cpu_f32(x, |data| {
-            let mut out = vec![0f32; data.len()];
-            fill_chunks(&mut out, t, |row, o| {
-                snake_row(a[row % c], &data[row * t..(row + 1) * t], o);
-            });
+            let mut out = data.to_vec();
+            fill_chunks(&mut out, t, |row, o| snake_row_inplace(a[row % c], o));
             Tensor::from_vec(out, x.shape(), x.device())
         }) {
             return out;
@@ -162,43 +160,14 @@ pub fn add_scaled_into(acc: Tensor, y: &Tensor, scale: f32) -> Result<Tensor> {
     }
 }
 
-#[cfg(test)]
-mod add_tests {
-    #[test]
-    fn adds_in_place_or_not() -> candle_core::Result<()> {
-        use candle_core::{Device, Tensor};
-        let dev = Device::Cpu;
-        let a = Tensor::new(&[1f32, 2.0, 3.0], &dev)?;
-        let b = Tensor::new(&[10f32, 20.0, 30.0], &dev)?;
-        let got = super::add_scaled_into(a, &b, 0.5)?;
-        assert_eq!(got.to_vec1::<f32>()?, [5.5, 11.0, 16.5]);
-        // Not contiguous: a new tensor, same values.
-        let a = Tensor::new(&[[1f32, 2.0], [3.0, 4.0]], &dev)?.t()?;
-        let b = Tensor::new(&[[1f32, 1.0], [1.0, 1.0]], &dev)?;
-        let got = super::add_scaled_into(a, &b, 1.0)?;
-        assert_eq!(got.to_vec2::<f32>()?, [[2.0, 4.0], [3.0, 5.0]]);
-        Ok(())
-    }
-}
-
 /// Arguments of `sin` up to this size take the vectorised path; its three-part π/2
 /// reduction is exact there (larger ones, and NaN, go to the library `sin`).
 const FAST_SIN_LIMIT: f32 = 8192.0;
 
-/// One channel of [`snake`]: `out = x + (1/α) · sin(α·x)²`, with a `sin` that the
-/// compiler vectorises (the library `sinf` is a scalar call per value and was a tenth
-/// of the generator's time). Within 2 ulp of `sinf` on the reduced range.
-fn snake_row(a: f32, xs: &[f32], out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-        unsafe { snake_row_avx2(a, xs, out) };
-        return;
-    }
-    snake_row_any(a, xs, out);
-}
-
-/// [`snake_row`] in place: `row = row + (1/α) · sin(α·row)²`.
+/// One channel of [`snake`] in place: `row = row + (1/α) · sin(α·row)²`, with a `sin`
+/// that the compiler vectorises (the library `sinf` is a scalar call per value and was
+/// a tenth of the generator's time), within 2 ulp of `sinf` on the reduced range; a
+/// row with any |α·x| beyond that range (or NaN) takes the library `sin`.
 pub(crate) fn snake_row_inplace(a: f32, row: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
@@ -231,34 +200,6 @@ fn snake_row_inplace_any(a: f32, row: &mut [f32]) {
         for v in row.iter_mut() {
             let s = (a * *v).sin();
             *v += inv * (s * s);
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn snake_row_avx2(a: f32, xs: &[f32], out: &mut [f32]) {
-    snake_row_any(a, xs, out);
-}
-
-#[inline(always)]
-fn snake_row_any(a: f32, xs: &[f32], out: &mut [f32]) {
-    let inv = 1.0 / a;
-    // Largest |α·x| as bits (NaN sorts above infinity), a reduction that vectorises.
-    let mut widest = 0u32;
-    for (o, &v) in out.iter_mut().zip(xs) {
-        let y = a * v;
-        widest = widest.max(y.to_bits() & 0x7fff_ffff);
-        let s = sin_reduced(y);
-        *o = v + inv * (s * s);
-    }
-    if widest >= FAST_SIN_LIMIT.to_bits() {
-        for (o, &v) in out.iter_mut().zip(xs) {
-            let y = a * v;
-            if y.abs() >= FAST_SIN_LIMIT || y.is_nan() {
-                let s = y.sin();
-                *o = v + inv * (s * s);
-            }
         }
     }
 }
@@ -647,14 +588,29 @@ mod tests {
     }
 
     #[test]
+    fn adds_in_place_or_not() -> candle_core::Result<()> {
+        let dev = Device::Cpu;
+        let a = Tensor::new(&[1f32, 2.0, 3.0], &dev)?;
+        let b = Tensor::new(&[10f32, 20.0, 30.0], &dev)?;
+        let got = super::add_scaled_into(a, &b, 0.5)?;
+        assert_eq!(got.to_vec1::<f32>()?, [5.5, 11.0, 16.5]);
+        // Not contiguous: a new tensor, same values.
+        let a = Tensor::new(&[[1f32, 2.0], [3.0, 4.0]], &dev)?.t()?;
+        let b = Tensor::new(&[[1f32, 1.0], [1.0, 1.0]], &dev)?;
+        let got = super::add_scaled_into(a, &b, 1.0)?;
+        assert_eq!(got.to_vec2::<f32>()?, [[2.0, 4.0], [3.0, 5.0]]);
+        Ok(())
+    }
+
+    #[test]
     fn snake_rows_match_the_reference_formula_including_large_and_nan_inputs() {
         let xs: Vec<f32> = (0..5000)
             .map(|i| ((i as f32) * 0.37).sin() * 20.0)
             .chain([1e5, -3e4, f32::NAN, f32::INFINITY, 0.0])
             .collect();
         for a in [0.3f32, 1.0, 7.5] {
-            let mut got = vec![0f32; xs.len()];
-            snake_row(a, &xs, &mut got);
+            let mut got = xs.clone();
+            snake_row_inplace(a, &mut got);
             for (&g, &v) in got.iter().zip(&xs) {
                 let s = (a * v).sin();
                 let want = v + (1.0 / a) * (s * s);
