@@ -172,6 +172,12 @@ impl SharedOut {
 /// Softmax over each row of `n` values, in place.
 fn softmax_rows(s: &mut [f32], n: usize) {
     #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU supports AVX-512F, checked just above.
+        unsafe { softmax_rows_avx512(s, n) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
         // SAFETY: the CPU supports AVX2 and FMA, checked just above.
         unsafe { softmax_rows_avx2(s, n) };
@@ -186,11 +192,18 @@ unsafe fn softmax_rows_avx2(s: &mut [f32], n: usize) {
     softmax_rows_any(s, n);
 }
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn softmax_rows_avx512(s: &mut [f32], n: usize) {
+    softmax_rows_any(s, n);
+}
+
 #[inline(always)]
 fn softmax_rows_any(s: &mut [f32], n: usize) {
     for row in s.chunks_exact_mut(n) {
-        // Eight lanes for the maximum and the sum, so that both loops vectorise.
-        let (body, tail) = row.split_at_mut(n - n % 8);
+        // Eight lanes for the maximum and the sum, so that both loops vectorise; the
+        // exponentials are a plain map, which vectorises on its own.
+        let (body, tail) = row.split_at(n - n % 8);
         let mut lanes = [f32::NEG_INFINITY; 8];
         for c in body.chunks_exact(8) {
             for (m, &x) in lanes.iter_mut().zip(c) {
@@ -201,18 +214,17 @@ fn softmax_rows_any(s: &mut [f32], n: usize) {
             .iter()
             .chain(tail.iter())
             .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        for x in row.iter_mut() {
+            *x = exp_f32(*x - max);
+        }
+        let (body, tail) = row.split_at(n - n % 8);
         let mut sums = [0f32; 8];
-        for c in body.chunks_exact_mut(8) {
-            for (acc, x) in sums.iter_mut().zip(c) {
-                *x = exp_f32(*x - max);
-                *acc += *x;
+        for c in body.chunks_exact(8) {
+            for (acc, &x) in sums.iter_mut().zip(c) {
+                *acc += x;
             }
         }
-        let mut sum = sums.iter().sum::<f32>();
-        for x in tail.iter_mut() {
-            *x = exp_f32(*x - max);
-            sum += *x;
-        }
+        let sum = sums.iter().chain(tail.iter()).sum::<f32>();
         let inv = 1.0 / sum;
         for x in row.iter_mut() {
             *x *= inv;

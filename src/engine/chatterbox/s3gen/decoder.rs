@@ -13,18 +13,16 @@ use candle_nn::{
 use super::config::S3GenConfig;
 use super::matcha::decoder::{SinusoidalPosEmb, TimestepEmbedding};
 use super::matcha::transformer::BasicTransformerBlock;
-use crate::engine::nn::ops::{fill_chunks, with_cpu_f32};
+use crate::engine::nn::ops::{fill_chunks, map_slice, mish_f32, with_cpu_f32};
 use crate::engine::nn::GemmConv1d;
 
-/// `nn.Mish`: `x · tanh(softplus(x))`.
+/// `nn.Mish`: `x · tanh(softplus(x))` (see [`mish_f32`]).
 pub fn mish(x: &Tensor) -> Result<Tensor> {
     let fast = with_cpu_f32(x, |data| {
         let mut out = vec![0f32; data.len()];
         let chunk = 1 << 14;
         fill_chunks(&mut out, chunk, |i, o| {
-            for (o, &v) in o.iter_mut().zip(&data[i * chunk..]) {
-                *o = v * v.exp().ln_1p().tanh();
-            }
+            map_slice(&data[i * chunk..i * chunk + o.len()], o, mish_f32);
         });
         Tensor::from_vec(out, x.shape(), x.device())
     });
