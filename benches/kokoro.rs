@@ -35,6 +35,8 @@ fn token_ids(n: usize) -> Vec<u32> {
 }
 
 fn main() -> candle_core::Result<()> {
+    // As the server does (see its `main`).
+    voxpool::engine::nn::quiet_idle_workers();
     let weights = std::env::var("KOKORO_FULL")
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from("/tmp/kokoro-full/full.safetensors"));

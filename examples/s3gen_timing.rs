@@ -135,6 +135,8 @@ fn whole_flow(dir: &str) -> Result<()> {
 }
 
 fn main() -> Result<()> {
+    // As the server does (see its `main`).
+    voxpool::engine::nn::quiet_idle_workers();
     voxpool::engine::nn::reuse_freed_heap();
     println!(
         "threads {}, load average {}",

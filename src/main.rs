@@ -5,6 +5,8 @@ use tracing_subscriber::EnvFilter;
 use voxpool::config::{Cli, Command, Config, LogFormat};
 
 fn main() -> ExitCode {
+    // Before any thread starts: it sets an environment variable.
+    voxpool::engine::nn::quiet_idle_workers();
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Openapi) => {

@@ -6,7 +6,7 @@
 
 use candle_core::{CpuStorage, DType, Result, Storage, Tensor};
 
-use super::ops::exp_f32;
+use super::ops::{exp_f32, simd_dispatch};
 
 /// Query rows per work item: 192 rows of scores against 700 keys (250 prompt + 100
 /// speech tokens) are 525 KB, which stays in a 1 MB L2 cache; fewer rows repack the
@@ -169,33 +169,9 @@ impl SharedOut {
     }
 }
 
-/// Softmax over each row of `n` values, in place.
-fn softmax_rows(s: &mut [f32], n: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU supports AVX-512F, checked just above.
-        unsafe { softmax_rows_avx512(s, n) };
-        return;
-    }
-    #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-        unsafe { softmax_rows_avx2(s, n) };
-        return;
-    }
-    softmax_rows_any(s, n);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn softmax_rows_avx2(s: &mut [f32], n: usize) {
-    softmax_rows_any(s, n);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn softmax_rows_avx512(s: &mut [f32], n: usize) {
-    softmax_rows_any(s, n);
+simd_dispatch! {
+    /// Softmax over each row of `n` values, in place.
+    fn softmax_rows(s: &mut [f32], n: usize) => softmax_rows_any
 }
 
 #[inline(always)]

@@ -15,6 +15,25 @@ pub mod norm;
 pub mod ops;
 pub mod stft;
 
+/// The environment variable with which candle's CPU worker threads are told how long
+/// to spin for more work before they sleep.
+pub const WORKER_SPIN_ENV: &str = "CANDLE_BARRIER_POOL_SPIN_LIMIT";
+/// voxpool's default for it (candle's own is 25 000).
+const WORKER_SPIN_LIMIT: &str = "100";
+
+/// Lets candle's CPU worker threads sleep soon after their work runs out, unless
+/// `CANDLE_BARRIER_POOL_SPIN_LIMIT` is set. Candle's default keeps them spinning for
+/// 25 000 rounds after every operation, on the same cores the matrix products' worker
+/// threads then need: on 2 cores that made Chatterbox's S3Gen flow ~20% slower and
+/// T3 no faster (`cargo bench --bench chatterbox`); Kokoro is unaffected. It sets an
+/// environment variable, so it must run before any other thread starts (the start
+/// of `main`).
+pub fn quiet_idle_workers() {
+    if std::env::var_os(WORKER_SPIN_ENV).is_none() {
+        std::env::set_var(WORKER_SPIN_ENV, WORKER_SPIN_LIMIT);
+    }
+}
+
 /// Bytes of freed heap glibc may keep for reuse before returning them to the system.
 const KEEP_FREED_BYTES: libc::c_int = 1 << 30;
 

@@ -8,6 +8,39 @@
 use candle_core::{CpuStorage, DType, Device, Result, Storage, Tensor};
 use candle_nn::{ConvTranspose1d, ConvTranspose1dConfig};
 
+/// Defines `fn $name(args) -> ret` that runs `$body(args)` compiled for AVX-512 when
+/// the CPU has it, else for AVX2 with FMA, else as built, so that the loops in it
+/// vectorise for the widest vectors there are (the build targets baseline x86-64).
+/// `$body` must be `#[inline(always)]`, to be compiled into each variant.
+macro_rules! simd_dispatch {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? => $body:path) => {
+        $(#[$meta])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                unsafe fn wide($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn narrow($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
+                if is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU supports AVX-512F, checked just above.
+                    return unsafe { wide($($arg),*) };
+                }
+                if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+                    return unsafe { narrow($($arg),*) };
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+pub(crate) use simd_dispatch;
+
 /// Below this many values an op runs on the calling thread: starting threads costs
 /// more than it saves.
 const PARALLEL_MIN: usize = 1 << 16;
@@ -164,24 +197,12 @@ pub fn add_scaled_into(acc: Tensor, y: &Tensor, scale: f32) -> Result<Tensor> {
 /// reduction is exact there (larger ones, and NaN, go to the library `sin`).
 const FAST_SIN_LIMIT: f32 = 8192.0;
 
-/// One channel of [`snake`] in place: `row = row + (1/α) · sin(α·row)²`, with a `sin`
-/// that the compiler vectorises (the library `sinf` is a scalar call per value and was
-/// a tenth of the generator's time), within 2 ulp of `sinf` on the reduced range; a
-/// row with any |α·x| beyond that range (or NaN) takes the library `sin`.
-pub(crate) fn snake_row_inplace(a: f32, row: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-        unsafe { snake_row_inplace_avx2(a, row) };
-        return;
-    }
-    snake_row_inplace_any(a, row);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn snake_row_inplace_avx2(a: f32, row: &mut [f32]) {
-    snake_row_inplace_any(a, row);
+simd_dispatch! {
+    /// One channel of [`snake`] in place: `row = row + (1/α) · sin(α·row)²`, with a
+    /// `sin` that the compiler vectorises (the library `sinf` is a scalar call per value
+    /// and was a tenth of the generator's time), within 2 ulp of `sinf` on the reduced
+    /// range; a row with any |α·x| beyond that range (or NaN) takes the library `sin`.
+    pub(crate) fn snake_row_inplace(a: f32, row: &mut [f32]) => snake_row_inplace_any
 }
 
 #[inline(always)]
@@ -247,39 +268,33 @@ fn gelu_erf_slice(xs: &[f32], out: &mut [f32]) {
     map_slice(xs, out, gelu_erf_f32);
 }
 
-/// `out[i] = f(xs[i])`, compiled for AVX-512 or for AVX2 with FMA when the CPU has
-/// them, so that a branch-free `f` (such as [`exp_f32`]) runs on the widest vectors.
-pub(crate) fn map_slice(xs: &[f32], out: &mut [f32], f: impl Fn(f32) -> f32) {
+/// `out[i] = f(xs[i])`, compiled for the widest vectors the CPU has (as
+/// [`simd_dispatch`]), so that a branch-free `f` (such as [`exp_f32`]) runs on them.
+pub(crate) fn map_slice<F: Fn(f32) -> f32>(xs: &[f32], out: &mut [f32], f: F) {
     #[cfg(target_arch = "x86_64")]
     {
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        unsafe fn wide<F: Fn(f32) -> f32>(xs: &[f32], out: &mut [f32], f: F) {
+            map_slice_any(xs, out, f);
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn narrow<F: Fn(f32) -> f32>(xs: &[f32], out: &mut [f32], f: F) {
+            map_slice_any(xs, out, f);
+        }
         if is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU supports AVX-512F, checked just above.
-            unsafe { map_slice_avx512(xs, out, f) };
-            return;
+            return unsafe { wide(xs, out, f) };
         }
         if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
             // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-            unsafe { map_slice_avx2(xs, out, f) };
-            return;
+            return unsafe { narrow(xs, out, f) };
         }
     }
     map_slice_any(xs, out, f);
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn map_slice_avx512(xs: &[f32], out: &mut [f32], f: impl Fn(f32) -> f32) {
-    map_slice_any(xs, out, f);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn map_slice_avx2(xs: &[f32], out: &mut [f32], f: impl Fn(f32) -> f32) {
-    map_slice_any(xs, out, f);
-}
-
 #[inline(always)]
-fn map_slice_any(xs: &[f32], out: &mut [f32], f: impl Fn(f32) -> f32) {
+fn map_slice_any<F: Fn(f32) -> f32>(xs: &[f32], out: &mut [f32], f: F) {
     for (o, &v) in out.iter_mut().zip(xs) {
         *o = f(v);
     }

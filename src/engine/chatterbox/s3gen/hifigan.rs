@@ -388,6 +388,7 @@ pub struct HiFTGenerator {
 impl HiFTGenerator {
     /// `vb` at the vocoder's weights (`mel2wav` in `s3gen_meanflow.safetensors`).
     pub fn load(vb: VarBuilder, cfg: &HiFTConfig) -> Result<Self> {
+        crate::engine::nn::reuse_freed_heap();
         let rates = &cfg.upsample_rates;
         let n_ups = rates.len();
         if rates.is_empty()

@@ -52,6 +52,7 @@ impl S3Token2Mel {
     /// Loads `flow.*` from an S3Gen checkpoint (`s3gen_meanflow.safetensors`);
     /// unsupported settings in `cfg` are an error.
     pub fn load(vb: VarBuilder, cfg: &S3GenConfig) -> Result<Self> {
+        crate::engine::nn::reuse_freed_heap();
         Ok(Self {
             flow: CausalMaskedDiffWithXvec::load(vb.pp("flow"), cfg)?,
         })
