@@ -8,7 +8,9 @@
 //! loaded.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{embedding, layer_norm, linear, Embedding, LayerNorm, Linear, VarBuilder};
+use candle_nn::{embedding, layer_norm, linear, Embedding, LayerNorm, VarBuilder};
+
+use crate::engine::nn::TransposedLinear;
 
 use super::config::PlbertConfig;
 
@@ -64,10 +66,10 @@ impl AlbertEmbeddings {
 #[allow(non_snake_case)]
 #[derive(Debug, Clone)]
 pub struct AlbertAttention {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    dense: Linear,
+    query: TransposedLinear,
+    key: TransposedLinear,
+    value: TransposedLinear,
+    dense: TransposedLinear,
     LayerNorm: LayerNorm,
     num_attention_heads: usize,
     attention_head_size: usize,
@@ -83,10 +85,10 @@ impl AlbertAttention {
             );
         }
         Ok(Self {
-            query: linear(h, h, vb.pp("query"))?,
-            key: linear(h, h, vb.pp("key"))?,
-            value: linear(h, h, vb.pp("value"))?,
-            dense: linear(h, h, vb.pp("dense"))?,
+            query: TransposedLinear::new(linear(h, h, vb.pp("query"))?)?,
+            key: TransposedLinear::new(linear(h, h, vb.pp("key"))?)?,
+            value: TransposedLinear::new(linear(h, h, vb.pp("value"))?)?,
+            dense: TransposedLinear::new(linear(h, h, vb.pp("dense"))?)?,
             LayerNorm: layer_norm(h, cfg.layer_norm_eps, vb.pp("LayerNorm"))?,
             num_attention_heads: cfg.num_attention_heads,
             attention_head_size: h / cfg.num_attention_heads,
@@ -97,7 +99,7 @@ impl AlbertAttention {
     /// key may be attended, a large negative value where not).
     pub fn forward(&self, x: &Tensor, mask_bias: Option<&Tensor>) -> Result<Tensor> {
         let (b, t, h) = x.dims3()?;
-        let heads = |lin: &Linear| {
+        let heads = |lin: &TransposedLinear| {
             lin.forward(x)?
                 .reshape((b, t, self.num_attention_heads, self.attention_head_size))?
                 .transpose(1, 2)?
@@ -125,8 +127,8 @@ impl AlbertAttention {
 pub struct AlbertLayer {
     full_layer_layer_norm: LayerNorm,
     attention: AlbertAttention,
-    ffn: Linear,
-    ffn_output: Linear,
+    ffn: TransposedLinear,
+    ffn_output: TransposedLinear,
 }
 
 impl AlbertLayer {
@@ -139,8 +141,8 @@ impl AlbertLayer {
                 vb.pp("full_layer_layer_norm"),
             )?,
             attention: AlbertAttention::load(vb.pp("attention"), cfg)?,
-            ffn: linear(h, i, vb.pp("ffn"))?,
-            ffn_output: linear(i, h, vb.pp("ffn_output"))?,
+            ffn: TransposedLinear::new(linear(h, i, vb.pp("ffn"))?)?,
+            ffn_output: TransposedLinear::new(linear(i, h, vb.pp("ffn_output"))?)?,
         })
     }
 
@@ -182,7 +184,7 @@ impl AlbertLayerGroup {
 /// (`num_hidden_groups` = 1: the one group is shared by every layer).
 #[derive(Debug, Clone)]
 pub struct AlbertTransformer {
-    embedding_hidden_mapping_in: Linear,
+    embedding_hidden_mapping_in: TransposedLinear,
     albert_layer_groups: Vec<AlbertLayerGroup>,
     num_hidden_layers: usize,
 }
@@ -190,11 +192,11 @@ pub struct AlbertTransformer {
 impl AlbertTransformer {
     pub fn load(vb: VarBuilder, cfg: &PlbertConfig) -> Result<Self> {
         Ok(Self {
-            embedding_hidden_mapping_in: linear(
+            embedding_hidden_mapping_in: TransposedLinear::new(linear(
                 cfg.embedding_size,
                 cfg.hidden_size,
                 vb.pp("embedding_hidden_mapping_in"),
-            )?,
+            )?)?,
             albert_layer_groups: vec![AlbertLayerGroup::load(
                 vb.pp("albert_layer_groups").pp(0),
                 cfg,

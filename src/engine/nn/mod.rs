@@ -9,6 +9,8 @@ pub use weight_norm::{
 pub mod attention;
 pub mod conv;
 pub use conv::GemmConv1d;
+pub mod linear;
+pub use linear::TransposedLinear;
 pub mod lstm;
 pub use lstm::Lstm;
 pub mod norm;
