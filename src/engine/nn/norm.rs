@@ -3,7 +3,7 @@
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::ops::{fill_chunks, with_cpu_f32};
+use super::ops::{fill_chunks, simd_dispatch, with_cpu_f32};
 
 const INSTANCE_NORM_EPS: f64 = 1e-5;
 
@@ -153,26 +153,56 @@ fn normalize_rows(
     if t > 0 {
         fill_chunks(&mut out, t, |row, o| {
             let xs = &data[row * t..(row + 1) * t];
-            let sum: f64 = xs.iter().map(|&v| f64::from(v)).sum();
-            let mean = (sum / t as f64) as f32;
-            let var_sum: f64 = xs
-                .iter()
-                .map(|&v| {
-                    let d = v - mean;
-                    f64::from(d * d)
-                })
-                .sum();
-            let inv_std = (1.0 / (var_sum / t as f64 + eps).sqrt()) as f32;
             let (w, bias, gain, shift) = params(row);
-            let alpha = inv_std * w;
-            let beta = bias - mean * alpha;
-            for (o, &v) in o.iter_mut().zip(xs) {
-                *o = (v * alpha + beta) * gain + shift;
-            }
+            normalize_row(xs, o, eps, (w, bias, gain, shift));
             then(row, o);
         });
     }
     Tensor::from_vec(out, x.shape(), x.device())
+}
+
+simd_dispatch! {
+    /// One row of [`normalize_rows`]: its statistics, then `o = (x·α + β)·gain + shift`.
+    fn normalize_row(xs: &[f32], o: &mut [f32], eps: f64, p: (f32, f32, f32, f32)) => normalize_row_any
+}
+
+#[inline(always)]
+fn normalize_row_any(
+    xs: &[f32],
+    o: &mut [f32],
+    eps: f64,
+    (w, bias, gain, shift): (f32, f32, f32, f32),
+) {
+    let t = xs.len() as f64;
+    let mean = (sum_f64(xs, |v| v) / t) as f32;
+    let var_sum = sum_f64(xs, |v| {
+        let d = v - mean;
+        d * d
+    });
+    let inv_std = (1.0 / (var_sum / t + eps).sqrt()) as f32;
+    let alpha = inv_std * w;
+    let beta = bias - mean * alpha;
+    for (o, &v) in o.iter_mut().zip(xs) {
+        *o = (v * alpha + beta) * gain + shift;
+    }
+}
+
+/// `Σ f(x)` over `xs`, each term widened to f64, in independent lanes (a single
+/// running sum is one dependent add per value; the lanes vectorise). In f64 the sum of
+/// f32 terms is exact up to ~2²⁹ values of one binade, so the lane order does not
+/// change the f32 statistics drawn from it.
+#[inline(always)]
+fn sum_f64(xs: &[f32], f: impl Fn(f32) -> f32) -> f64 {
+    const LANES: usize = 32;
+    let chunks = xs.chunks_exact(LANES);
+    let tail: f64 = chunks.remainder().iter().map(|&v| f64::from(f(v))).sum();
+    let mut acc = [0f64; LANES];
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += f64::from(f(v));
+        }
+    }
+    acc.iter().sum::<f64>() + tail
 }
 
 impl Module for InstanceNorm1d {
