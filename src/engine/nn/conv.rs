@@ -7,10 +7,15 @@
 //! (packed once at load), each term a `gemm` call that reads the input in place
 //! through its row stride (the padding exists only in the end tiles' scratch). The time axis is cut into tiles small enough that a tile of
 //! the output stays in cache across the `k` accumulations; threads take whole tiles.
+//!
+//! Wide kernels (7 and 11 taps over many channels) run in the frequency domain instead
+//! when that is cheaper for the call's length (`fftconv`); both give the same values
+//! up to f32 rounding.
 
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Conv1d, Conv1dConfig};
 
+use super::fftconv::{self, Layer};
 use super::ops::with_cpu_f32;
 
 /// Output columns per tile: `Cout × TILE` f32 (128 KiB at 128 channels) stays in L2
@@ -82,6 +87,12 @@ impl GemmConv1d {
     /// `add`, when given, is `[Cout, l_out]` values added to the output (a residual
     /// connection fused into the bias pass).
     fn forward_item(&self, x: &[f32], t: usize, add: Option<&[f32]>) -> Option<Vec<f32>> {
+        self.item(x, t, add, true)
+    }
+
+    /// [`Self::forward_item`], in the frequency domain when `spectral` and that is
+    /// cheaper (see `fftconv`), else directly.
+    fn item(&self, x: &[f32], t: usize, add: Option<&[f32]>, spectral: bool) -> Option<Vec<f32>> {
         let cfg = &self.cfg;
         let (pad, dil, k) = (cfg.padding, cfg.dilation, self.kernel);
         let span = dil * (k - 1) + 1;
@@ -90,9 +101,8 @@ impl GemmConv1d {
         if add.is_some_and(|a| a.len() != c_out * l_out) {
             return None;
         }
-        let mut out = vec![0f32; c_out * l_out];
         if l_out == 0 {
-            return Some(out);
+            return Some(Vec::new());
         }
         let tiles = l_out.div_ceil(TILE);
         let macs = c_out * c_in * k * l_out;
@@ -101,6 +111,16 @@ impl GemmConv1d {
         } else {
             candle_core::utils::get_num_threads().clamp(1, tiles)
         };
+        let layer = self.layer();
+        if let Some(plan) = layer.plan(l_out).filter(|_| spectral) {
+            let threads = if macs < PARALLEL_MIN_MACS {
+                1
+            } else {
+                candle_core::utils::get_num_threads()
+            };
+            return Some(fftconv::conv_item(&layer, plan, x, t, add, l_out, threads));
+        }
+        let mut out = vec![0f32; c_out * l_out];
         let out_ptr = SharedOut(out.as_mut_ptr());
         let run = |first: usize, last: usize| {
             let mut scratch = Vec::new();
@@ -214,7 +234,7 @@ impl GemmConv1d {
 
 /// The output buffer shared by the tile threads, each writing its own columns.
 #[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
+pub(super) struct SharedOut(pub(super) *mut f32);
 
 // SAFETY: threads write disjoint columns (see `GemmConv1d::forward_item`).
 unsafe impl Send for SharedOut {}
@@ -222,11 +242,11 @@ unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
 impl SharedOut {
-    /// Column `t0` of row 0.
+    /// Value `t0` of the buffer (column `t0` of row 0).
     ///
     /// # Safety
     /// `t0` is inside the buffer.
-    unsafe fn at(self, t0: usize) -> *mut f32 {
+    pub(super) unsafe fn at(self, t0: usize) -> *mut f32 {
         // SAFETY: by the contract.
         unsafe { self.0.add(t0) }
     }
@@ -250,6 +270,44 @@ impl GemmConv1d {
             }
         }
         self.forward(x)? + residual
+    }
+}
+
+impl GemmConv1d {
+    /// The layer on one item `x` [1, Cin, T] with the direct (time-domain) products
+    /// only, for comparing the two forms (`cargo run --release --example conv_timing`).
+    #[doc(hidden)]
+    pub fn forward_direct(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, _, t) = x.dims3()?;
+        match with_cpu_f32(x, |data| Ok(self.item(data, t, None, false))) {
+            Some(Ok(Some(y))) if self.conv.is_none() => {
+                let l_out = y.len() / self.c_out;
+                Tensor::from_vec(y, (1, self.c_out, l_out), &Device::Cpu)
+            }
+            _ => self.forward(x),
+        }
+    }
+
+    /// Whether `t` input samples would run in the frequency domain.
+    #[doc(hidden)]
+    pub fn is_spectral(&self, t: usize) -> bool {
+        let (pad, dil, k) = (self.cfg.padding, self.cfg.dilation, self.kernel);
+        let Some(l_out) = (t + 2 * pad).checked_sub(dil * (k - 1) + 1) else {
+            return false;
+        };
+        self.conv.is_none() && self.layer().plan(l_out + 1).is_some()
+    }
+
+    fn layer(&self) -> Layer<'_> {
+        Layer {
+            taps: &self.taps,
+            bias: self.bias.as_deref(),
+            c_in: self.c_in,
+            c_out: self.c_out,
+            kernel: self.kernel,
+            dilation: self.cfg.dilation,
+            padding: self.cfg.padding,
+        }
     }
 }
 
@@ -374,6 +432,65 @@ mod tests {
         let wrong = Tensor::zeros((1, 6, 40), DType::F32, &dev)?;
         assert!(GemmConv1d::new(conv)?.forward_add(&x, &wrong).is_err());
         Ok(())
+    }
+
+    /// The frequency-domain path against the direct one on the same packed layer, at
+    /// the vocoders' kernel sizes and dilations, lengths from under one window to many
+    /// groups, with and without a residual.
+    #[test]
+    fn spectral_path_matches_the_direct_one() -> Result<()> {
+        let dev = Device::Cpu;
+        // (c_in, c_out, t, kernel, dilation)
+        let cases = [
+            (128, 128, 3000, 11, 1),
+            (128, 128, 3000, 11, 3),
+            (128, 128, 3000, 11, 5),
+            (128, 128, 2500, 7, 1),
+            (128, 128, 4000, 7, 5),
+            (128, 112, 300, 11, 5),
+            (96, 80, 40, 11, 5),
+            (128, 128, 9000, 7, 3),
+            (128, 128, 60, 11, 1),
+        ];
+        let mut spectral = 0;
+        for (ci, co, t, k, d) in cases {
+            let w = Tensor::randn(0f32, 0.1, (co, ci, k), &dev)?;
+            let bias = Tensor::randn(0f32, 1.0, co, &dev)?;
+            let p = d * (k - 1) / 2;
+            let conv = GemmConv1d::new(Conv1d::new(w, Some(bias), conv_cfg(p, d)))?;
+            let x = Tensor::randn(0f32, 1.0, (ci, t), &dev)?
+                .to_vec2::<f32>()?
+                .concat();
+            let residual = Tensor::randn(0f32, 1.0, (co, t), &dev)?
+                .to_vec2::<f32>()?
+                .concat();
+            spectral += usize::from(conv.layer().plan(t).is_some());
+            for add in [None, Some(&residual[..])] {
+                let want = conv.item(&x, t, add, false).unwrap();
+                let got = conv.item(&x, t, add, true).unwrap();
+                assert_eq!(got.len(), want.len());
+                let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let err = got
+                    .iter()
+                    .zip(&want)
+                    .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+                assert!(
+                    err <= 2e-6 * scale.max(1.0),
+                    "{ci}->{co} t {t} k {k} d {d}: {err} (scale {scale})"
+                );
+            }
+        }
+        // The cases exercise the frequency-domain path, not only the fallback.
+        assert!(spectral >= 6, "{spectral} cases took the spectral path");
+        Ok(())
+    }
+
+    fn conv_cfg(padding: usize, dilation: usize) -> Conv1dConfig {
+        Conv1dConfig {
+            padding,
+            dilation,
+            ..Default::default()
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub use weight_norm::{
 };
 pub mod attention;
 pub mod conv;
+mod fftconv;
 pub use conv::GemmConv1d;
 pub mod linear;
 pub use linear::TransposedLinear;
