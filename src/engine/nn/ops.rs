@@ -89,16 +89,15 @@ pub(crate) fn fill_chunks(out: &mut [f32], chunk: usize, f: impl Fn(usize, &mut 
     });
 }
 
-/// Applies `f` to every value of a CPU f32 tensor, or returns `None` elsewhere.
-fn map_cpu(x: &Tensor, f: impl Fn(f32) -> f32 + Sync) -> Option<Result<Tensor>> {
+/// Applies `f` to every value of a CPU f32 tensor, in chunks over candle's threads
+/// with [`map_slice`] (so a branch-free `f` runs on the widest vectors there are), or
+/// returns `None` on any other device or dtype.
+pub(crate) fn map_cpu(x: &Tensor, f: impl Fn(f32) -> f32 + Sync) -> Option<Result<Tensor>> {
     with_cpu_f32(x, |data| {
         let mut out = vec![0f32; data.len()];
-        let threads = candle_core::utils::get_num_threads().max(1);
-        fill_chunks(&mut out, data.len().div_ceil(threads), |i, o| {
-            let start = i * data.len().div_ceil(threads);
-            for (o, &v) in o.iter_mut().zip(&data[start..]) {
-                *o = f(v);
-            }
+        let chunk = 1 << 14;
+        fill_chunks(&mut out, chunk, |i, o| {
+            map_slice(&data[i * chunk..i * chunk + o.len()], o, &f);
         });
         Tensor::from_vec(out, x.shape(), x.device())
     })
@@ -250,22 +249,10 @@ fn sin_reduced(x: f32) -> f32 {
 /// one vectorised pass (candle's `gelu_erf` calls a scalar f64 `erf` per value, a
 /// seventh of S3Gen's decoder time); candle's op elsewhere.
 pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
-    let fast = with_cpu_f32(x, |data| {
-        let mut out = vec![0f32; data.len()];
-        let chunk = 1 << 14;
-        fill_chunks(&mut out, chunk, |i, o| {
-            gelu_erf_slice(&data[i * chunk..i * chunk + o.len()], o);
-        });
-        Tensor::from_vec(out, x.shape(), x.device())
-    });
-    match fast {
+    match map_cpu(x, gelu_erf_f32) {
         Some(y) => y,
         None => x.gelu_erf(),
     }
-}
-
-fn gelu_erf_slice(xs: &[f32], out: &mut [f32]) {
-    map_slice(xs, out, gelu_erf_f32);
 }
 
 /// `out[i] = f(xs[i])`, compiled for the widest vectors the CPU has (as

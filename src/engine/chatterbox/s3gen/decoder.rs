@@ -13,20 +13,12 @@ use candle_nn::{
 use super::config::S3GenConfig;
 use super::matcha::decoder::{SinusoidalPosEmb, TimestepEmbedding};
 use super::matcha::transformer::BasicTransformerBlock;
-use crate::engine::nn::ops::{fill_chunks, map_slice, mish_f32, with_cpu_f32};
+use crate::engine::nn::ops::{map_cpu, mish_f32};
 use crate::engine::nn::GemmConv1d;
 
 /// `nn.Mish`: `x · tanh(softplus(x))` (see [`mish_f32`]).
 pub fn mish(x: &Tensor) -> Result<Tensor> {
-    let fast = with_cpu_f32(x, |data| {
-        let mut out = vec![0f32; data.len()];
-        let chunk = 1 << 14;
-        fill_chunks(&mut out, chunk, |i, o| {
-            map_slice(&data[i * chunk..i * chunk + o.len()], o, mish_f32);
-        });
-        Tensor::from_vec(out, x.shape(), x.device())
-    });
-    match fast {
+    match map_cpu(x, mish_f32) {
         Some(y) => y,
         None => x.mul(&(x.exp()? + 1.0)?.log()?.tanh()?),
     }
