@@ -10,7 +10,7 @@
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::Linear;
 
-use super::ops::with_cpu_f32;
+use super::ops::{simd_dispatch, with_cpu_f32};
 
 /// Below this many multiply-adds the product runs on the calling thread.
 const PARALLEL_MIN_MACS: usize = 1 << 20;
@@ -127,10 +127,102 @@ impl Module for TransposedLinear {
     }
 }
 
+/// `x·W + b` for a single row `x` [k] and a row-major `W` [k, n] (`b` [n]): one
+/// token's step through a linear layer whose weight is stored `[in, out]`, as GPT-2's
+/// are. At one row the product is bound by reading `W` once; the `gemm` crate reads
+/// it at about half the memory bandwidth there, while adding `x_i·W[i, ..]` four rows
+/// at a time into an accumulator that stays in L1 streams it at the full bandwidth
+/// (1.2 GB of layers: 55 ms → 28 ms on 2 cores). Threads take bands of columns.
+pub fn row_times_matrix(x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f32> {
+    let n = bias.len();
+    let mut y = bias.to_vec();
+    if n == 0 || w.len() != x.len() * n {
+        return y;
+    }
+    let threads = if w.len() < PARALLEL_MIN_MACS {
+        1
+    } else {
+        candle_core::utils::get_num_threads().max(1)
+    };
+    // Bands of whole 64-byte lines.
+    let band = n.div_ceil(threads).next_multiple_of(16);
+    std::thread::scope(|scope| {
+        let mut parts = y.chunks_mut(band).enumerate();
+        let first = parts.next();
+        for (t, part) in parts {
+            scope.spawn(move || add_rows(x, w, n, t * band, part));
+        }
+        if let Some((_, part)) = first {
+            add_rows(x, w, n, 0, part);
+        }
+    });
+    y
+}
+
+simd_dispatch! {
+    /// `y += Σ_i x_i · W[i, c0 .. c0 + y.len()]`, `W` row-major with `n` columns.
+    fn add_rows(x: &[f32], w: &[f32], n: usize, c0: usize, y: &mut [f32]) => add_rows_any
+}
+
+#[inline(always)]
+fn add_rows_any(x: &[f32], w: &[f32], n: usize, c0: usize, y: &mut [f32]) {
+    let width = y.len();
+    let row = |i: usize| &w[i * n + c0..i * n + c0 + width];
+    let mut blocks = x.chunks_exact(4);
+    for (b, xs) in blocks.by_ref().enumerate() {
+        let i = 4 * b;
+        let (r0, r1, r2, r3) = (row(i), row(i + 1), row(i + 2), row(i + 3));
+        for ((((o, &a), &b), &c), &d) in y.iter_mut().zip(r0).zip(r1).zip(r2).zip(r3) {
+            *o += xs[0] * a + xs[1] * b + xs[2] * c + xs[3] * d;
+        }
+    }
+    let done = x.len() - blocks.remainder().len();
+    for (j, &xi) in blocks.remainder().iter().enumerate() {
+        for (o, &v) in y.iter_mut().zip(row(done + j)) {
+            *o += xi * v;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    #[test]
+    fn one_row_times_a_matrix_matches_matmul() -> Result<()> {
+        let dev = Device::Cpu;
+        // Above and below the threading threshold, a width that does not divide into
+        // bands evenly, and depths with a remainder after the blocks of four.
+        for (k, n) in [
+            (1024usize, 3072usize),
+            (1023, 1000),
+            (7, 5),
+            (4, 33),
+            (0, 3),
+        ] {
+            let w = Tensor::randn(0f32, 1., (k, n), &dev)?;
+            let x = Tensor::randn(0f32, 1., (1, k), &dev)?;
+            let b = Tensor::randn(0f32, 1., n, &dev)?;
+            let want = x
+                .matmul(&w)?
+                .broadcast_add(&b)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            let got = row_times_matrix(
+                &x.flatten_all()?.to_vec1::<f32>()?,
+                &w.flatten_all()?.to_vec1::<f32>()?,
+                &b.to_vec1::<f32>()?,
+            );
+            assert_eq!(got.len(), n);
+            let diff = got
+                .iter()
+                .zip(&want)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(diff < 1e-3, "{k}x{n}: largest difference {diff:e}");
+        }
+        Ok(())
+    }
 
     #[test]
     fn matches_candle_linear_for_few_and_many_rows() -> Result<()> {

@@ -255,6 +255,25 @@ pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
     }
 }
 
+/// `F.gelu(x, approximate="tanh")` (transformers' `gelu_new`) on a CPU f32 tensor in
+/// one vectorised pass: `0.5·x·(1 + tanh u)` is `x / (1 + e^(−2u))`, one [`exp_f32`]
+/// (candle's op calls the library `tanhf` per value, ~6% of a GPT-2 decode step);
+/// candle's op elsewhere.
+pub fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
+    match map_cpu(x, gelu_tanh_f32) {
+        Some(y) => y,
+        None => x.gelu(),
+    }
+}
+
+/// `x / (1 + e^(−2u))` with `u = √(2/π)·(x + 0.044715·x³)`.
+#[inline(always)]
+fn gelu_tanh_f32(x: f32) -> f32 {
+    const TWO_SQRT_2_OVER_PI: f32 = 1.595_769;
+    let u2 = TWO_SQRT_2_OVER_PI * x * (0.044_715 * x).mul_add(x, 1.0);
+    x / (1.0 + exp_f32(-u2))
+}
+
 /// `out[i] = f(xs[i])`, compiled for the widest vectors the CPU has (as
 /// [`simd_dispatch`]), so that a branch-free `f` (such as [`exp_f32`]) runs on them.
 pub(crate) fn map_slice<F: Fn(f32) -> f32>(xs: &[f32], out: &mut [f32], f: F) {
@@ -610,6 +629,32 @@ mod tests {
         assert!(worst < 5e-7, "largest difference {worst:e}");
         assert!(mish_f32(f32::NAN).is_nan());
         assert_eq!(mish_f32(f32::INFINITY), f32::INFINITY);
+    }
+
+    #[test]
+    fn tanh_gelu_matches_its_definition() -> Result<()> {
+        let xs: Vec<f32> = (-200_000..=200_000)
+            .map(|i| i as f32 * 1e-4)
+            .chain([-1e6, -40.0, 40.0, 1e6, 0.0])
+            .collect();
+        let mut worst = 0f64;
+        for &v in &xs {
+            let x = f64::from(v);
+            let want = 0.5
+                * x
+                * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x.powi(3))).tanh());
+            worst = worst.max((f64::from(gelu_tanh_f32(v)) - want).abs() / want.abs().max(1.0));
+        }
+        assert!(worst < 5e-7, "largest difference {worst:e}");
+        assert!(gelu_tanh_f32(f32::NAN).is_nan());
+        // The tensor op against candle's.
+        let t = Tensor::new(&xs[..50_000], &Device::Cpu)?;
+        let diff = (gelu_tanh(&t)? - t.gelu()?)?
+            .abs()?
+            .max(0)?
+            .to_scalar::<f32>()?;
+        assert!(diff < 1e-5, "{diff}");
+        Ok(())
     }
 
     #[test]

@@ -17,6 +17,8 @@ use candle_nn::kv_cache::KvCache;
 use candle_nn::{embedding, layer_norm, Embedding, LayerNorm, VarBuilder};
 
 use crate::engine::chatterbox::config::{Gpt2Config, T3Quant};
+use crate::engine::nn::linear::row_times_matrix;
+use crate::engine::nn::ops::with_cpu_f32;
 
 /// A linear layer over a weight quantised at load (`y = x Wᵀ + b`, `W` [out, in]),
 /// the shape of candle-transformers' `quantized_nn::Linear`.
@@ -91,6 +93,10 @@ impl Module for Conv1D {
         let rows = x.elem_count() / n_in;
         let x = x.reshape((rows, n_in))?;
         let y = match &self.weight {
+            Conv1DWeight::F32(w) if rows == 1 => match one_row(&x, w, &self.bias) {
+                Some(y) => y?,
+                None => x.matmul(w)?.broadcast_add(&self.bias)?,
+            },
             Conv1DWeight::F32(w) => x.matmul(w)?.broadcast_add(&self.bias)?,
             Conv1DWeight::Quantized(q) => q.forward(&x)?,
         };
@@ -99,6 +105,22 @@ impl Module for Conv1D {
         out[last] = self.n_out;
         y.reshape(out)
     }
+}
+
+/// A decode step's `x·W + b` (`x` one row) with [`row_times_matrix`], which reads
+/// `W` at the full memory bandwidth; `None` off the CPU or for other dtypes.
+fn one_row(x: &Tensor, w: &Tensor, bias: &Tensor) -> Option<Result<Tensor>> {
+    let n = w.dim(1).ok()?;
+    let inputs = with_cpu_f32(bias, |b| Ok(b.to_vec())).and_then(|b| {
+        let xs = with_cpu_f32(x, |xs| Ok(xs.to_vec()))?;
+        Some(b.and_then(|b| Ok((b, xs?))))
+    })?;
+    let (b, xs) = match inputs {
+        Ok(v) => v,
+        Err(e) => return Some(Err(e)),
+    };
+    let y = with_cpu_f32(w, |ws| Ok(row_times_matrix(&xs, ws, &b)))?;
+    Some(y.and_then(|y| Tensor::from_vec(y, (1, n), x.device())))
 }
 
 /// Per-request key/value cache of every layer (transformers' `DynamicCache`),
@@ -163,9 +185,10 @@ impl Gpt2Attention {
         };
         // Scaling q (T·E values) rather than the scores.
         let q = (heads(0)? * (self.head_dim as f64).powf(-0.5))?;
+        // The cache's views are read in place: each head's positions are contiguous
+        // rows, heads a fixed stride apart, which the matrix product takes as it is
+        // (a copy of the whole cache per layer and step was ~5% of a decode step).
         let (k, v) = cache.append(&heads(1)?, &heads(2)?)?;
-        let k = k.contiguous()?;
-        let v = v.contiguous()?;
         let scores = q.matmul(&k.t()?)?;
         let scores = match mask {
             Some(m) => scores.broadcast_add(m)?,
@@ -196,8 +219,9 @@ impl Gpt2Mlp {
 
 impl Module for Gpt2Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        // `Tensor::gelu` is the tanh approximation, i.e. transformers' `gelu_new`.
-        self.c_proj.forward(&self.c_fc.forward(x)?.gelu()?)
+        // transformers' `gelu_new` is the tanh approximation.
+        self.c_proj
+            .forward(&crate::engine::nn::ops::gelu_tanh(&self.c_fc.forward(x)?)?)
     }
 }
 
