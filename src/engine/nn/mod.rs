@@ -31,11 +31,24 @@ const WORKER_SPIN_LIMIT: &str = "100";
 /// T3 no faster (`cargo bench --bench chatterbox`); Kokoro is unaffected. It sets an
 /// environment variable, so it must run before any other thread starts (the start
 /// of `main`).
+///
+/// It also fixes the thread count: candle works it out again on every call of
+/// `get_num_threads` (matrix products and most ops ask), and on Linux without a CPU
+/// list in the environment that means parsing `/proc/cpuinfo` each time (~4% of a
+/// Chatterbox decode step). Setting `RAYON_NUM_THREADS`, which candle reads first, to
+/// the count it would have found keeps the same threads and skips the parsing.
 pub fn quiet_idle_workers() {
     if std::env::var_os(WORKER_SPIN_ENV).is_none() {
         std::env::set_var(WORKER_SPIN_ENV, WORKER_SPIN_LIMIT);
     }
+    if std::env::var_os(THREADS_ENV).is_none() {
+        let threads = candle_core::utils::get_num_threads();
+        std::env::set_var(THREADS_ENV, threads.to_string());
+    }
 }
+
+/// The thread count candle (and rayon) read before working it out themselves.
+const THREADS_ENV: &str = "RAYON_NUM_THREADS";
 
 /// Bytes of freed heap glibc may keep for reuse before returning them to the system.
 const KEEP_FREED_BYTES: libc::c_int = 1 << 30;
