@@ -69,7 +69,7 @@ impl Layer<'_> {
                 best = Some((cost, Plan { n, m }));
             }
         }
-        best.filter(|&(cost, _)| 1.5 * cost < direct)
+        best.filter(|&(cost, _)| 1.3 * cost < direct)
             .map(|(_, plan)| plan)
     }
 }
