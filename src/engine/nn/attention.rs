@@ -130,21 +130,7 @@ fn self_attention_cpu(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Optio
             }
         }
     };
-    let threads = candle_core::utils::get_num_threads().clamp(1, items);
-    if threads == 1 {
-        run(0, items);
-    } else {
-        let per = items.div_ceil(threads);
-        let run = &run;
-        std::thread::scope(|scope| {
-            for th in 0..threads {
-                let (first, last) = (th * per, ((th + 1) * per).min(items));
-                if first < last {
-                    scope.spawn(move || run(first, last));
-                }
-            }
-        });
-    }
+    super::ops::split_over_threads(items, candle_core::utils::get_num_threads(), run);
     drop((qs, ks, vs));
     Some(Tensor::from_vec(out, (b, t, width), q.device()))
 }

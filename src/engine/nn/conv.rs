@@ -152,19 +152,7 @@ impl GemmConv1d {
                 unsafe { self.tile((src, stride, from), out_ptr.at(t0), l_out, t0, n, add) };
             }
         };
-        if threads == 1 {
-            run(0, tiles);
-        } else {
-            let per = tiles.div_ceil(threads);
-            std::thread::scope(|scope| {
-                for th in 0..threads {
-                    let (first, last) = (th * per, ((th + 1) * per).min(tiles));
-                    if first < last {
-                        scope.spawn(move || run(first, last));
-                    }
-                }
-            });
-        }
+        super::ops::split_over_threads(tiles, threads, run);
         Some(out)
     }
 

@@ -140,36 +140,17 @@ pub(super) fn conv_item(
         // SAFETY: `spectra` is [N, block], `twiddle` [N, k], `taps` [k, block], all
         // row-major; this call writes columns `first..last` only.
         unsafe {
-            gemm::gemm(
-                n,
-                last - first,
-                k,
-                spectra_ptr.at(first),
-                1,
-                block as isize,
+            product(
+                (n, last - first, k),
+                rows(spectra_ptr.at(first), block),
+                rows(twiddle.as_ptr(), k),
+                rows(layer.taps.as_ptr().add(first), block),
                 false,
-                twiddle.as_ptr(),
-                1,
-                k as isize,
-                layer.taps.as_ptr().add(first),
-                1,
-                block as isize,
-                0.0f32,
-                1.0f32,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
+                1.0,
             );
         }
     };
-    let per = block.div_ceil(threads.max(1));
-    std::thread::scope(|scope| {
-        for first in (per..block).step_by(per.max(1)) {
-            scope.spawn(move || columns(first, (first + per).min(block)));
-        }
-        columns(0, per.min(block));
-    });
+    super::ops::split_over_threads(block, threads, columns);
 
     // A dilation d splits the layer into d independent undilated ones, one per phase
     // φ < d: outputs φ + d·u read inputs φ + d·(u + j). Each phase is cut into windows
@@ -215,21 +196,7 @@ pub(super) fn conv_item(
             unsafe { ctx.group(job, &mut scratch, out_ptr) };
         }
     };
-    let threads = threads.clamp(1, groups);
-    if threads == 1 {
-        run(0, groups);
-    } else {
-        let per = groups.div_ceil(threads);
-        std::thread::scope(|scope| {
-            for th in 1..threads {
-                let (first, last) = (th * per, ((th + 1) * per).min(groups));
-                if first < last {
-                    scope.spawn(move || run(first, last));
-                }
-            }
-            run(0, per.min(groups));
-        });
-    }
+    super::ops::split_over_threads(groups, threads, run);
     out
 }
 
@@ -267,15 +234,25 @@ struct Scratch {
     time: Vec<f32>,
 }
 
-/// `dst = keep·dst + sign·(a · b)`, row-major `a` [m, k], `b` [k, n] and `dst` [m, n].
+/// A matrix as `gemm` reads it: its first value, the stride between rows and the
+/// stride between columns.
+#[derive(Clone, Copy)]
+struct Strided<P>(P, usize, usize);
+
+/// A row-major matrix of `cols` columns.
+fn rows<P>(p: P, cols: usize) -> Strided<P> {
+    Strided(p, cols, 1)
+}
+
+/// `dst = keep·dst + sign·(a · b)` with `a` [m, k], `b` [k, n] and `dst` [m, n].
 ///
 /// # Safety
-/// The three pointers hold matrices of those sizes.
+/// The three matrices, with their strides, lie inside their buffers.
 unsafe fn product(
     (m, n, k): (usize, usize, usize),
-    dst: *mut f32,
-    a: *const f32,
-    b: *const f32,
+    dst: Strided<*mut f32>,
+    a: Strided<*const f32>,
+    b: Strided<*const f32>,
     keep: bool,
     sign: f32,
 ) {
@@ -285,16 +262,16 @@ unsafe fn product(
             m,
             n,
             k,
-            dst,
-            1,
-            n as isize,
+            dst.0,
+            dst.2 as isize,
+            dst.1 as isize,
             keep,
-            a,
-            1,
-            k as isize,
-            b,
-            1,
-            n as isize,
+            a.0,
+            a.2 as isize,
+            a.1 as isize,
+            b.0,
+            b.2 as isize,
+            b.1 as isize,
             if keep { 1.0f32 } else { 0.0 },
             sign,
             false,
@@ -345,26 +322,13 @@ impl Context<'_> {
         // SAFETY: `dft` is [N, N]; the windows are read as [N, Cin·count] (row stride
         // 1, column stride N); `x` is [N, Cin·count].
         unsafe {
-            gemm::gemm(
-                n,
-                xs,
-                n,
-                s.x.as_mut_ptr(),
-                1,
-                xs as isize,
+            product(
+                (n, xs, n),
+                rows(s.x.as_mut_ptr(), xs),
+                rows(self.dft.as_ptr(), n),
+                Strided(s.windows.as_ptr(), 1, n),
                 false,
-                self.dft.as_ptr(),
-                1,
-                n as isize,
-                s.windows.as_ptr(),
-                n as isize,
-                1,
-                0.0f32,
-                1.0f32,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
+                1.0,
             );
         }
         let block = c_out * c_in;
@@ -378,9 +342,9 @@ impl Context<'_> {
             unsafe {
                 product(
                     dims,
-                    y.add(r * ys),
-                    w.add(r * block),
-                    x.add(r * xs),
+                    rows(y.add(r * ys), count),
+                    rows(w.add(r * block), c_in),
+                    rows(x.add(r * xs), count),
                     false,
                     1.0,
                 )
@@ -390,9 +354,9 @@ impl Context<'_> {
             let (re, im) = (2 * f, 2 * f + 1);
             // Re Y = Wr·Xr − Wi·Xi, Im Y = Wr·Xi + Wi·Xr.
             unsafe {
-                let (wr, wi) = (w.add(re * block), w.add(im * block));
-                let (xr, xi) = (x.add(re * xs), x.add(im * xs));
-                let (yr, yi) = (y.add(re * ys), y.add(im * ys));
+                let (wr, wi) = (rows(w.add(re * block), c_in), rows(w.add(im * block), c_in));
+                let (xr, xi) = (rows(x.add(re * xs), count), rows(x.add(im * xs), count));
+                let (yr, yi) = (rows(y.add(re * ys), count), rows(y.add(im * ys), count));
                 product(dims, yr, wr, xr, false, 1.0);
                 product(dims, yr, wi, xi, true, -1.0);
                 product(dims, yi, wr, xi, false, 1.0);
@@ -404,26 +368,13 @@ impl Context<'_> {
         // SAFETY: `idft` is [m, N], `y` [N, Cout·count], `time` [Cout·count, m]
         // written transposed (row stride 1, column stride m).
         unsafe {
-            gemm::gemm(
-                m,
-                ys,
-                n,
-                s.time.as_mut_ptr(),
-                m as isize,
-                1,
+            product(
+                (m, ys, n),
+                Strided(s.time.as_mut_ptr(), 1, m),
+                rows(self.idft.as_ptr(), n),
+                rows(s.y.as_ptr(), ys),
                 false,
-                self.idft.as_ptr(),
-                1,
-                n as isize,
-                s.y.as_ptr(),
-                1,
-                ys as isize,
-                0.0f32,
-                1.0f32,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
+                1.0,
             );
         }
         for co in 0..c_out {

@@ -89,6 +89,23 @@ pub(crate) fn fill_chunks(out: &mut [f32], chunk: usize, f: impl Fn(usize, &mut 
     });
 }
 
+/// Runs `run(first, last)` on `threads` consecutive ranges covering `0..items`, the
+/// first on the calling thread and the others on scoped threads.
+pub(crate) fn split_over_threads(items: usize, threads: usize, run: impl Fn(usize, usize) + Sync) {
+    let threads = threads.clamp(1, items.max(1));
+    let per = items.div_ceil(threads);
+    let run = &run;
+    std::thread::scope(|scope| {
+        for th in 1..threads {
+            let (first, last) = (th * per, ((th + 1) * per).min(items));
+            if first < last {
+                scope.spawn(move || run(first, last));
+            }
+        }
+        run(0, per.min(items));
+    });
+}
+
 /// Applies `f` to every value of a CPU f32 tensor, in chunks over candle's threads
 /// with [`map_slice`] (so a branch-free `f` runs on the widest vectors there are), or
 /// returns `None` on any other device or dtype.
