@@ -115,7 +115,8 @@ pub(super) fn conv_item(
 
     // Forward DFT [N, N]: X[f] = Σ x[i]·e^{−2πi·fi/N}, so sine rows carry −sin.
     let mut dft = vec![0f32; n * n];
-    // The weights' spectra come conjugated (a cross-correlation): `Σ_j w_j·e^{+2πi·f·j·d/N}`.
+    // The weights' spectra come conjugated (a cross-correlation), per undilated phase:
+    // `Σ_j w_j·e^{+2πi·f·j/N}`.
     let mut twiddle = vec![0f32; n * k];
     // Inverse DFT of the first `m` samples [m, N]: y[τ] = (1/N)·Σ_f c_f·(Re Y[f]·cos −
     // Im Y[f]·sin), c_f = 1 at DC and Nyquist, else 2.
