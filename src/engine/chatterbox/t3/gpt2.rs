@@ -111,15 +111,12 @@ impl Module for Conv1D {
 /// `W` at the full memory bandwidth; `None` off the CPU or for other dtypes.
 fn one_row(x: &Tensor, w: &Tensor, bias: &Tensor) -> Option<Result<Tensor>> {
     let n = w.dim(1).ok()?;
-    let inputs = with_cpu_f32(bias, |b| Ok(b.to_vec())).and_then(|b| {
-        let xs = with_cpu_f32(x, |xs| Ok(xs.to_vec()))?;
-        Some(b.and_then(|b| Ok((b, xs?))))
+    let y = with_cpu_f32(x, |xs| {
+        let b = with_cpu_f32(bias, |b| Ok(b.to_vec()))
+            .unwrap_or_else(|| candle_core::bail!("linear bias: expected f32 on the CPU"))?;
+        with_cpu_f32(w, |ws| row_times_matrix(xs, ws, &b))
+            .unwrap_or_else(|| candle_core::bail!("linear weight: expected f32 on the CPU"))
     })?;
-    let (b, xs) = match inputs {
-        Ok(v) => v,
-        Err(e) => return Some(Err(e)),
-    };
-    let y = with_cpu_f32(w, |ws| Ok(row_times_matrix(&xs, ws, &b)))?;
     Some(y.and_then(|y| Tensor::from_vec(y, (1, n), x.device())))
 }
 
