@@ -6,16 +6,18 @@
 //! StyleTTS2's `Modules/istftnet.py`.
 
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{Conv1d, ConvTranspose1d, ConvTranspose1dConfig, Linear, VarBuilder};
+use candle_nn::{Conv1d, ConvTranspose1dConfig, Linear, VarBuilder};
 
 use super::config::{IstftnetConfig, KokoroConfig};
-use crate::engine::nn::norm::InstanceNorm1d;
+use crate::engine::nn::norm::{InstanceNorm1d, Modulation};
 use crate::engine::nn::ops::{
-    add_scaled_into, conv_transpose1d_trimmed, interpolate_linear, leaky_relu, reflection_pad1d,
-    upsample_nearest2x, DepthwiseConvTranspose1d,
+    add_scaled_into, interpolate_linear, leaky_relu, reflection_pad1d, upsample_nearest2x,
+    with_cpu_f32, DepthwiseConvTranspose1d,
 };
 use crate::engine::nn::stft::Stft;
-use crate::engine::nn::{conv1d, conv_cfg, conv_transpose1d, resblock_convs, GemmConv1d};
+use crate::engine::nn::{
+    conv1d, conv_cfg, conv_transpose1d, resblock_convs, GemmConv1d, GemmConvTranspose1d,
+};
 
 /// `(residual + shortcut) · torch.rsqrt(torch.tensor(2))`, rounded to f32 as there.
 const RSQRT_2: f64 = std::f32::consts::FRAC_1_SQRT_2 as f64;
@@ -47,6 +49,28 @@ impl AdaIN1d {
         let gamma = h.narrow(1, 0, self.num_features)?;
         let beta = h.narrow(1, self.num_features, self.num_features)?;
         self.norm.forward_modulated(x, &(gamma + 1.0)?, &beta)
+    }
+
+    /// This layer (then snake with `alpha`) for one item `x` [C, t] (f32 values) with
+    /// its statistics taken, to apply a stretch at a time; `s` [1, style_dim].
+    pub fn modulation(
+        &self,
+        x: &[f32],
+        t: usize,
+        s: &Tensor,
+        alpha: Option<&Tensor>,
+    ) -> Result<Modulation> {
+        let c = self.num_features;
+        let h = self.fc.forward(s)?.to_dtype(DType::F32)?;
+        let gain = (h.narrow(1, 0, c)? + 1.0)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let shift = h.narrow(1, c, c)?.flatten_all()?.to_vec1::<f32>()?;
+        let alphas = match alpha {
+            Some(a) => Some(a.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?),
+            None => None,
+        };
+        self.norm.modulation(x, t, &gain, &shift, alphas)
     }
 
     /// `snake(self.forward(x, s), alpha)` in one pass.
@@ -239,14 +263,68 @@ impl AdaINResBlock1 {
 
     /// `x` [B, C, T], `s` [B, style_dim] → [B, C, T].
     pub fn forward(&self, x: &Tensor, s: &Tensor) -> Result<Tensor> {
+        let (b, c, t) = x.dims3()?;
+        let mappable = self
+            .convs1
+            .iter()
+            .chain(&self.convs2)
+            .all(GemmConv1d::keeps_length);
+        let streamed = (b == 1 && s.dim(0)? == 1 && mappable)
+            .then(|| with_cpu_f32(x, |data| self.forward_streamed(data, c, t, s)))
+            .flatten();
+        if let Some(y) = streamed {
+            return Tensor::from_vec(y?, (1, c, t), x.device());
+        }
+        // Each intermediate is dropped as soon as the next one exists: a shadowed
+        // binding would keep it to the loop's end.
         let mut x = x.clone();
         for i in 0..self.convs1.len() {
-            let xt = self.adain1[i].forward_snake(&x, s, &self.alpha1[i])?;
-            let xt = self.convs1[i].forward(&xt)?;
-            let xt = self.adain2[i].forward_snake(&xt, s, &self.alpha2[i])?;
-            x = self.convs2[i].forward_add(&xt, &x)?;
+            let h = self.adain1[i].forward_snake(&x, s, &self.alpha1[i])?;
+            let h = {
+                let conv = self.convs1[i].forward(&h)?;
+                drop(h);
+                self.adain2[i].forward_snake(&conv, s, &self.alpha2[i])?
+            };
+            x = self.convs2[i].forward_add(&h, &x)?;
         }
         Ok(x)
+    }
+
+    /// [`Self::forward`] for one item `x` [C, t] on the CPU, with two activations
+    /// of its size alive besides `x` instead of four: each norm and snake is applied
+    /// a stretch at a time as its convolution reads it
+    /// ([`GemmConv1d::forward_mapped_into`]), and each residual sum lands in the
+    /// buffer that holds the residual. At the generator's last stage (128 channels at
+    /// 60× the frame rate) an activation is ~100 MB for a 40 s sentence.
+    fn forward_streamed(&self, x: &[f32], c: usize, t: usize, s: &Tensor) -> Result<Vec<f32>> {
+        let mut cur: Option<Vec<f32>> = None;
+        for i in 0..self.convs1.len() {
+            let mut h = vec![0f32; c * t];
+            {
+                let x = cur.as_deref().unwrap_or(x);
+                let norm = self.adain1[i].modulation(x, t, s, Some(&self.alpha1[i]))?;
+                self.convs1[i].forward_mapped_into(
+                    x,
+                    t,
+                    |ch, xs, o| norm.apply(ch, xs, o),
+                    &mut h,
+                    false,
+                )?;
+            }
+            let norm = self.adain2[i].modulation(&h, t, s, Some(&self.alpha2[i]))?;
+            // The residual: this block's own buffer after the first step, a copy of the
+            // input (shared with the other blocks) before it.
+            let mut y = cur.take().unwrap_or_else(|| x.to_vec());
+            self.convs2[i].forward_mapped_into(
+                &h,
+                t,
+                |ch, xs, o| norm.apply(ch, xs, o),
+                &mut y,
+                true,
+            )?;
+            cur = Some(y);
+        }
+        Ok(cur.unwrap_or_else(|| x.to_vec()))
     }
 }
 
@@ -416,7 +494,7 @@ pub struct Generator {
     m_source: SourceModuleHnNSF,
     noise_convs: Vec<GemmConv1d>,
     noise_res: Vec<AdaINResBlock1>,
-    ups: Vec<ConvTranspose1d>,
+    ups: Vec<GemmConvTranspose1d>,
     resblocks: Vec<AdaINResBlock1>,
     conv_post: GemmConv1d,
     stft: Stft,
@@ -453,14 +531,14 @@ impl Generator {
                 ..Default::default()
             };
             let (c_in, c_out) = (c0 >> i, c0 >> (i + 1));
-            ups.push(conv_transpose1d(
+            ups.push(GemmConvTranspose1d::new(conv_transpose1d(
                 vb.pp("ups").pp(i),
                 c_in,
                 c_out,
                 k,
                 cfg_up,
                 true,
-            )?);
+            )?)?);
             for (j, (&rk, rd)) in cfg
                 .resblock_kernel_sizes
                 .iter()
@@ -561,7 +639,7 @@ impl Generator {
         for (i, up) in self.ups.iter().enumerate() {
             x = leaky_relu(&x, GENERATOR_SLOPE)?;
             let x_source = self.noise_res[i].forward(&self.noise_convs[i].forward(har)?, s)?;
-            x = conv_transpose1d_trimmed(&x, up)?;
+            x = up.forward(&x)?;
             if i == last {
                 x = reflection_pad1d(&x, 1, 0)?;
             }
@@ -696,5 +774,50 @@ impl Decoder {
     ) -> Result<Tensor> {
         let x = self.features(asr, f0_curve, n, s)?;
         self.generator.forward(&x, s, f0_curve, sine_noise)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn residual_block_streamed_per_item_matches_the_batched_form() -> Result<()> {
+        let dev = Device::Cpu;
+        let (c, k, style, t) = (16usize, 7usize, 4usize, 3000usize);
+        let dilation = [1usize, 3, 5];
+        let mut map = HashMap::new();
+        let mut put = |name: String, shape: &[usize], std: f32| -> Result<()> {
+            map.insert(name, Tensor::randn(0f32, std, shape, &dev)?);
+            Ok(())
+        };
+        for i in 0..dilation.len() {
+            for conv in ["convs1", "convs2"] {
+                put(format!("{conv}.{i}.weight"), &[c, c, k], 0.1)?;
+                put(format!("{conv}.{i}.bias"), &[c], 0.1)?;
+            }
+            for adain in ["adain1", "adain2"] {
+                put(format!("{adain}.{i}.fc.weight"), &[2 * c, style], 0.3)?;
+                put(format!("{adain}.{i}.fc.bias"), &[2 * c], 0.3)?;
+            }
+            for alpha in ["alpha1", "alpha2"] {
+                put(format!("{alpha}.{i}"), &[1, c, 1], 1.0)?;
+            }
+        }
+        let vb = VarBuilder::from_tensors(map, DType::F32, &dev);
+        let block = AdaINResBlock1::load(vb, c, k, &dilation, style)?;
+        let x = Tensor::randn(0f32, 1.0, (2, c, t), &dev)?;
+        let s = Tensor::randn(0f32, 1.0, (2, style), &dev)?;
+        // Two items go the tensor way; one item alone is streamed.
+        let batched = block.forward(&x, &s)?;
+        for item in 0..2 {
+            let alone = block.forward(&x.narrow(0, item, 1)?, &s.narrow(0, item, 1)?)?;
+            let want = batched.narrow(0, item, 1)?;
+            let scale = want.abs()?.max_all()?.to_scalar::<f32>()?;
+            let diff = (alone - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(diff <= 1e-5 * scale, "item {item}: {diff:e} of {scale}");
+        }
+        Ok(())
     }
 }

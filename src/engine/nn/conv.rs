@@ -23,6 +23,10 @@ use super::ops::with_cpu_f32;
 /// `gemm` near its peak.
 const TILE: usize = 256;
 
+/// Input columns per stretch of [`GemmConv1d::forward_mapped_into`]: 8 MiB at 128
+/// channels, against ~100 MB for the whole of a 40 s sentence.
+const MAPPED_STRETCH: usize = 16384;
+
 /// Below this many multiply-adds the layer runs on the calling thread.
 const PARALLEL_MIN_MACS: usize = 1 << 22;
 
@@ -78,13 +82,10 @@ impl GemmConv1d {
         })
     }
 
-    /// One item: `x` `[Cin, t]` contiguous → `[Cout, l_out]` values.
-    ///
-    /// The zero padding is never materialised: a tile whose window lies inside `x`
-    /// reads it in place, and only the tiles at either end copy their window (a few
-    /// hundred columns) into a padded scratch buffer. At the generator's sizes a
-    /// padded copy of the input would be another activation of ~100 MB alive.
-    /// `add`, when given, is `[Cout, l_out]` values added to the output (a residual
+    /// One item: `x` `[Cin, t]` contiguous → `[Cout, l_out]` values. At the
+    /// generator's sizes a padded copy of the input would be another activation of
+    /// ~100 MB alive, so the padding exists only at the ends (see
+    /// [`Self::item_into`]). `add`, when given, is `[Cout, l_out]` values added to the output (a residual
     /// connection fused into the bias pass).
     fn forward_item(&self, x: &[f32], t: usize, add: Option<&[f32]>) -> Option<Vec<f32>> {
         self.item(x, t, add, true)
@@ -93,35 +94,79 @@ impl GemmConv1d {
     /// [`Self::forward_item`], in the frequency domain when `spectral` and that is
     /// cheaper (see `fftconv`), else directly.
     fn item(&self, x: &[f32], t: usize, add: Option<&[f32]>, spectral: bool) -> Option<Vec<f32>> {
-        let cfg = &self.cfg;
-        let (pad, dil, k) = (cfg.padding, cfg.dilation, self.kernel);
-        let span = dil * (k - 1) + 1;
-        let l_out = (t + 2 * pad).checked_sub(span)? + 1;
-        let (c_in, c_out) = (self.c_in, self.c_out);
-        if add.is_some_and(|a| a.len() != c_out * l_out) {
+        let l_out = self.out_len(t, self.cfg.padding)?;
+        let len = self.c_out * l_out;
+        if add.is_some_and(|a| a.len() != len) {
             return None;
         }
+        // The residual is the output buffer's starting value.
+        let mut out = match add {
+            Some(a) => a.to_vec(),
+            None => vec![0f32; len],
+        };
+        let dst = Dst {
+            ptr: SharedOut(out.as_mut_ptr()),
+            ld: l_out,
+            accumulate: add.is_some(),
+        };
+        // SAFETY: `out` holds `c_out` rows of `l_out` values and outlives the call.
+        let mut transforms = None;
+        let spectral = spectral.then_some(&mut transforms);
+        unsafe { self.item_into(x, t, self.cfg.padding, l_out, dst, spectral) };
+        Some(out)
+    }
+
+    /// Output columns for `t` input columns zero-padded by `pad` on both sides.
+    fn out_len(&self, t: usize, pad: usize) -> Option<usize> {
+        let span = self.cfg.dilation * (self.kernel - 1) + 1;
+        Some((t + 2 * pad).checked_sub(span)? + 1)
+    }
+
+    /// One item `x` `[Cin, t]`, zero-padded by `pad` on both sides, into `dst`
+    /// (`l_out` columns, see [`Self::out_len`]). With `spectral`, the frequency
+    /// domain is used when cheaper, its transforms kept there and reused when a
+    /// later call finds the same plan.
+    ///
+    /// The zero padding is never materialised: a tile whose window lies inside `x`
+    /// reads it in place, and only the tiles at either end copy their window (a few
+    /// hundred columns) into a padded scratch buffer.
+    ///
+    /// # Safety
+    /// `dst` holds `c_out` rows of at least `l_out` values that nothing else reads or
+    /// writes during the call.
+    unsafe fn item_into(
+        &self,
+        x: &[f32],
+        t: usize,
+        pad: usize,
+        l_out: usize,
+        dst: Dst,
+        spectral: Option<&mut Option<fftconv::Transforms>>,
+    ) {
+        let (dil, k) = (self.cfg.dilation, self.kernel);
+        let span = dil * (k - 1) + 1;
+        let c_in = self.c_in;
         if l_out == 0 {
-            return Some(Vec::new());
+            return;
         }
         let tiles = l_out.div_ceil(TILE);
-        let macs = c_out * c_in * k * l_out;
+        let macs = self.c_out * c_in * k * l_out;
         let threads = if macs < PARALLEL_MIN_MACS {
             1
         } else {
-            candle_core::utils::get_num_threads().clamp(1, tiles)
+            candle_core::utils::get_num_threads()
         };
-        let layer = self.layer();
-        if let Some(plan) = layer.plan(l_out).filter(|_| spectral) {
-            let threads = if macs < PARALLEL_MIN_MACS {
-                1
-            } else {
-                candle_core::utils::get_num_threads()
+        let layer = self.layer(pad);
+        if let Some((plan, transforms)) = spectral.and_then(|s| Some((layer.plan(l_out)?, s))) {
+            let tr = match transforms.take() {
+                Some(tr) if tr.plan() == plan => tr,
+                _ => fftconv::Transforms::new(&layer, plan, threads),
             };
-            return Some(fftconv::conv_item(&layer, plan, x, t, add, l_out, threads));
+            // SAFETY: passed on from this function's contract.
+            unsafe { fftconv::conv_item(&layer, &tr, x, t, l_out, dst, threads) };
+            *transforms = Some(tr);
+            return;
         }
-        let mut out = vec![0f32; c_out * l_out];
-        let out_ptr = SharedOut(out.as_mut_ptr());
         let run = |first: usize, last: usize| {
             let mut scratch = Vec::new();
             for tile in first..last {
@@ -145,47 +190,37 @@ impl GemmConv1d {
                     }
                     (&scratch[..], width, 0)
                 };
-                // SAFETY: every tile writes only its own columns `t0..t0 + n` of `out`
-                // (row stride `l_out`), and tiles are split between threads without
-                // overlap; `out` outlives the scope that runs this closure. `src` holds
-                // `c_in` rows of `stride` columns and `from + width ≤ stride`.
-                unsafe { self.tile((src, stride, from), out_ptr.at(t0), l_out, t0, n, add) };
+                // SAFETY: every tile writes only its own columns `t0..t0 + n` of `dst`,
+                // and tiles are split between threads without overlap; `dst` is valid
+                // for the whole call by the contract. `src` holds `c_in` rows of
+                // `stride` columns and `from + width ≤ stride`.
+                unsafe { self.tile((src, stride, from), dst.at(t0), n) };
             }
         };
-        super::ops::split_over_threads(tiles, threads, run);
-        Some(out)
+        super::ops::split_over_threads(tiles, threads.clamp(1, tiles), run);
     }
 
-    /// Output columns `t0..t0 + n`: bias (plus `add`'s columns), then one accumulating
-    /// product per tap.
+    /// Output columns `t0..t0 + n`: bias (added to what `dst` holds when it
+    /// accumulates), then one accumulating product per tap.
     ///
     /// # Safety
-    /// `dst` points at column `t0` of a `[Cout, l_out]` row-major buffer that no other
-    /// thread writes in these columns; `src` is `[Cin, stride]` and its columns
+    /// `dst` points at column `t0` of the output, whose columns `t0..t0 + n` no other
+    /// thread writes; `src` is `[Cin, stride]` and its columns
     /// `from .. from + n + dilation·(k − 1)` are the padded input of these outputs.
-    unsafe fn tile(
-        &self,
-        (src, stride, from): (&[f32], usize, usize),
-        dst: *mut f32,
-        l_out: usize,
-        t0: usize,
-        n: usize,
-        add: Option<&[f32]>,
-    ) {
+    unsafe fn tile(&self, (src, stride, from): (&[f32], usize, usize), dst: Dst, n: usize) {
         let (c_in, c_out) = (self.c_in, self.c_out);
         let dil = self.cfg.dilation;
+        let ld = dst.ld;
         for co in 0..c_out {
             let b = self.bias.as_ref().map_or(0.0, |b| b[co]);
             // SAFETY: row `co`, columns `0..n` of this tile (see the contract above).
-            let row = unsafe { std::slice::from_raw_parts_mut(dst.add(co * l_out), n) };
-            match add {
-                Some(add) => {
-                    let from = &add[co * l_out + t0..co * l_out + t0 + n];
-                    for (o, &a) in row.iter_mut().zip(from) {
-                        *o = b + a;
-                    }
+            let row = unsafe { std::slice::from_raw_parts_mut(dst.ptr.at(co * ld), n) };
+            if dst.accumulate {
+                for o in row.iter_mut() {
+                    *o += b;
                 }
-                None => row.fill(b),
+            } else {
+                row.fill(b);
             }
         }
         for j in 0..self.kernel {
@@ -198,9 +233,9 @@ impl GemmConv1d {
                     c_out,
                     n,
                     c_in,
-                    dst,
+                    dst.ptr.0,
                     1,
-                    l_out as isize,
+                    ld as isize,
                     true,
                     w.as_ptr(),
                     1,
@@ -216,6 +251,29 @@ impl GemmConv1d {
                     gemm::Parallelism::None,
                 );
             }
+        }
+    }
+}
+
+/// Where an item's `[Cout, l_out]` output goes: row `co` starts at `ptr + co·ld`. With
+/// `accumulate` the values there (a residual) are added to, else overwritten.
+#[derive(Clone, Copy)]
+pub(super) struct Dst {
+    pub(super) ptr: SharedOut,
+    pub(super) ld: usize,
+    pub(super) accumulate: bool,
+}
+
+impl Dst {
+    /// The same output from column `t0` on.
+    ///
+    /// # Safety
+    /// Column `t0` is inside every row.
+    unsafe fn at(self, t0: usize) -> Self {
+        Self {
+            // SAFETY: by the contract.
+            ptr: SharedOut(unsafe { self.ptr.at(t0) }),
+            ..self
         }
     }
 }
@@ -262,6 +320,73 @@ impl GemmConv1d {
 }
 
 impl GemmConv1d {
+    /// `dst = conv(f(x))`, or `dst += conv(f(x))` with `accumulate`, for one item `x`
+    /// `[Cin, t]` of a layer whose output is as long as its input (odd span, padding
+    /// half of it), `dst` `[Cout, t]`; `f(ci, src, out)` writes channel `ci`'s
+    /// transformed values of `src` into `out`.
+    ///
+    /// The time axis is taken a stretch at a time: `f(x)` exists only for one
+    /// stretch and its margins, never whole. A normalisation and activation in front
+    /// of the layer thus costs no activation-sized buffer, and a residual sum lands in
+    /// the buffer that holds the residual.
+    pub fn forward_mapped_into(
+        &self,
+        x: &[f32],
+        t: usize,
+        f: impl Fn(usize, &[f32], &mut [f32]) + Sync,
+        dst: &mut [f32],
+        accumulate: bool,
+    ) -> Result<()> {
+        let pad = self.cfg.padding;
+        if !self.keeps_length() {
+            candle_core::bail!("conv1d: the mapped form needs a same-length f32 CPU layer");
+        }
+        if x.len() != self.c_in * t || dst.len() != self.c_out * t {
+            candle_core::bail!(
+                "conv1d: [{}, {t}] in and [{}, {t}] out expected, got {} and {} values",
+                self.c_in,
+                self.c_out,
+                x.len(),
+                dst.len()
+            );
+        }
+        let mut slab = Vec::new();
+        let mut transforms = None;
+        for t0 in (0..t).step_by(MAPPED_STRETCH) {
+            let n = MAPPED_STRETCH.min(t - t0);
+            // Slab column j is input column t0 + j − pad; beyond the input it keeps
+            // the layer's zero padding.
+            let width = n + 2 * pad;
+            let (lo, hi) = (t0.saturating_sub(pad), (t0 + n + pad).min(t));
+            let lead = lo + pad - t0;
+            slab.clear();
+            slab.resize(self.c_in * width, 0f32);
+            super::ops::fill_chunks(&mut slab, width, |ci, row| {
+                f(
+                    ci,
+                    &x[ci * t + lo..ci * t + hi],
+                    &mut row[lead..lead + hi - lo],
+                );
+            });
+            let out = Dst {
+                ptr: SharedOut(dst.as_mut_ptr()),
+                ld: t,
+                accumulate,
+            };
+            // SAFETY: `dst` holds `c_out` rows of `t` values, columns `t0..t0 + n`
+            // exist in each, and `dst` is borrowed mutably for the call.
+            unsafe { self.item_into(&slab, width, 0, n, out.at(t0), Some(&mut transforms)) };
+        }
+        Ok(())
+    }
+
+    /// Whether [`Self::forward_mapped_into`] takes this layer: an f32 CPU layer whose
+    /// output is as long as its input.
+    pub fn keeps_length(&self) -> bool {
+        let span = self.cfg.dilation * (self.kernel - 1) + 1;
+        self.conv.is_none() && span == 2 * self.cfg.padding + 1
+    }
+
     /// The layer on one item `x` [1, Cin, T] with the direct (time-domain) products
     /// only, for comparing the two forms (`cargo run --release --example conv_timing`).
     #[doc(hidden)]
@@ -279,14 +404,15 @@ impl GemmConv1d {
     /// Whether `t` input samples would run in the frequency domain.
     #[doc(hidden)]
     pub fn is_spectral(&self, t: usize) -> bool {
-        let (pad, dil, k) = (self.cfg.padding, self.cfg.dilation, self.kernel);
-        let Some(l_out) = (t + 2 * pad).checked_sub(dil * (k - 1) + 1) else {
-            return false;
-        };
-        self.conv.is_none() && self.layer().plan(l_out + 1).is_some()
+        let pad = self.cfg.padding;
+        self.conv.is_none()
+            && self
+                .out_len(t, pad)
+                .is_some_and(|l_out| self.layer(pad).plan(l_out).is_some())
     }
 
-    fn layer(&self) -> Layer<'_> {
+    /// The layer as the frequency-domain path reads it, its input padded by `padding`.
+    fn layer(&self, padding: usize) -> Layer<'_> {
         Layer {
             taps: &self.taps,
             bias: self.bias.as_deref(),
@@ -294,7 +420,7 @@ impl GemmConv1d {
             c_out: self.c_out,
             kernel: self.kernel,
             dilation: self.cfg.dilation,
-            padding: self.cfg.padding,
+            padding,
         }
     }
 }
@@ -452,7 +578,7 @@ mod tests {
             let residual = Tensor::randn(0f32, 1.0, (co, t), &dev)?
                 .to_vec2::<f32>()?
                 .concat();
-            spectral += usize::from(conv.layer().plan(t).is_some());
+            spectral += usize::from(conv.layer(conv.cfg.padding).plan(t).is_some());
             for add in [None, Some(&residual[..])] {
                 let want = conv.item(&x, t, add, false).unwrap();
                 let got = conv.item(&x, t, add, true).unwrap();
@@ -494,6 +620,83 @@ mod tests {
         let want = conv.forward(&x)?;
         let got = GemmConv1d::new(conv)?.forward(&x)?;
         assert_eq!(max_diff(&got, &want)?, 0.0);
+        Ok(())
+    }
+
+    #[test]
+    fn mapped_form_matches_mapping_then_convolving() -> Result<()> {
+        let dev = Device::Cpu;
+        // Several stretches and a short tail, in the frequency domain (128 channels,
+        // 11 and 7 taps) and directly (3 taps), and an input shorter than the padding.
+        let t_long = 2 * MAPPED_STRETCH + 777;
+        for (c, t, k, d) in [
+            (128usize, t_long, 11usize, 5usize),
+            (128, t_long, 7, 1),
+            (16, t_long, 3, 3),
+            (8, 20, 11, 5),
+        ] {
+            let cfg = Conv1dConfig {
+                padding: d * (k - 1) / 2,
+                dilation: d,
+                ..Default::default()
+            };
+            let w = Tensor::randn(0f32, 0.1, (c, c, k), &dev)?;
+            let conv = GemmConv1d::new(Conv1d::new(
+                w,
+                Some(Tensor::randn(0f32, 1.0, c, &dev)?),
+                cfg,
+            ))?;
+            assert!(conv.keeps_length());
+            let x = Tensor::randn(0f32, 1.0, (1, c, t), &dev)?;
+            let residual = Tensor::randn(0f32, 1.0, (1, c, t), &dev)?;
+            // A map that depends on the channel and is not zero at zero, so that
+            // mapping the padding too would show.
+            let f = |ch: usize, xs: &[f32], o: &mut [f32]| {
+                for (o, &v) in o.iter_mut().zip(xs) {
+                    *o = (v * (1.0 + ch as f32 / 64.0)).sin() + 0.25;
+                }
+            };
+            let xs = x.flatten_all()?.to_vec1::<f32>()?;
+            let mut m = vec![0f32; c * t];
+            for ch in 0..c {
+                f(ch, &xs[ch * t..(ch + 1) * t], &mut m[ch * t..(ch + 1) * t]);
+            }
+            let m = Tensor::from_vec(m, (1, c, t), &dev)?;
+            let want = conv.forward(&m)?;
+            let want_added = (&want + &residual)?;
+            let mut got = vec![0f32; c * t];
+            conv.forward_mapped_into(&xs, t, f, &mut got, false)?;
+            let got = Tensor::from_vec(got, (1, c, t), &dev)?;
+            let mut added = residual.flatten_all()?.to_vec1::<f32>()?;
+            conv.forward_mapped_into(&xs, t, f, &mut added, true)?;
+            let added = Tensor::from_vec(added, (1, c, t), &dev)?;
+            let scale = want.abs()?.max_all()?.to_scalar::<f32>()?;
+            for (what, got, want) in [("overwritten", &got, &want), ("added", &added, &want_added)]
+            {
+                let diff = max_diff(got, want)?;
+                assert!(
+                    diff <= 2e-6 * scale,
+                    "c {c} t {t} k {k} d {d} {what}: {diff:e} of {scale}"
+                );
+            }
+        }
+        // A layer whose output is shorter than its input is refused, not half-run.
+        let conv = GemmConv1d::new(Conv1d::new(
+            Tensor::randn(0f32, 0.1, (4, 4, 3), &dev)?,
+            None,
+            Conv1dConfig::default(),
+        ))?;
+        assert!(!conv.keeps_length());
+        let mut out = vec![0f32; 4 * 10];
+        assert!(conv
+            .forward_mapped_into(
+                &[0.0; 40],
+                10,
+                |_, xs, o| o.copy_from_slice(xs),
+                &mut out,
+                false
+            )
+            .is_err());
         Ok(())
     }
 }

@@ -17,6 +17,8 @@
 
 use std::f64::consts::TAU;
 
+use super::conv::Dst;
+
 /// Windows taken per product: enough columns for `gemm` to run near its peak, while a
 /// group's spectra stay in cache.
 const MAX_GROUP: usize = 64;
@@ -97,62 +99,94 @@ fn spectrum_rows(n: usize) -> impl Iterator<Item = (usize, usize, bool)> {
     })
 }
 
-/// One item: `x` `[Cin, t]` → `[Cout, l_out]`, `add` (`[Cout, l_out]`) added when given;
-/// threads take whole groups of windows.
-pub(super) fn conv_item(
-    layer: &Layer,
+/// A plan's transform matrices and the layer's weight spectra for it: the same for
+/// every call with that plan, so a caller running one layer over several stretches
+/// makes them once.
+pub(super) struct Transforms {
     plan: Plan,
-    x: &[f32],
-    t: usize,
-    add: Option<&[f32]>,
-    l_out: usize,
-    threads: usize,
-) -> Vec<f32> {
-    let Plan { n, m } = plan;
-    let (c_in, c_out, k) = (layer.c_in, layer.c_out, layer.kernel);
-    let (cos, sin) = unit_circle(n);
-    let sign = |is_sin: bool| if is_sin { -1.0 } else { 1.0 };
+    /// Forward DFT [N, N].
+    dft: Vec<f32>,
+    /// Inverse DFT of the first `m` samples [m, N].
+    idft: Vec<f32>,
+    /// [N, Cout·Cin].
+    spectra: Vec<f32>,
+}
 
-    // Forward DFT [N, N]: X[f] = Σ x[i]·e^{−2πi·fi/N}, so sine rows carry −sin.
-    let mut dft = vec![0f32; n * n];
-    // The weights' spectra come conjugated (a cross-correlation), per undilated phase:
-    // `Σ_j w_j·e^{+2πi·f·j/N}`.
-    let mut twiddle = vec![0f32; n * k];
-    // Inverse DFT of the first `m` samples [m, N]: y[τ] = (1/N)·Σ_f c_f·(Re Y[f]·cos −
-    // Im Y[f]·sin), c_f = 1 at DC and Nyquist, else 2.
-    let mut idft = vec![0f32; m * n];
-    for (r, f, is_sin) in spectrum_rows(n) {
-        let table = if is_sin { &sin } else { &cos };
-        for i in 0..n {
-            dft[r * n + i] = sign(is_sin) * table[(f * i) % n];
+impl Transforms {
+    pub(super) fn new(layer: &Layer, plan: Plan, threads: usize) -> Self {
+        let Plan { n, m } = plan;
+        let (c_in, c_out, k) = (layer.c_in, layer.c_out, layer.kernel);
+        let (cos, sin) = unit_circle(n);
+        let sign = |is_sin: bool| if is_sin { -1.0 } else { 1.0 };
+
+        // Forward DFT [N, N]: X[f] = Σ x[i]·e^{−2πi·fi/N}, so sine rows carry −sin.
+        let mut dft = vec![0f32; n * n];
+        // The weights' spectra come conjugated (a cross-correlation), per undilated
+        // phase: `Σ_j w_j·e^{+2πi·f·j/N}`.
+        let mut twiddle = vec![0f32; n * k];
+        // Inverse DFT of the first `m` samples [m, N]: y[τ] = (1/N)·Σ_f c_f·(Re Y[f]·cos
+        // − Im Y[f]·sin), c_f = 1 at DC and Nyquist, else 2.
+        let mut idft = vec![0f32; m * n];
+        for (r, f, is_sin) in spectrum_rows(n) {
+            let table = if is_sin { &sin } else { &cos };
+            for i in 0..n {
+                dft[r * n + i] = sign(is_sin) * table[(f * i) % n];
+            }
+            for j in 0..k {
+                twiddle[r * k + j] = table[(f * j) % n];
+            }
+            let c = if r < 2 { 1.0 } else { 2.0 } / n as f32;
+            for tau in 0..m {
+                idft[tau * n + r] = sign(is_sin) * c * table[(f * tau) % n];
+            }
         }
-        for j in 0..k {
-            twiddle[r * k + j] = table[(f * j) % n];
-        }
-        let c = if r < 2 { 1.0 } else { 2.0 } / n as f32;
-        for tau in 0..m {
-            idft[tau * n + r] = sign(is_sin) * c * table[(f * tau) % n];
+        let block = c_out * c_in;
+        let mut spectra = vec![0f32; n * block];
+        let spectra_ptr = super::conv::SharedOut(spectra.as_mut_ptr());
+        let columns = |first: usize, last: usize| {
+            // SAFETY: `spectra` is [N, block], `twiddle` [N, k], `taps` [k, block], all
+            // row-major; this call writes columns `first..last` only.
+            unsafe {
+                product(
+                    (n, last - first, k),
+                    rows(spectra_ptr.at(first), block),
+                    rows(twiddle.as_ptr(), k),
+                    rows(layer.taps.as_ptr().add(first), block),
+                    false,
+                    1.0,
+                );
+            }
+        };
+        super::ops::split_over_threads(block, threads, columns);
+        Self {
+            plan,
+            dft,
+            idft,
+            spectra,
         }
     }
-    let block = c_out * c_in;
-    let mut spectra = vec![0f32; n * block];
-    let spectra_ptr = super::conv::SharedOut(spectra.as_mut_ptr());
-    let columns = |first: usize, last: usize| {
-        // SAFETY: `spectra` is [N, block], `twiddle` [N, k], `taps` [k, block], all
-        // row-major; this call writes columns `first..last` only.
-        unsafe {
-            product(
-                (n, last - first, k),
-                rows(spectra_ptr.at(first), block),
-                rows(twiddle.as_ptr(), k),
-                rows(layer.taps.as_ptr().add(first), block),
-                false,
-                1.0,
-            );
-        }
-    };
-    super::ops::split_over_threads(block, threads, columns);
 
+    pub(super) fn plan(&self) -> Plan {
+        self.plan
+    }
+}
+
+/// One item: `x` `[Cin, t]` → `[Cout, l_out]` written to (or added to) `dst`, with the
+/// layer's [`Transforms`] for the plan; threads take whole groups of windows.
+///
+/// # Safety
+/// `dst` holds `c_out` rows of at least `l_out` values that nothing else reads or
+/// writes during the call.
+pub(super) unsafe fn conv_item(
+    layer: &Layer,
+    transforms: &Transforms,
+    x: &[f32],
+    t: usize,
+    l_out: usize,
+    dst: Dst,
+    threads: usize,
+) {
+    let Plan { m, .. } = transforms.plan;
     // A dilation d splits the layer into d independent undilated ones, one per phase
     // φ < d: outputs φ + d·u read inputs φ + d·(u + j). Each phase is cut into windows
     // of m outputs, the windows into groups of at most MAX_GROUP, spread over the
@@ -176,29 +210,24 @@ pub(super) fn conv_item(
     let group = windows.len().div_ceil(threads.max(1)).clamp(1, MAX_GROUP);
     let jobs: Vec<&[Window]> = windows.chunks(group).collect();
     let groups = jobs.len();
-    let mut out = vec![0f32; c_out * l_out];
-    let out_ptr = super::conv::SharedOut(out.as_mut_ptr());
     let ctx = Context {
         layer,
-        plan,
-        dft: &dft,
-        spectra: &spectra,
-        idft: &idft,
+        plan: transforms.plan,
+        dft: &transforms.dft,
+        spectra: &transforms.spectra,
+        idft: &transforms.idft,
         x,
         t,
-        add,
-        l_out,
     };
     let run = |first: usize, last: usize| {
         let mut scratch = Scratch::default();
         for &job in &jobs[first..last] {
             // SAFETY: jobs are split between threads without overlap and each writes
-            // only its own outputs; `out` outlives the threads.
-            unsafe { ctx.group(job, &mut scratch, out_ptr) };
+            // only its own outputs; `dst` outlives the threads (the contract).
+            unsafe { ctx.group(job, &mut scratch, dst) };
         }
     };
     super::ops::split_over_threads(groups, threads, run);
-    out
 }
 
 /// One window: outputs `phase + d·u` for `u` in `u0..u0 + width`.
@@ -218,8 +247,6 @@ struct Context<'a> {
     idft: &'a [f32],
     x: &'a [f32],
     t: usize,
-    add: Option<&'a [f32]>,
-    l_out: usize,
 }
 
 /// A thread's buffers, reused from group to group.
@@ -287,8 +314,9 @@ impl Context<'_> {
     /// The outputs of a group of windows.
     ///
     /// # Safety
-    /// `out` is the `[Cout, l_out]` buffer, and no other thread writes these outputs.
-    unsafe fn group(&self, job: &[Window], s: &mut Scratch, out: super::conv::SharedOut) {
+    /// `out` is the output (see [`conv_item`]), and no other thread writes these
+    /// outputs.
+    unsafe fn group(&self, job: &[Window], s: &mut Scratch, out: Dst) {
         let Plan { n, m } = self.plan;
         let count = job.len();
         let d = self.layer.dilation;
@@ -381,23 +409,19 @@ impl Context<'_> {
         for co in 0..c_out {
             let b = self.layer.bias.map_or(0.0, |b| b[co]);
             for (w, src) in job.iter().zip(s.time[co * count * m..].chunks(m)) {
-                let first = co * self.l_out + w.phase + d * w.u0;
+                let first = co * out.ld + w.phase + d * w.u0;
                 let src = &src[..w.width];
                 if d == 1 {
                     // SAFETY: outputs u0..u0 + width < l_out of row `co`, this group's
                     // own.
-                    let dst = unsafe { std::slice::from_raw_parts_mut(out.at(first), w.width) };
-                    match self.add {
-                        Some(add) => {
-                            let add = &add[first..first + w.width];
-                            for ((o, &v), &a) in dst.iter_mut().zip(src).zip(add) {
-                                *o = v + b + a;
-                            }
+                    let dst = unsafe { std::slice::from_raw_parts_mut(out.ptr.at(first), w.width) };
+                    if out.accumulate {
+                        for (o, &v) in dst.iter_mut().zip(src) {
+                            *o += v + b;
                         }
-                        None => {
-                            for (o, &v) in dst.iter_mut().zip(src) {
-                                *o = v + b;
-                            }
+                    } else {
+                        for (o, &v) in dst.iter_mut().zip(src) {
+                            *o = v + b;
                         }
                     }
                     continue;
@@ -405,11 +429,12 @@ impl Context<'_> {
                 // A dilated layer's phases interleave: other groups own the values in
                 // between, so each output is written on its own.
                 for (i, &v) in src.iter().enumerate() {
-                    let at = first + d * i;
-                    let a = self.add.map_or(0.0, |add| add[at]);
                     // SAFETY: output phase + d·(u0 + i) < l_out of row `co`, this
                     // group's own.
-                    unsafe { *out.at(at) = v + b + a };
+                    unsafe {
+                        let o = out.ptr.at(first + d * i);
+                        *o = if out.accumulate { v + b + *o } else { v + b };
+                    }
                 }
             }
         }

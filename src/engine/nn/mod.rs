@@ -10,6 +10,8 @@ pub mod attention;
 pub mod conv;
 mod fftconv;
 pub use conv::GemmConv1d;
+pub mod conv_transpose;
+pub use conv_transpose::GemmConvTranspose1d;
 pub mod linear;
 pub use linear::TransposedLinear;
 pub mod lstm;

@@ -115,6 +115,51 @@ impl InstanceNorm1d {
         }
     }
 
+    /// The statistics of every row of `data` (`[C, t]` f32, one item) and the
+    /// modulation `gain`, `shift` (and snake `alphas`), each per channel, as a
+    /// [`Modulation`].
+    pub fn modulation(
+        &self,
+        data: &[f32],
+        t: usize,
+        gain: &[f32],
+        shift: &[f32],
+        alphas: Option<Vec<f32>>,
+    ) -> Result<Modulation> {
+        let c = gain.len();
+        if data.len() != c * t || shift.len() != c || alphas.as_ref().is_some_and(|a| a.len() != c)
+        {
+            candle_core::bail!("instance norm: [{c}, {t}] values and {c} parameters each expected");
+        }
+        let x = Tensor::zeros(0, DType::F32, &candle_core::Device::Cpu)?;
+        let (w, bias) = self.affine(c, &x)?;
+        let (w, bias) = (w.to_vec1::<f32>()?, bias.to_vec1::<f32>()?);
+        let mut rows = vec![(0f32, 0f32, 0f32, 0f32); c];
+        let threads = if data.len() < 1 << 16 {
+            1
+        } else {
+            candle_core::utils::get_num_threads().max(1)
+        };
+        let per = c.div_ceil(threads).max(1);
+        let eps = self.eps;
+        std::thread::scope(|scope| {
+            for (k, part) in rows.chunks_mut(per).enumerate() {
+                let (w, bias) = (&w, &bias);
+                scope.spawn(move || {
+                    for (j, p) in part.iter_mut().enumerate() {
+                        let ch = k * per + j;
+                        let (a, b) = row_stats(&data[ch * t..(ch + 1) * t], eps, w[ch], bias[ch]);
+                        *p = (a, b, gain[ch], shift[ch]);
+                    }
+                });
+            }
+        });
+        Ok(Modulation {
+            rows,
+            snake: alphas,
+        })
+    }
+
     /// The per-channel affine weight and bias, 1 and 0 when the checkpoint has none.
     fn affine(&self, c: usize, x: &Tensor) -> Result<(Tensor, Tensor)> {
         let w = match &self.weight {
@@ -173,6 +218,17 @@ fn normalize_row_any(
     eps: f64,
     (w, bias, gain, shift): (f32, f32, f32, f32),
 ) {
+    let (alpha, beta) = row_stats_any(xs, eps, w, bias);
+    modulate_row_any(xs, o, (alpha, beta, gain, shift));
+}
+
+simd_dispatch! {
+    /// `(α, β)` of one row: `α = w/std`, `β = bias − mean·α` (see [`normalize_rows`]).
+    fn row_stats(xs: &[f32], eps: f64, w: f32, bias: f32) -> (f32, f32) => row_stats_any
+}
+
+#[inline(always)]
+fn row_stats_any(xs: &[f32], eps: f64, w: f32, bias: f32) -> (f32, f32) {
     let t = xs.len() as f64;
     let mean = (sum_f64(xs, |v| v) / t) as f32;
     let var_sum = sum_f64(xs, |v| {
@@ -181,9 +237,39 @@ fn normalize_row_any(
     });
     let inv_std = (1.0 / (var_sum / t + eps).sqrt()) as f32;
     let alpha = inv_std * w;
-    let beta = bias - mean * alpha;
+    (alpha, bias - mean * alpha)
+}
+
+simd_dispatch! {
+    /// `o = (x·α + β)·gain + shift`.
+    fn modulate_row(xs: &[f32], o: &mut [f32], p: (f32, f32, f32, f32)) => modulate_row_any
+}
+
+#[inline(always)]
+fn modulate_row_any(xs: &[f32], o: &mut [f32], (alpha, beta, gain, shift): (f32, f32, f32, f32)) {
     for (o, &v) in o.iter_mut().zip(xs) {
         *o = (v * alpha + beta) * gain + shift;
+    }
+}
+
+/// A modulated instance norm (and optionally snake) with its statistics taken, to be
+/// applied to any stretch of each row: the same values as
+/// [`InstanceNorm1d::forward_modulated_snake`] without its output existing whole.
+#[derive(Debug, Clone)]
+pub struct Modulation {
+    /// `(α, β, gain, shift)` per row: `o = (x·α + β)·gain + shift`.
+    rows: Vec<(f32, f32, f32, f32)>,
+    /// Snake α per row, when the activation follows.
+    snake: Option<Vec<f32>>,
+}
+
+impl Modulation {
+    /// Row `row`'s values for `xs` (a stretch of that row) into `o`.
+    pub fn apply(&self, row: usize, xs: &[f32], o: &mut [f32]) {
+        modulate_row(xs, o, self.rows[row]);
+        if let Some(a) = &self.snake {
+            super::ops::snake_row_inplace(a[row], o);
+        }
     }
 }
 
@@ -291,6 +377,54 @@ mod tests {
             .max(0)?
             .to_scalar::<f32>()?;
         assert!(diff < 1e-6, "{diff}");
+        Ok(())
+    }
+
+    #[test]
+    fn modulation_applied_by_stretches_equals_the_fused_pass() -> Result<()> {
+        let dev = Device::Cpu;
+        let (c, t) = (3, 70_001);
+        let mut map = HashMap::new();
+        map.insert(
+            "weight".to_string(),
+            Tensor::new(&[0.5f32, 1.0, 2.0], &dev)?,
+        );
+        map.insert("bias".to_string(), Tensor::new(&[0.1f32, -0.2, 0.3], &dev)?);
+        let norm = InstanceNorm1d::load(VarBuilder::from_tensors(map, DType::F32, &dev), c)?;
+        let x = (Tensor::randn(0f32, 3.0, (1, c, t), &dev)? + 7.0)?;
+        let gain = Tensor::randn(1f32, 0.3, (1, c), &dev)?;
+        let shift = Tensor::randn(0f32, 0.3, (1, c), &dev)?;
+        let alpha = Tensor::new(&[0.3f32, 1.0, 2.5], &dev)?;
+        let want = norm
+            .forward_modulated_snake(&x, &gain, &shift, &alpha)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let xs = x.flatten_all()?.to_vec1::<f32>()?;
+        let modulation = norm.modulation(
+            &xs,
+            t,
+            &gain.flatten_all()?.to_vec1::<f32>()?,
+            &shift.flatten_all()?.to_vec1::<f32>()?,
+            Some(alpha.to_vec1::<f32>()?),
+        )?;
+        let mut got = vec![0f32; c * t];
+        for (ch, (row, out)) in xs.chunks(t).zip(got.chunks_mut(t)).enumerate() {
+            // Uneven stretches, as a convolution's stretches and margins cut them.
+            let mut at = 0;
+            for len in [1, 999, 30_000, 39_001] {
+                modulation.apply(ch, &row[at..at + len], &mut out[at..at + len]);
+                at += len;
+            }
+        }
+        // The same arithmetic value by value: identical, not merely close.
+        assert!(got
+            .iter()
+            .zip(&want)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
+        // Parameters that do not fit the values are an error.
+        assert!(norm
+            .modulation(&xs, t + 1, &[1.0; 3], &[0.0; 3], None)
+            .is_err());
         Ok(())
     }
 }

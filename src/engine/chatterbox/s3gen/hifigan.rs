@@ -9,14 +9,16 @@
 //! configuration ([`HiFTConfig::s3gen`]).
 
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{ConvTranspose1d, ConvTranspose1dConfig, Linear, VarBuilder};
+use candle_nn::{ConvTranspose1dConfig, Linear, VarBuilder};
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
 
 use super::f0_predictor::{ConvRNNF0Predictor, F0PredictorConfig};
-use crate::engine::nn::ops::{conv_transpose1d_trimmed, leaky_relu, reflection_pad1d, snake};
+use crate::engine::nn::ops::{leaky_relu, reflection_pad1d, snake};
 use crate::engine::nn::stft::Stft;
-use crate::engine::nn::{conv1d, conv_cfg, conv_transpose1d, resblock_convs, GemmConv1d};
+use crate::engine::nn::{
+    conv1d, conv_cfg, conv_transpose1d, resblock_convs, GemmConv1d, GemmConvTranspose1d,
+};
 
 /// `istft_params` of `HiFTGenerator`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -370,7 +372,7 @@ const MAX_MAGNITUDE: f64 = 1e2;
 pub struct HiFTGenerator {
     m_source: SourceModuleHnNSF,
     conv_pre: GemmConv1d,
-    ups: Vec<ConvTranspose1d>,
+    ups: Vec<GemmConvTranspose1d>,
     source_downs: Vec<GemmConv1d>,
     source_resblocks: Vec<ResBlock>,
     resblocks: Vec<ResBlock>,
@@ -422,14 +424,14 @@ impl HiFTGenerator {
                 stride: u,
                 ..Default::default()
             };
-            ups.push(conv_transpose1d(
+            ups.push(GemmConvTranspose1d::new(conv_transpose1d(
                 vb.pp("ups").pp(i),
                 base >> i,
                 base >> (i + 1),
                 k,
                 up_cfg,
                 true,
-            )?);
+            )?)?);
         }
         // Source i joins after upsampling stage i: it is downsampled by the rates of
         // the stages still to come (`downsample_cum_rates[::-1]` in the reference).
@@ -543,7 +545,7 @@ impl HiFTGenerator {
     /// to the same rate, average the residual blocks.
     pub fn stage(&self, i: usize, x: &Tensor, s_stft: &Tensor) -> Result<Tensor> {
         let x = leaky_relu(x, self.lrelu_slope)?;
-        let mut x = conv_transpose1d_trimmed(&x, &self.ups[i])?;
+        let mut x = self.ups[i].forward(&x)?;
         if i + 1 == self.ups.len() {
             x = reflection_pad1d(&x, 1, 0)?;
         }

@@ -1,0 +1,237 @@
+//! A `ConvTranspose1d` (groups 1, dilation 1) as accumulating matrix products written
+//! straight into the output.
+//!
+//! Candle's CPU kernel multiplies the input into a `[T, Cout·k]` matrix and then folds
+//! it into the output (col2im); for the vocoders' last upsampling of a 40 s sentence
+//! that matrix is ~200 MB, next to a ~100 MB untrimmed output and the trimmed copy.
+//! Here each output phase `r < stride` is an ordinary convolution of the input with
+//! the taps `r, r + stride, …`: output column `q·stride + r − padding` is
+//! `bias + Σ_m W_{r+m·stride}ᵀ · x[:, q − m]`, one `gemm` per phase and tap writing
+//! every `stride`-th column of the output in place. Threads take stretches of `q`.
+
+use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_nn::ConvTranspose1d;
+
+use super::conv::SharedOut;
+use super::ops::{conv_transpose1d_trimmed, split_over_threads, with_cpu_f32};
+
+/// Input columns per stretch at most: the stretch's outputs (`Cout × stride·Q`) stay in L2
+/// across the taps.
+const STRETCH: usize = 256;
+
+/// Below this many multiply-adds the layer runs on the calling thread.
+const PARALLEL_MIN_MACS: usize = 1 << 22;
+
+/// `nn.ConvTranspose1d` with groups 1 and dilation 1 run as matrix products on f32 CPU
+/// tensors; other settings, devices and dtypes go through the candle layer.
+#[derive(Debug, Clone)]
+pub struct GemmConvTranspose1d {
+    /// The layer as loaded, kept only when the fast path does not apply.
+    conv: Option<ConvTranspose1d>,
+    /// `k` row-major `[Cout, Cin]` blocks, tap by tap.
+    taps: Vec<f32>,
+    bias: Option<Vec<f32>>,
+    c_in: usize,
+    c_out: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    output_padding: usize,
+}
+
+impl GemmConvTranspose1d {
+    /// Packs the weight of `conv` (`[Cin, Cout, k]`) tap by tap.
+    pub fn new(conv: ConvTranspose1d) -> Result<Self> {
+        let (c_in, c_out, kernel) = conv.weight().dims3()?;
+        let cfg = *conv.config();
+        let fast = cfg.groups == 1
+            && cfg.dilation == 1
+            && cfg.stride > 0
+            && conv.weight().device().is_cpu()
+            && conv.weight().dtype() == DType::F32;
+        let (taps, bias) = if fast {
+            let taps = conv
+                .weight()
+                .permute((2, 1, 0))?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            let bias = match conv.bias() {
+                Some(b) => Some(b.flatten_all()?.to_vec1::<f32>()?),
+                None => None,
+            };
+            (taps, bias)
+        } else {
+            (Vec::new(), None)
+        };
+        Ok(Self {
+            conv: (!fast).then_some(conv),
+            taps,
+            bias,
+            c_in,
+            c_out,
+            kernel,
+            stride: cfg.stride,
+            padding: cfg.padding,
+            output_padding: cfg.output_padding,
+        })
+    }
+
+    /// Output columns for `t` input columns.
+    fn out_len(&self, t: usize) -> Result<usize> {
+        ((t.max(1) - 1) * self.stride + self.kernel + self.output_padding)
+            .checked_sub(2 * self.padding)
+            .ok_or_else(|| candle_core::Error::Msg("conv_transpose1d: output too short".into()))
+    }
+
+    /// One item `x` `[Cin, t]` → `[Cout, l_out]`.
+    fn item(&self, x: &[f32], t: usize, l_out: usize) -> Vec<f32> {
+        let (c_in, c_out, s) = (self.c_in, self.c_out, self.stride);
+        let mut out = vec![0f32; c_out * l_out];
+        for (co, row) in out.chunks_mut(l_out.max(1)).enumerate() {
+            row.fill(self.bias.as_ref().map_or(0.0, |b| b[co]));
+        }
+        if t == 0 || l_out == 0 {
+            return out;
+        }
+        // Output column τ = q·s + r − padding: q runs over 0..q_end.
+        let q_end = (l_out + self.padding).div_ceil(s);
+        let macs = c_out * c_in * self.kernel * t;
+        let threads = if macs < PARALLEL_MIN_MACS {
+            1
+        } else {
+            candle_core::utils::get_num_threads().max(1)
+        };
+        // A short input still gives every thread a stretch.
+        let stretch = STRETCH.min(q_end.div_ceil(threads)).max(1);
+        let stretches = q_end.div_ceil(stretch);
+        let out_ptr = SharedOut(out.as_mut_ptr());
+        let run = |first: usize, last: usize| {
+            for k in first..last {
+                let (q0, q1) = (k * stretch, ((k + 1) * stretch).min(q_end));
+                for r in 0..s {
+                    for j in (r..self.kernel).step_by(s) {
+                        let m = (j - r) / s;
+                        // Columns q with τ = q·s + r − padding in 0..l_out and input
+                        // column q − m in 0..t.
+                        let lo = q0.max(m).max((self.padding + s - 1 - r) / s);
+                        let hi = q1.min(t + m);
+                        let hi = hi.min((l_out + self.padding).saturating_sub(r).div_ceil(s));
+                        if lo >= hi {
+                            continue;
+                        }
+                        let tau = lo * s + r - self.padding;
+                        let w = &self.taps[j * c_out * c_in..(j + 1) * c_out * c_in];
+                        let src = &x[lo - m..];
+                        // SAFETY: `w` is [c_out, c_in] row-major; `src` is read as
+                        // [c_in, hi − lo] with row stride t (columns lo − m .. hi − m
+                        // < t of every row); the output is written at columns
+                        // τ + s·i < l_out of every row, which belong to this stretch's
+                        // q only, so no other thread writes them; `out` outlives the
+                        // threads.
+                        unsafe {
+                            gemm::gemm(
+                                c_out,
+                                hi - lo,
+                                c_in,
+                                out_ptr.at(tau),
+                                s as isize,
+                                l_out as isize,
+                                true,
+                                w.as_ptr(),
+                                1,
+                                c_in as isize,
+                                src.as_ptr(),
+                                1,
+                                t as isize,
+                                1.0f32,
+                                1.0f32,
+                                false,
+                                false,
+                                false,
+                                gemm::Parallelism::None,
+                            );
+                        }
+                    }
+                }
+            }
+        };
+        split_over_threads(stretches, threads, run);
+        out
+    }
+}
+
+impl Module for GemmConvTranspose1d {
+    /// `x` [B, Cin, T] → [B, Cout, (T−1)·stride − 2·padding + k + output_padding], the
+    /// same values as the candle layer up to the order of the float sums.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some(conv) = &self.conv {
+            return conv_transpose1d_trimmed(x, conv);
+        }
+        let (b, c_in, t) = x.dims3()?;
+        if c_in != self.c_in {
+            candle_core::bail!(
+                "conv_transpose1d: {c_in} input channels, want {}",
+                self.c_in
+            );
+        }
+        let l_out = self.out_len(t)?;
+        let done = with_cpu_f32(x, |data| {
+            let mut items: Vec<Vec<f32>> = data
+                .chunks(c_in * t.max(1))
+                .take(b)
+                .map(|item| self.item(item, t, l_out))
+                .collect();
+            let out = if items.len() == 1 {
+                items.pop().unwrap_or_default()
+            } else {
+                items.concat()
+            };
+            Tensor::from_vec(out, (b, self.c_out, l_out), &Device::Cpu)
+        });
+        match done {
+            Some(y) => y,
+            None => candle_core::bail!("conv_transpose1d: expected an f32 CPU input"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_nn::ConvTranspose1dConfig;
+
+    #[test]
+    fn matches_the_candle_layer() -> Result<()> {
+        let dev = Device::Cpu;
+        // The vocoders' shapes (kernel a multiple of the stride or not, padding,
+        // output padding), a batch of two, and inputs shorter than the kernel.
+        for (c_in, c_out, k, stride, padding, output_padding, t, b) in [
+            (
+                16usize, 8usize, 20usize, 10usize, 5usize, 0usize, 300usize, 1usize,
+            ),
+            (8, 4, 12, 6, 3, 0, 700, 1),
+            (8, 4, 11, 5, 3, 0, 50, 2),
+            (6, 5, 7, 3, 2, 1, 1, 1),
+            (4, 3, 16, 8, 4, 0, 2, 1),
+            (5, 7, 3, 2, 0, 1, 9, 1),
+        ] {
+            let w = Tensor::randn(0f32, 1., (c_in, c_out, k), &dev)?;
+            let bias = Tensor::randn(0f32, 1., c_out, &dev)?;
+            let cfg = ConvTranspose1dConfig {
+                padding,
+                output_padding,
+                stride,
+                dilation: 1,
+                groups: 1,
+            };
+            let conv = ConvTranspose1d::new(w, Some(bias), cfg);
+            let x = Tensor::randn(0f32, 1., (b, c_in, t), &dev)?;
+            let want = conv.forward(&x)?;
+            let got = GemmConvTranspose1d::new(conv)?.forward(&x)?;
+            assert_eq!(got.dims(), want.dims(), "k {k} stride {stride} t {t}");
+            let diff = (got - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(diff < 1e-4, "k {k} stride {stride} t {t}: {diff:e}");
+        }
+        Ok(())
+    }
+}
