@@ -14,6 +14,12 @@ pub fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// Starts a new peak for [`peak_rss_mib`] at the current resident memory (Linux:
+/// writing 5 to `/proc/self/clear_refs`); false where that is not possible.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
 /// The processor's model name, from /proc/cpuinfo.
 pub fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")

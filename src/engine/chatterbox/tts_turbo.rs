@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
 use rand::{Rng, SeedableRng};
 
 use super::cloner::{ClonerConfig, VoiceCloner};
@@ -28,6 +27,7 @@ use super::t3::inference::SamplingParams;
 use super::t3::T3;
 use super::text::{punc_norm, TextTokenizer};
 use crate::audio::clip::ReferenceClip;
+use crate::engine::nn::safetensors_file::var_builder;
 use crate::engine::registry::find_model_file;
 use crate::engine::{
     AudioChunk, ClonedVoice, EngineError, EngineLoader, LoadContext, SynthRequest, TtsEngine,
@@ -147,15 +147,11 @@ impl ChatterboxTurboEngine {
         let hift_cfg = overrides.hift.unwrap_or_else(HiFTConfig::s3gen);
         let t3_path = files.dir.join(T3_WEIGHTS);
         let s3gen_path = files.dir.join(S3GEN_WEIGHTS);
-        // SAFETY: read-only mappings of checkpoint files this process does not modify.
-        let t3_vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&t3_path], DType::F32, device) }
-            .map_err(|e| bad_file(&t3_path, e))?;
+        let t3_vb = var_builder(&t3_path, DType::F32, device).map_err(|e| bad_file(&t3_path, e))?;
         let t3 = T3::load_quantized(t3_vb, &t3_cfg, overrides.t3_quant)
             .map_err(|e| bad_file(&t3_path, e))?;
-        // SAFETY: as above.
         let s3_vb =
-            unsafe { VarBuilder::from_mmaped_safetensors(&[&s3gen_path], DType::F32, device) }
-                .map_err(|e| bad_file(&s3gen_path, e))?;
+            var_builder(&s3gen_path, DType::F32, device).map_err(|e| bad_file(&s3gen_path, e))?;
         let s3gen =
             S3Token2Mel::load(s3_vb.clone(), &s3gen_cfg).map_err(|e| bad_file(&s3gen_path, e))?;
         let hift = HiFTGenerator::load(s3_vb.pp("mel2wav"), &hift_cfg)
@@ -274,15 +270,10 @@ impl ChatterboxTurboEngine {
             return Err(missing());
         }
         let s3gen_path = self.dir.join(S3GEN_WEIGHTS);
-        // SAFETY: read-only mappings of checkpoint files this process does not modify.
         let ve =
-            unsafe { VarBuilder::from_mmaped_safetensors(&[&ve_path], DType::F32, &self.device) }
-                .map_err(|e| bad_file(&ve_path, e))?;
-        // SAFETY: as above.
-        let s3 = unsafe {
-            VarBuilder::from_mmaped_safetensors(&[&s3gen_path], DType::F32, &self.device)
-        }
-        .map_err(|e| bad_file(&s3gen_path, e))?;
+            var_builder(&ve_path, DType::F32, &self.device).map_err(|e| bad_file(&ve_path, e))?;
+        let s3 = var_builder(&s3gen_path, DType::F32, &self.device)
+            .map_err(|e| bad_file(&s3gen_path, e))?;
         let started = std::time::Instant::now();
         let cloner = Arc::new(VoiceCloner::load(ve, s3, &self.cloner_cfg).map_err(|e| {
             bad_file(

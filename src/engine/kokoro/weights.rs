@@ -11,6 +11,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 use super::config::KokoroConfig;
+use crate::engine::nn::safetensors_file::var_builder;
 use crate::engine::registry::find_model_file;
 use crate::engine::EngineError;
 
@@ -72,8 +73,8 @@ impl KokoroFiles {
         KokoroConfig::from_json(&text).map_err(|e| bad_file(&self.config, e))
     }
 
-    /// Weights as a `VarBuilder`: a safetensors file memory-mapped, or a `.pth`
-    /// converted once into `cache_dir` and memory-mapped from there.
+    /// Weights as a `VarBuilder`: a safetensors file read tensor by tensor, or a
+    /// `.pth` converted once into `cache_dir` and read from there.
     pub fn var_builder(
         &self,
         cache_dir: &Path,
@@ -84,10 +85,7 @@ impl KokoroFiles {
         } else {
             self.weights.clone()
         };
-        // SAFETY: the file is memory-mapped read-only; voxpool never writes to a
-        // checkpoint it has mapped, and a converted copy is renamed into place whole.
-        unsafe { VarBuilder::from_mmaped_safetensors(&[&safetensors], DType::F32, device) }
-            .map_err(|e| bad_file(&safetensors, e))
+        var_builder(&safetensors, DType::F32, device).map_err(|e| bad_file(&safetensors, e))
     }
 }
 

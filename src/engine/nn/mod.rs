@@ -18,6 +18,8 @@ pub mod lstm;
 pub use lstm::Lstm;
 pub mod norm;
 pub mod ops;
+pub mod safetensors_file;
+pub use safetensors_file::SafetensorsFile;
 pub mod stft;
 
 /// The environment variable with which candle's CPU worker threads are told how long
