@@ -32,11 +32,11 @@ use std::process::Command;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
 use voxpool::engine::chatterbox::config::T3Config;
 use voxpool::engine::chatterbox::s3gen::hifigan::{trim_fade, HiFTConfig, HiFTGenerator};
 use voxpool::engine::chatterbox::s3gen::{PromptRef, S3GenConfig, S3Token2Mel};
 use voxpool::engine::chatterbox::t3::{SamplingParams, T3Cond, T3};
+use voxpool::engine::nn::safetensors_file::var_builder;
 
 const SAMPLE_RATE: f64 = 24_000.0;
 /// Speech ids at or above this are start/stop tokens, not audio.
@@ -91,10 +91,8 @@ struct Times {
 
 impl Models {
     fn load(t3_dir: &Path, s3gen_dir: &Path, hift_dir: &Path) -> candle_core::Result<Self> {
-        let map = |path: PathBuf| {
-            // SAFETY: read-only mappings of files this process does not modify.
-            unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, &Device::Cpu) }
-        };
+        // As the engine loads a checkpoint: tensor by tensor from the file.
+        let map = |path: PathBuf| var_builder(&path, DType::F32, &Device::Cpu);
         let t3 = T3::load(
             map(t3_dir.join("t3_turbo_v1.safetensors"))?,
             &T3Config::turbo(),
@@ -406,7 +404,7 @@ fn main() -> candle_core::Result<()> {
         }
     }
     println!(
-        "\nvoxpool: load {load_s:.2} s (memory-mapped safetensors), first end-to-end run \
+        "\nvoxpool: load {load_s:.2} s (safetensors read tensor by tensor), first end-to-end run \
          {:.2} s (T3 {:.2} s), peak RSS {our_peak:.0} MiB; load average before: {load_avg_ours}",
         first.e2e,
         first.t3_prefill + first.t3_decode
