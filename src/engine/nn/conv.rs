@@ -53,24 +53,14 @@ impl GemmConv1d {
     pub fn new(conv: Conv1d) -> Result<Self> {
         let (c_out, c_in, kernel) = conv.weight().dims3()?;
         let cfg = conv.config();
-        let fast = cfg.stride == 1
-            && cfg.groups == 1
-            && conv.weight().device().is_cpu()
-            && conv.weight().dtype() == DType::F32;
-        let (taps, bias) = if fast {
-            let taps = conv
-                .weight()
-                .permute((2, 0, 1))?
-                .flatten_all()?
-                .to_vec1::<f32>()?;
-            let bias = match conv.bias() {
-                Some(b) => Some(b.flatten_all()?.to_vec1::<f32>()?),
-                None => None,
-            };
-            (taps, bias)
-        } else {
-            (Vec::new(), None)
-        };
+        let packed = pack_taps(
+            cfg.stride == 1 && cfg.groups == 1,
+            conv.weight(),
+            (2, 0, 1),
+            conv.bias(),
+        )?;
+        let fast = packed.is_some();
+        let (taps, bias) = packed.unwrap_or_default();
         Ok(Self {
             cfg: *cfg,
             conv: if fast { None } else { Some(conv) },
@@ -253,6 +243,29 @@ impl GemmConv1d {
             }
         }
     }
+}
+
+/// A layer's taps and bias as plain f32 values (see [`pack_taps`]).
+pub(super) type Packed = (Vec<f32>, Option<Vec<f32>>);
+
+/// The weight permuted by `order` to `[k, Cout, Cin]`, as `k` row-major `[Cout, Cin]`
+/// blocks, and the bias; `None` unless the layer is `eligible` and its weight an f32
+/// CPU tensor (the fast paths' condition).
+pub(super) fn pack_taps(
+    eligible: bool,
+    weight: &Tensor,
+    order: (usize, usize, usize),
+    bias: Option<&Tensor>,
+) -> Result<Option<Packed>> {
+    if !eligible || !weight.device().is_cpu() || weight.dtype() != DType::F32 {
+        return Ok(None);
+    }
+    let bias = match bias {
+        Some(b) => Some(b.flatten_all()?.to_vec1::<f32>()?),
+        None => None,
+    };
+    let taps = weight.permute(order)?.flatten_all()?.to_vec1::<f32>()?;
+    Ok(Some((taps, bias)))
 }
 
 /// Where an item's `[Cout, l_out]` output goes: row `co` starts at `ptr + co·ld`. With

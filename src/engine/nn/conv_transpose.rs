@@ -9,10 +9,10 @@
 //! `bias + Σ_m W_{r+m·stride}ᵀ · x[:, q − m]`, one `gemm` per phase and tap writing
 //! every `stride`-th column of the output in place. Threads take stretches of `q`.
 
-use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_core::{Device, Module, Result, Tensor};
 use candle_nn::ConvTranspose1d;
 
-use super::conv::SharedOut;
+use super::conv::{pack_taps, SharedOut};
 use super::ops::{conv_transpose1d_trimmed, split_over_threads, with_cpu_f32};
 
 /// Input columns per stretch at most: the stretch's outputs (`Cout × stride·Q`) stay in L2
@@ -44,25 +44,14 @@ impl GemmConvTranspose1d {
     pub fn new(conv: ConvTranspose1d) -> Result<Self> {
         let (c_in, c_out, kernel) = conv.weight().dims3()?;
         let cfg = *conv.config();
-        let fast = cfg.groups == 1
-            && cfg.dilation == 1
-            && cfg.stride > 0
-            && conv.weight().device().is_cpu()
-            && conv.weight().dtype() == DType::F32;
-        let (taps, bias) = if fast {
-            let taps = conv
-                .weight()
-                .permute((2, 1, 0))?
-                .flatten_all()?
-                .to_vec1::<f32>()?;
-            let bias = match conv.bias() {
-                Some(b) => Some(b.flatten_all()?.to_vec1::<f32>()?),
-                None => None,
-            };
-            (taps, bias)
-        } else {
-            (Vec::new(), None)
-        };
+        let packed = pack_taps(
+            cfg.groups == 1 && cfg.dilation == 1 && cfg.stride > 0,
+            conv.weight(),
+            (2, 1, 0),
+            conv.bias(),
+        )?;
+        let fast = packed.is_some();
+        let (taps, bias) = packed.unwrap_or_default();
         Ok(Self {
             conv: (!fast).then_some(conv),
             taps,

@@ -306,6 +306,18 @@ mod tests {
     use candle_core::{Device, IndexOp};
     use std::collections::HashMap;
 
+    /// A three-channel norm with checkpoint affine parameters.
+    fn norm_with_affine() -> Result<InstanceNorm1d> {
+        let dev = Device::Cpu;
+        let mut map = HashMap::new();
+        map.insert(
+            "weight".to_string(),
+            Tensor::new(&[0.5f32, 1.0, 2.0], &dev)?,
+        );
+        map.insert("bias".to_string(), Tensor::new(&[0.1f32, -0.2, 0.3], &dev)?);
+        InstanceNorm1d::load(VarBuilder::from_tensors(map, DType::F32, &dev), 3)
+    }
+
     fn empty_vb() -> VarBuilder<'static> {
         VarBuilder::from_tensors(HashMap::new(), DType::F32, &Device::Cpu)
     }
@@ -332,13 +344,7 @@ mod tests {
     fn fused_path_matches_candle_ops_with_affine_and_modulation() -> Result<()> {
         let dev = Device::Cpu;
         let (b, c, t) = (2, 3, 30_000);
-        let mut map = HashMap::new();
-        map.insert(
-            "weight".to_string(),
-            Tensor::new(&[0.5f32, 1.0, 2.0], &dev)?,
-        );
-        map.insert("bias".to_string(), Tensor::new(&[0.1f32, -0.2, 0.3], &dev)?);
-        let norm = InstanceNorm1d::load(VarBuilder::from_tensors(map, DType::F32, &dev), c)?;
+        let norm = norm_with_affine()?;
         let x = (Tensor::randn(0f32, 3.0, (b, c, t), &dev)? + 7.0)?;
         let gain = Tensor::randn(1f32, 0.3, (b, c), &dev)?;
         let shift = Tensor::randn(0f32, 0.3, (b, c), &dev)?;
@@ -384,13 +390,7 @@ mod tests {
     fn modulation_applied_by_stretches_equals_the_fused_pass() -> Result<()> {
         let dev = Device::Cpu;
         let (c, t) = (3, 70_001);
-        let mut map = HashMap::new();
-        map.insert(
-            "weight".to_string(),
-            Tensor::new(&[0.5f32, 1.0, 2.0], &dev)?,
-        );
-        map.insert("bias".to_string(), Tensor::new(&[0.1f32, -0.2, 0.3], &dev)?);
-        let norm = InstanceNorm1d::load(VarBuilder::from_tensors(map, DType::F32, &dev), c)?;
+        let norm = norm_with_affine()?;
         let x = (Tensor::randn(0f32, 3.0, (1, c, t), &dev)? + 7.0)?;
         let gain = Tensor::randn(1f32, 0.3, (1, c), &dev)?;
         let shift = Tensor::randn(0f32, 0.3, (1, c), &dev)?;
