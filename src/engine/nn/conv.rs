@@ -75,8 +75,8 @@ impl GemmConv1d {
     /// One item: `x` `[Cin, t]` contiguous → `[Cout, l_out]` values. At the
     /// generator's sizes a padded copy of the input would be another activation of
     /// ~100 MB alive, so the padding exists only at the ends (see
-    /// [`Self::item_into`]). `add`, when given, is `[Cout, l_out]` values added to the output (a residual
-    /// connection fused into the bias pass).
+    /// [`Self::item_into`]). `add`, when given, is `[Cout, l_out]` values added to the
+    /// output (a residual connection fused into the bias pass).
     fn forward_item(&self, x: &[f32], t: usize, add: Option<&[f32]>) -> Option<Vec<f32>> {
         self.item(x, t, add, true)
     }
@@ -99,9 +99,9 @@ impl GemmConv1d {
             ld: l_out,
             accumulate: add.is_some(),
         };
-        // SAFETY: `out` holds `c_out` rows of `l_out` values and outlives the call.
         let mut transforms = None;
         let spectral = spectral.then_some(&mut transforms);
+        // SAFETY: `out` holds `c_out` rows of `l_out` values and outlives the call.
         unsafe { self.item_into(x, t, self.cfg.padding, l_out, dst, spectral) };
         Some(out)
     }
