@@ -9,7 +9,8 @@
 //!    `VOXPOOL_HIFT_FULL`, defaults the folders above; runs the reference with
 //!    `CHATTERBOX_REF_PYTHON`, default `/tmp/cbvenv/bin/python`, when it exists;
 //!    `CHATTERBOX_BENCH_RUNS` timed runs after one warm-up, default 3, medians reported;
-//!    `CHATTERBOX_BENCH_GEN` T3 decode steps, default 50).
+//!    `CHATTERBOX_BENCH_GEN` T3 decode steps, default 50; `CHATTERBOX_BENCH_QUANT` the
+//!    quantised T3 variants also timed, default `q8_0,q4k`, `none` for none).
 //!
 //! Both sides do the same work (`tools/chatterbox_bench_reference.py` is the other
 //! half): T3 prefills [speaker, 375 voice-prompt tokens, 40 text tokens, start] and then
@@ -20,7 +21,9 @@
 //! plus three silence tokens through S3Gen with that prompt), as the engine does.
 //!
 //! Prints T3 prefill time and decode tokens/s, S3Gen and end-to-end speed in seconds
-//! of audio per second of compute (×RT), for both and their ratio; cold load time,
+//! of audio per second of compute (×RT), for both and their ratio; then voxpool's T3
+//! quantised at load (`CHATTERBOX_T3_QUANT`), prefill, decode and end to end with the
+//! same S3Gen, against the f32 reference; cold load time,
 //! the first (warm-up) synthesis and peak RSS. Timings depend on what else the
 //! machine runs: the load average is printed before each side.
 
@@ -35,7 +38,7 @@ use candle_core::{DType, Device, Tensor};
 use voxpool::engine::chatterbox::config::T3Config;
 use voxpool::engine::chatterbox::s3gen::hifigan::{trim_fade, HiFTConfig, HiFTGenerator};
 use voxpool::engine::chatterbox::s3gen::{PromptRef, S3GenConfig, S3Token2Mel};
-use voxpool::engine::chatterbox::t3::{SamplingParams, T3Cond, T3};
+use voxpool::engine::chatterbox::t3::{SamplingParams, T3Cond, T3Quant, T3};
 use voxpool::engine::nn::safetensors_file::var_builder;
 
 const SAMPLE_RATE: f64 = 24_000.0;
@@ -224,7 +227,7 @@ fn main() -> candle_core::Result<()> {
 
     let load_avg_ours = load_average();
     let started = Instant::now();
-    let models = Models::load(&t3_dir, &s3gen_dir, &hift_dir)?;
+    let mut models = Models::load(&t3_dir, &s3gen_dir, &hift_dir)?;
     let load_s = started.elapsed().as_secs_f64();
 
     let device = Device::Cpu;
@@ -286,6 +289,52 @@ fn main() -> candle_core::Result<()> {
         hift: med(|t| t.hift),
     };
     let our_peak = peak_rss_mib();
+
+    // The quantised T3 variants, each loaded in place of the f32 one and timed the same
+    // way (prefill, decode, end to end with the same S3Gen work).
+    let quants: Vec<T3Quant> = std::env::var("CHATTERBOX_BENCH_QUANT")
+        .unwrap_or_else(|_| "q8_0,q4k".into())
+        .split(',')
+        .filter_map(|q| q.trim().parse().ok())
+        .filter(|q| *q != T3Quant::F32)
+        .collect();
+    let mut quantised = Vec::new();
+    for quant in quants {
+        let started = Instant::now();
+        models.t3 = T3::load_quantized(
+            var_builder(
+                &t3_dir.join("t3_turbo_v1.safetensors"),
+                DType::F32,
+                &Device::Cpu,
+            )?,
+            &T3Config::turbo(),
+            quant,
+        )?;
+        let load = started.elapsed().as_secs_f64();
+        let mut times = Vec::new();
+        for run in 0..=runs {
+            let mut t = Times::default();
+            let start = Instant::now();
+            let (mut tokens, prefill, decode) = models.t3_generate(&cond, &text, steps)?;
+            (t.t3_prefill, t.t3_decode) = (prefill, decode);
+            tokens.retain(|&id| id < SPEECH_VOCAB);
+            tokens.extend([SILENCE_TOKEN; 3]);
+            let tokens = Tensor::new(tokens.as_slice(), &device)?.unsqueeze(0)?;
+            models.vocode(&tokens, &prompt, run as u64)?;
+            t.e2e = start.elapsed().as_secs_f64();
+            if run > 0 {
+                times.push(t);
+            }
+        }
+        let med = |f: fn(&Times) -> f64| median(times.iter().map(f).collect());
+        let t = Times {
+            t3_prefill: med(|t| t.t3_prefill),
+            t3_decode: med(|t| t.t3_decode),
+            e2e: med(|t| t.e2e),
+            ..Times::default()
+        };
+        quantised.push((quant, t, load));
+    }
     drop(models);
 
     let python =
@@ -390,6 +439,28 @@ fn main() -> candle_core::Result<()> {
             ),
         ]
     };
+    let mut rows = rows;
+    for (quant, t, _) in &quantised {
+        let theirs = theirs.as_ref().map(|(r, _)| r);
+        rows.push((
+            format!("T3 {quant} prefill (s)"),
+            t.t3_prefill,
+            theirs.map(|r| r.t3_prefill),
+            false,
+        ));
+        rows.push((
+            format!("T3 {quant} decode (tokens/s)"),
+            steps_f / t.t3_decode,
+            theirs.map(|r| steps_f / r.t3_decode),
+            true,
+        ));
+        rows.push((
+            format!("end to end, {quant} T3 (×RT)"),
+            e2e_audio_s / t.e2e,
+            theirs.map(|r| e2e_audio_s / r.e2e),
+            true,
+        ));
+    }
     println!(
         "\n{:<42} {:>10} {:>10} {:>16}",
         "", "voxpool", "PyTorch", "voxpool speed-up"
@@ -409,6 +480,9 @@ fn main() -> candle_core::Result<()> {
         first.e2e,
         first.t3_prefill + first.t3_decode
     );
+    for (quant, _, load) in &quantised {
+        println!("voxpool T3 {quant}: load and quantise {load:.2} s");
+    }
     match (&reference, &theirs) {
         (Some(r), Some((_, first))) => println!(
             "PyTorch {}: load {:.2} s, first end-to-end run {:.2} s (T3 {:.2} s), peak RSS \

@@ -219,6 +219,16 @@ impl T3Quant {
     }
 }
 
+impl std::fmt::Display for T3Quant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::F32 => "f32",
+            Self::Q8_0 => "q8_0",
+            Self::Q4K => "q4k",
+        })
+    }
+}
+
 impl std::str::FromStr for T3Quant {
     type Err = T3ConfigError;
 
@@ -269,6 +279,7 @@ mod tests {
             ("q4k", T3Quant::Q4K),
         ] {
             assert_eq!(name.parse::<T3Quant>().unwrap(), quant);
+            assert_eq!(quant.to_string(), name);
             let json = format!("{name:?}");
             assert_eq!(serde_json::from_str::<T3Quant>(&json).unwrap(), quant);
             assert_eq!(serde_json::to_string(&quant).unwrap(), json);

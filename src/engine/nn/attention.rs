@@ -68,6 +68,7 @@ fn self_attention_cpu(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Optio
     let dst = SharedOut(out.as_mut_ptr());
     let run = |first: usize, last: usize| {
         let mut scores = vec![0f32; ROWS * t];
+        let mut inv_sums = [0f32; ROWS];
         for item in first..last {
             let (bh, blk) = (item / blocks, item % blocks);
             let (batch, head) = (bh / heads, bh % heads);
@@ -102,7 +103,7 @@ fn self_attention_cpu(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Optio
                     gemm::Parallelism::None,
                 );
             }
-            softmax_rows(s, t);
+            exp_rows(s, t, &mut inv_sums[..rows]);
             // SAFETY: as above.
             unsafe {
                 // out_block [rows, d] = scores [rows, t] · v [t, d]
@@ -128,11 +129,129 @@ fn self_attention_cpu(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Optio
                     gemm::Parallelism::None,
                 );
             }
+            // The softmax's normalisation, on the d values of each output row rather
+            // than the t scores it came from.
+            for (r, &inv) in inv_sums[..rows].iter().enumerate() {
+                // SAFETY: row r0 + r of this head's columns, inside the buffer and
+                // written by this item only (as above).
+                let row =
+                    unsafe { std::slice::from_raw_parts_mut(dst.at(base + (r0 + r) * width), d) };
+                scale(row, inv);
+            }
         }
     };
     super::ops::split_over_threads(items, candle_core::utils::get_num_threads(), run);
     drop((qs, ks, vs));
     Some(Tensor::from_vec(out, (b, t, width), q.device()))
+}
+
+/// One new query per head against the keys and values cached so far, a decode step's
+/// attention: `q` [B, H, 1, D] (already scaled by `1/√D`), `k`, `v` [B, H, T, D] → the
+/// heads side by side, [B, 1, H·D]. `k` and `v` may be views whose rows of `D` values
+/// are contiguous, such as a preallocated key/value cache's: on the CPU they are read
+/// once, in place, each head's scores kept in a buffer of `T` values; a matrix product
+/// would pack (copy) the whole cache first.
+pub fn attend_one_query(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+    let (b, h, one, d) = q.dims4()?;
+    let (kb, kh, _, kd) = k.dims4()?;
+    if one != 1 || (kb, kh, kd) != (b, h, d) || v.dims() != k.dims() {
+        candle_core::bail!(
+            "attend_one_query: q {:?}, k {:?}, v {:?}",
+            q.dims(),
+            k.dims(),
+            v.dims()
+        );
+    }
+    if let Some(out) = attend_one_query_cpu(q, k, v) {
+        return out;
+    }
+    let probs = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
+    probs.matmul(v)?.transpose(1, 2)?.reshape((b, 1, h * d))
+}
+
+/// The in-place path for f32 tensors in CPU memory whose key and value rows are
+/// contiguous; `None` elsewhere.
+fn attend_one_query_cpu(q: &Tensor, k: &Tensor, v: &Tensor) -> Option<Result<Tensor>> {
+    if !q.device().is_cpu() || q.dtype() != DType::F32 {
+        return None;
+    }
+    let (b, h, _, d) = q.dims4().ok()?;
+    let t = k.dim(2).ok()?;
+    let q = match q.contiguous() {
+        Ok(q) => q,
+        Err(e) => return Some(Err(e)),
+    };
+    let (qs, ql) = q.storage_and_layout();
+    let (ks, kl) = k.storage_and_layout();
+    let (vs, vl) = v.storage_and_layout();
+    let (
+        Storage::Cpu(CpuStorage::F32(qd)),
+        Storage::Cpu(CpuStorage::F32(kd)),
+        Storage::Cpu(CpuStorage::F32(vd)),
+    ) = (&*qs, &*ks, &*vs)
+    else {
+        return None;
+    };
+    if kl.stride()[3] != 1 || vl.stride()[3] != 1 {
+        return None;
+    }
+    let qd = &qd[ql.contiguous_offsets()?.0..];
+    // Where row `j` of head `item` starts in a [B, H, T, D] view.
+    let row = |l: &candle_core::Layout, item: usize, j: usize| {
+        let s = l.stride();
+        l.start_offset() + (item / h) * s[0] + (item % h) * s[1] + j * s[2]
+    };
+    let mut out = vec![0f32; b * h * d];
+    let threads = if t * d < 4096 {
+        1
+    } else {
+        candle_core::utils::get_num_threads()
+    };
+    super::ops::fill_chunks_on(&mut out, d, threads, |item, o| {
+        let query = &qd[item * d..(item + 1) * d];
+        let mut scores: Vec<f32> = (0..t)
+            .map(|j| dot(query, &kd[row(kl, item, j)..][..d]))
+            .collect();
+        let mut inv_sum = [0f32];
+        exp_rows(&mut scores, t, &mut inv_sum);
+        for (j, &p) in scores.iter().enumerate() {
+            add_scaled(o, p, &vd[row(vl, item, j)..][..d]);
+        }
+        scale(o, inv_sum[0]);
+    });
+    drop((qs, ks, vs));
+    Some(Tensor::from_vec(out, (b, 1, h * d), q.device()))
+}
+
+simd_dispatch! {
+    /// `Σ a_i · b_i`.
+    fn dot(a: &[f32], b: &[f32]) -> f32 => dot_any
+}
+
+#[inline(always)]
+fn dot_any(a: &[f32], b: &[f32]) -> f32 {
+    // Sixteen lanes so that the loop vectorises.
+    let mut lanes = [0f32; 16];
+    let (body, tail) = a.split_at(a.len() - a.len() % 16);
+    for (x, y) in body.chunks_exact(16).zip(b.chunks_exact(16)) {
+        for ((acc, &x), &y) in lanes.iter_mut().zip(x).zip(y) {
+            *acc += x * y;
+        }
+    }
+    let done = body.len();
+    lanes.iter().sum::<f32>() + tail.iter().zip(&b[done..]).map(|(x, y)| x * y).sum::<f32>()
+}
+
+simd_dispatch! {
+    /// `y += a · x`.
+    fn add_scaled(y: &mut [f32], a: f32, x: &[f32]) => add_scaled_any
+}
+
+#[inline(always)]
+fn add_scaled_any(y: &mut [f32], a: f32, x: &[f32]) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y += a * x;
+    }
 }
 
 /// The output buffer shared by the work items, each writing its own block.
@@ -156,18 +275,19 @@ impl SharedOut {
 }
 
 simd_dispatch! {
-    /// Softmax over each row of `n` values, in place.
-    fn softmax_rows(s: &mut [f32], n: usize) => softmax_rows_any
+    /// For each row of `n` values: `e^(x − max)` in place, and one over the row's sum
+    /// of them into `inv_sums` (the softmax is those values times that: applied by the
+    /// caller to the product with `v`, fewer values than the row).
+    fn exp_rows(s: &mut [f32], n: usize, inv_sums: &mut [f32]) => exp_rows_any
 }
 
 #[inline(always)]
-fn softmax_rows_any(s: &mut [f32], n: usize) {
-    for row in s.chunks_exact_mut(n) {
-        // Eight lanes for the maximum and the sum, so that both loops vectorise; the
-        // exponentials are a plain map, which vectorises on its own.
-        let (body, tail) = row.split_at(n - n % 8);
-        let mut lanes = [f32::NEG_INFINITY; 8];
-        for c in body.chunks_exact(8) {
+fn exp_rows_any(s: &mut [f32], n: usize, inv_sums: &mut [f32]) {
+    for (row, inv) in s.chunks_exact_mut(n).zip(inv_sums.iter_mut()) {
+        // Sixteen lanes for the maximum and the sum, so that both loops vectorise.
+        let (body, tail) = row.split_at_mut(n - n % 16);
+        let mut lanes = [f32::NEG_INFINITY; 16];
+        for c in body.chunks_exact(16) {
             for (m, &x) in lanes.iter_mut().zip(c) {
                 *m = if x > *m { x } else { *m };
             }
@@ -176,21 +296,31 @@ fn softmax_rows_any(s: &mut [f32], n: usize) {
             .iter()
             .chain(tail.iter())
             .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-        for x in row.iter_mut() {
-            *x = exp_f32(*x - max);
-        }
-        let (body, tail) = row.split_at(n - n % 8);
-        let mut sums = [0f32; 8];
-        for c in body.chunks_exact(8) {
-            for (acc, &x) in sums.iter_mut().zip(c) {
-                *acc += x;
+        let mut sums = [0f32; 16];
+        for c in body.chunks_exact_mut(16) {
+            for (acc, x) in sums.iter_mut().zip(c) {
+                *x = exp_f32(*x - max);
+                *acc += *x;
             }
         }
-        let sum = sums.iter().chain(tail.iter()).sum::<f32>();
-        let inv = 1.0 / sum;
-        for x in row.iter_mut() {
-            *x *= inv;
+        let mut sum = sums.iter().sum::<f32>();
+        for x in tail {
+            *x = exp_f32(*x - max);
+            sum += *x;
         }
+        *inv = 1.0 / sum;
+    }
+}
+
+simd_dispatch! {
+    /// `y *= a`.
+    fn scale(y: &mut [f32], a: f32) => scale_any
+}
+
+#[inline(always)]
+fn scale_any(y: &mut [f32], a: f32) {
+    for y in y {
+        *y *= a;
     }
 }
 
@@ -220,6 +350,38 @@ mod tests {
             .max(0)?
             .to_scalar::<f32>()?;
         assert!(diff < 1e-5, "largest difference {diff:e}");
+        Ok(())
+    }
+
+    #[test]
+    fn one_query_against_a_cache_view_matches_the_matrix_products() -> Result<()> {
+        let dev = Device::Cpu;
+        // Keys and values in a cache of 300 positions of which `t` are filled (rows of
+        // D values contiguous, heads 300·D apart), as `KvCache` hands them out; 5 and 7
+        // heads · 20 values go below and above the size that is split over threads.
+        for (b, h, t, d) in [(1, 5, 37, 20), (2, 7, 290, 20)] {
+            let cache = |seed: f32| -> Result<Tensor> {
+                (Tensor::randn(0f32, 1., (b, h, 300, d), &dev)? + f64::from(seed))?.narrow(2, 0, t)
+            };
+            let (k, v) = (cache(0.0)?, cache(0.5)?);
+            assert!(!k.is_contiguous());
+            let q = (Tensor::randn(0f32, 1., (b, h, 1, d), &dev)? * 0.5)?;
+            let got = attend_one_query(&q, &k, &v)?;
+            let probs = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
+            let want = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, 1, h * d))?;
+            let diff = (got - want)?
+                .abs()?
+                .flatten_all()?
+                .max(0)?
+                .to_scalar::<f32>()?;
+            assert!(
+                diff < 1e-5,
+                "({b}, {h}, {t}, {d}): largest difference {diff:e}"
+            );
+        }
+        let q = Tensor::zeros((1, 2, 2, 4), DType::F32, &dev)?;
+        let k = Tensor::zeros((1, 2, 3, 4), DType::F32, &dev)?;
+        assert!(attend_one_query(&q, &k, &k).is_err(), "two queries");
         Ok(())
     }
 }

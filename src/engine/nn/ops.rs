@@ -69,10 +69,26 @@ pub(crate) fn with_cpu_f32<R>(
 /// Fills `out` chunk by chunk (`chunk` values each, the last possibly shorter) with
 /// `f(chunk_index, values)`, on candle's thread count when `out` is large.
 pub(crate) fn fill_chunks(out: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    let threads = if out.len() < PARALLEL_MIN {
+        1
+    } else {
+        candle_core::utils::get_num_threads()
+    };
+    fill_chunks_on(out, chunk, threads, f);
+}
+
+/// [`fill_chunks`] on up to `threads` threads whatever the size of `out` (for chunks
+/// that each cost far more than their length says).
+pub(crate) fn fill_chunks_on(
+    out: &mut [f32],
+    chunk: usize,
+    threads: usize,
+    f: impl Fn(usize, &mut [f32]) + Sync,
+) {
     let chunk = chunk.max(1);
     let chunks = out.len().div_ceil(chunk);
-    let threads = candle_core::utils::get_num_threads().min(chunks);
-    if out.len() < PARALLEL_MIN || threads <= 1 {
+    let threads = threads.min(chunks);
+    if threads <= 1 {
         out.chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
         return;
     }

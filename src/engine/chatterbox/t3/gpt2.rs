@@ -17,6 +17,7 @@ use candle_nn::kv_cache::KvCache;
 use candle_nn::{embedding, layer_norm, Embedding, LayerNorm, VarBuilder};
 
 use crate::engine::chatterbox::config::{Gpt2Config, T3Quant};
+use crate::engine::nn::attention::attend_one_query;
 use crate::engine::nn::linear::row_times_matrix;
 use crate::engine::nn::ops::with_cpu_f32;
 
@@ -186,6 +187,10 @@ impl Gpt2Attention {
         // rows, heads a fixed stride apart, which the matrix product takes as it is
         // (a copy of the whole cache per layer and step was ~5% of a decode step).
         let (k, v) = cache.append(&heads(1)?, &heads(2)?)?;
+        if t == 1 {
+            // A decode step: one query sees every cached position.
+            return self.c_proj.forward(&attend_one_query(&q, &k, &v)?);
+        }
         let scores = q.matmul(&k.t()?)?;
         let scores = match mask {
             Some(m) => scores.broadcast_add(m)?,

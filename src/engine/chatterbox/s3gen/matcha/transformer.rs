@@ -3,9 +3,10 @@
 //! `AttnProcessor2_0`) and its `GELU` projection (`diffusers/models/activations.py`).
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{layer_norm, linear, linear_no_bias, LayerNorm, Linear, VarBuilder};
+use candle_nn::{layer_norm, LayerNorm, VarBuilder};
 
 use crate::engine::nn::attention::self_attention;
+use crate::engine::nn::linear::{transposed_linear_b, TransposedLinear};
 use crate::engine::nn::ops::gelu_erf;
 
 /// LayerNorm epsilon of the block (`nn.LayerNorm` default).
@@ -16,10 +17,10 @@ const EPS: f64 = 1e-5;
 /// `to_out.0` back to `query_dim`.
 #[derive(Debug, Clone)]
 pub struct Attention {
-    to_q: Linear,
-    to_k: Linear,
-    to_v: Linear,
-    to_out: Linear,
+    to_q: TransposedLinear,
+    to_k: TransposedLinear,
+    to_v: TransposedLinear,
+    to_out: TransposedLinear,
     heads: usize,
     dim_head: usize,
 }
@@ -28,10 +29,10 @@ impl Attention {
     pub fn load(vb: VarBuilder, query_dim: usize, heads: usize, dim_head: usize) -> Result<Self> {
         let inner = heads * dim_head;
         Ok(Self {
-            to_q: linear_no_bias(query_dim, inner, vb.pp("to_q"))?,
-            to_k: linear_no_bias(query_dim, inner, vb.pp("to_k"))?,
-            to_v: linear_no_bias(query_dim, inner, vb.pp("to_v"))?,
-            to_out: linear(inner, query_dim, vb.pp("to_out.0"))?,
+            to_q: transposed_linear_b(query_dim, inner, false, vb.pp("to_q"))?,
+            to_k: transposed_linear_b(query_dim, inner, false, vb.pp("to_k"))?,
+            to_v: transposed_linear_b(query_dim, inner, false, vb.pp("to_v"))?,
+            to_out: transposed_linear_b(inner, query_dim, true, vb.pp("to_out.0"))?,
             heads,
             dim_head,
         })
@@ -57,16 +58,16 @@ impl Module for Attention {
 /// `proj` then exact GELU), `net.2` the output linear layer.
 #[derive(Debug, Clone)]
 pub struct FeedForward {
-    proj_in: Linear,
-    proj_out: Linear,
+    proj_in: TransposedLinear,
+    proj_out: TransposedLinear,
 }
 
 impl FeedForward {
     pub fn load(vb: VarBuilder, dim: usize, mult: usize) -> Result<Self> {
         let inner = dim * mult;
         Ok(Self {
-            proj_in: linear(dim, inner, vb.pp("net.0.proj"))?,
-            proj_out: linear(inner, dim, vb.pp("net.2"))?,
+            proj_in: transposed_linear_b(dim, inner, true, vb.pp("net.0.proj"))?,
+            proj_out: transposed_linear_b(inner, dim, true, vb.pp("net.2"))?,
         })
     }
 }

@@ -1,18 +1,20 @@
 //! chatterbox-tts 0.1.7 `models/s3gen/transformer/attention.py`.
 
 use candle_core::{Module, Result, Tensor, D};
-use candle_nn::{linear, linear_b, linear_no_bias, Linear, VarBuilder};
+use candle_nn::VarBuilder;
+
+use crate::engine::nn::linear::{transposed_linear_b, TransposedLinear};
 
 /// `RelPositionMultiHeadedAttention`: self-attention whose scores add a term from the
 /// relative-position encodings (Transformer-XL, with the learned biases
 /// `pos_bias_u` for content and `pos_bias_v` for position).
 #[derive(Debug, Clone)]
 pub struct RelPositionMultiHeadedAttention {
-    linear_q: Linear,
-    linear_k: Linear,
-    linear_v: Linear,
-    linear_out: Linear,
-    linear_pos: Linear,
+    linear_q: TransposedLinear,
+    linear_k: TransposedLinear,
+    linear_v: TransposedLinear,
+    linear_out: TransposedLinear,
+    linear_pos: TransposedLinear,
     pos_bias_u: Tensor,
     pos_bias_v: Tensor,
     h: usize,
@@ -23,11 +25,11 @@ impl RelPositionMultiHeadedAttention {
     pub fn load(vb: VarBuilder, n_head: usize, n_feat: usize, key_bias: bool) -> Result<Self> {
         let d_k = n_feat / n_head;
         Ok(Self {
-            linear_q: linear(n_feat, n_feat, vb.pp("linear_q"))?,
-            linear_k: linear_b(n_feat, n_feat, key_bias, vb.pp("linear_k"))?,
-            linear_v: linear(n_feat, n_feat, vb.pp("linear_v"))?,
-            linear_out: linear(n_feat, n_feat, vb.pp("linear_out"))?,
-            linear_pos: linear_no_bias(n_feat, n_feat, vb.pp("linear_pos"))?,
+            linear_q: transposed_linear_b(n_feat, n_feat, true, vb.pp("linear_q"))?,
+            linear_k: transposed_linear_b(n_feat, n_feat, key_bias, vb.pp("linear_k"))?,
+            linear_v: transposed_linear_b(n_feat, n_feat, true, vb.pp("linear_v"))?,
+            linear_out: transposed_linear_b(n_feat, n_feat, true, vb.pp("linear_out"))?,
+            linear_pos: transposed_linear_b(n_feat, n_feat, false, vb.pp("linear_pos"))?,
             pos_bias_u: vb.get((n_head, d_k), "pos_bias_u")?,
             pos_bias_v: vb.get((n_head, d_k), "pos_bias_v")?,
             h: n_head,
