@@ -1,5 +1,5 @@
-//! Multi-head self-attention without a mask, `softmax(q·kᵀ)·v` per head, fused on the
-//! CPU: for a block of query rows of one head, the scores go into a small buffer that
+//! Multi-head self-attention without a mask or with a causal one, `softmax(q·kᵀ)·v`
+//! per head, fused on the CPU: for a block of query rows of one head, the scores go into a small buffer that
 //! stays in cache, the softmax runs over it in place, and the product with `v` is
 //! written straight into the head's columns of the output. Nothing is transposed or
 //! copied, and the [heads, T, T] score tensor never exists.
@@ -17,6 +17,18 @@ const ROWS: usize = 192;
 /// with head `i` in columns `i·d..(i + 1)·d` (the layout a linear projection gives),
 /// `q` already scaled by `1/√d`; returns [B, T, heads·d] in the same layout.
 pub fn self_attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Result<Tensor> {
+    attention(q, k, v, heads, false)
+}
+
+/// [`self_attention`] where position `i` sees only positions `0..=i` (a decoder's
+/// prompt, nothing cached before it). On the CPU each block of query rows multiplies
+/// only the keys up to its last row, so about half the products of the unmasked form
+/// are made, and no mask tensor exists.
+pub fn causal_self_attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Result<Tensor> {
+    attention(q, k, v, heads, true)
+}
+
+fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, causal: bool) -> Result<Tensor> {
     let (b, t, width) = q.dims3()?;
     if k.dims() != q.dims() || v.dims() != q.dims() || width % heads != 0 {
         candle_core::bail!(
@@ -26,18 +38,34 @@ pub fn self_attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Resul
             v.dims()
         );
     }
-    if let Some(out) = self_attention_cpu(q, k, v, heads) {
+    if let Some(out) = self_attention_cpu(q, k, v, heads, causal) {
         return out;
     }
     let d = width / heads;
     let split = |x: &Tensor| x.reshape((b, t, heads, d))?.transpose(1, 2)?.contiguous();
     let (q, k, v) = (split(q)?, split(k)?, split(v)?);
-    let attn = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
+    let scores = q.matmul(&k.t()?)?;
+    let scores = if causal {
+        let mask: Vec<f32> = (0..t)
+            .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+            .collect();
+        let mask = Tensor::from_vec(mask, (t, t), q.device())?.to_dtype(scores.dtype())?;
+        scores.broadcast_add(&mask)?
+    } else {
+        scores
+    };
+    let attn = candle_nn::ops::softmax_last_dim(&scores)?;
     attn.matmul(&v)?.transpose(1, 2)?.reshape((b, t, width))
 }
 
 /// The fused path for contiguous f32 tensors in CPU memory; `None` elsewhere.
-fn self_attention_cpu(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Option<Result<Tensor>> {
+fn self_attention_cpu(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    heads: usize,
+    causal: bool,
+) -> Option<Result<Tensor>> {
     if !q.device().is_cpu() || q.dtype() != DType::F32 {
         return None;
     }
@@ -75,19 +103,21 @@ fn self_attention_cpu(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Optio
             let r0 = blk * ROWS;
             let rows = ROWS.min(t - r0);
             let base = batch * t * width + head * d;
-            let s = &mut scores[..rows * t];
-            // SAFETY: q rows r0..r0 + rows and all t rows of k and v, columns of this
-            // head, lie inside the [B, T, width] buffers; the output block (these rows,
-            // this head's columns) is written by this item only.
+            // The keys these rows see: all, or (causal) those up to the last row.
+            let n = if causal { r0 + rows } else { t };
+            let s = &mut scores[..rows * n];
+            // SAFETY: q rows r0..r0 + rows and the first n ≤ t rows of k and v, columns
+            // of this head, lie inside the [B, T, width] buffers; the output block
+            // (these rows, this head's columns) is written by this item only.
             unsafe {
-                // scores [rows, t] = q_block [rows, d] · kᵀ [d, t]
+                // scores [rows, n] = q_block [rows, d] · kᵀ [d, n]
                 gemm::gemm(
                     rows,
-                    t,
+                    n,
                     d,
                     s.as_mut_ptr(),
                     1,
-                    t as isize,
+                    n as isize,
                     false,
                     qd.as_ptr().add(base + r0 * width),
                     1,
@@ -103,21 +133,30 @@ fn self_attention_cpu(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Optio
                     gemm::Parallelism::None,
                 );
             }
-            exp_rows(s, t, &mut inv_sums[..rows]);
+            if causal {
+                // Row r (position r0 + r) sees keys 0..=r0 + r; the rest weigh 0.
+                for (r, row) in s.chunks_exact_mut(n).enumerate() {
+                    let seen = r0 + r + 1;
+                    exp_rows(&mut row[..seen], seen, &mut inv_sums[r..r + 1]);
+                    row[seen..].fill(0.0);
+                }
+            } else {
+                exp_rows(s, n, &mut inv_sums[..rows]);
+            }
             // SAFETY: as above.
             unsafe {
-                // out_block [rows, d] = scores [rows, t] · v [t, d]
+                // out_block [rows, d] = scores [rows, n] · v [n, d]
                 gemm::gemm(
                     rows,
                     d,
-                    t,
+                    n,
                     dst.at(base + r0 * width),
                     1,
                     width as isize,
                     false,
                     s.as_ptr(),
                     1,
-                    t as isize,
+                    n as isize,
                     vd.as_ptr().add(base),
                     1,
                     width as isize,
@@ -350,6 +389,38 @@ mod tests {
             .max(0)?
             .to_scalar::<f32>()?;
         assert!(diff < 1e-5, "largest difference {diff:e}");
+        Ok(())
+    }
+
+    #[test]
+    fn causal_attention_matches_the_masked_product() -> Result<()> {
+        let dev = Device::Cpu;
+        // Blocks of query rows that see a growing number of keys, one partial.
+        for (b, t, heads, d) in [(1, 417, 4, 16), (2, 5, 2, 8)] {
+            let q = (Tensor::randn(0f32, 1., (b, t, heads * d), &dev)? * 0.5)?;
+            let k = Tensor::randn(0f32, 1., (b, t, heads * d), &dev)?;
+            let v = Tensor::randn(0f32, 1., (b, t, heads * d), &dev)?;
+            let got = causal_self_attention(&q, &k, &v, heads)?;
+            let split = |x: &Tensor| x.reshape((b, t, heads, d))?.transpose(1, 2)?.contiguous();
+            let mask: Vec<f32> = (0..t)
+                .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+                .collect();
+            let mask = Tensor::from_vec(mask, (t, t), &dev)?;
+            let scores = split(&q)?.matmul(&split(&k)?.t()?)?.broadcast_add(&mask)?;
+            let want = candle_nn::ops::softmax_last_dim(&scores)?
+                .matmul(&split(&v)?)?
+                .transpose(1, 2)?
+                .reshape((b, t, heads * d))?;
+            let diff = (got - want)?
+                .abs()?
+                .flatten_all()?
+                .max(0)?
+                .to_scalar::<f32>()?;
+            assert!(
+                diff < 1e-5,
+                "({b}, {t}, {heads}, {d}): largest difference {diff:e}"
+            );
+        }
         Ok(())
     }
 

@@ -17,7 +17,7 @@ use candle_nn::kv_cache::KvCache;
 use candle_nn::{embedding, layer_norm, Embedding, LayerNorm, VarBuilder};
 
 use crate::engine::chatterbox::config::{Gpt2Config, T3Quant};
-use crate::engine::nn::attention::attend_one_query;
+use crate::engine::nn::attention::{attend_one_query, causal_self_attention};
 use crate::engine::nn::linear::row_times_matrix;
 use crate::engine::nn::ops::with_cpu_f32;
 
@@ -182,7 +182,17 @@ impl Gpt2Attention {
                 .contiguous()
         };
         // Scaling q (T·E values) rather than the scores.
-        let q = (heads(0)? * (self.head_dim as f64).powf(-0.5))?;
+        let scale = (self.head_dim as f64).powf(-0.5);
+        if t > 1 && cache.current_seq_len() == 0 {
+            // The prompt, nothing cached before it: causal attention over its own
+            // positions (the mask says no more than that).
+            let q = (qkv.narrow(2, 0, e)? * scale)?;
+            let (k, v) = (qkv.narrow(2, e, e)?, qkv.narrow(2, 2 * e, e)?);
+            let out = causal_self_attention(&q, &k, &v, self.n_head)?;
+            cache.append(&heads(1)?, &heads(2)?)?;
+            return self.c_proj.forward(&out);
+        }
+        let q = (heads(0)? * scale)?;
         // The cache's views are read in place: each head's positions are contiguous
         // rows, heads a fixed stride apart, which the matrix product takes as it is
         // (a copy of the whole cache per layer and step was ~5% of a decode step).
