@@ -18,10 +18,10 @@ pub mod gpt2;
 pub mod inference;
 
 use candle_core::{Device, Module, Result, Tensor};
-use candle_nn::{embedding, Embedding, Linear, VarBuilder};
+use candle_nn::{embedding, Embedding, VarBuilder};
 
 pub use cond_enc::{T3Cond, T3CondEnc};
-pub use gpt2::{Gpt2Cache, Gpt2Model, QLinear};
+pub use gpt2::{Conv1D, Gpt2Cache, Gpt2Model, QLinear};
 pub use inference::{sample, softmax, SamplingParams};
 
 pub use crate::engine::chatterbox::config::T3Quant;
@@ -30,7 +30,7 @@ use crate::engine::chatterbox::config::{T3Config, T3Hparams};
 /// `speech_head`, in f32 or quantised.
 #[derive(Debug, Clone)]
 enum SpeechHead {
-    F32(Linear),
+    F32(Conv1D),
     Quantized(QLinear),
 }
 
@@ -41,7 +41,7 @@ impl SpeechHead {
         let bias = vb.get(vocab, "bias")?;
         Ok(match QLinear::quantize(&weight, &bias, quant)? {
             Some(q) => Self::Quantized(q),
-            None => Self::F32(Linear::new(weight, Some(bias))),
+            None => Self::F32(Conv1D::from_linear(&weight, bias)?),
         })
     }
 }
