@@ -7,6 +7,8 @@
 //! fast at 12 rows, and faster up to a few hundred. The bias is the product's starting
 //! value.
 
+use std::sync::Mutex;
+
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::Linear;
 
@@ -162,28 +164,39 @@ pub fn row_times_matrix(x: &[f32], w: &[f32], bias: &[f32]) -> Result<Vec<f32>> 
     if w.is_empty() {
         return Ok(y);
     }
-    let threads = if w.len() < PARALLEL_MIN_MACS {
-        1
-    } else {
-        candle_core::utils::get_num_threads()
-            .min(x.len().div_ceil(4))
-            .max(1)
-    };
+    if w.len() < PARALLEL_MIN_MACS {
+        add_rows(x, w, &mut y);
+        return Ok(y);
+    }
+    // On candle's persistent CPU workers and this thread: a decode step makes ~120
+    // such calls, and starting a thread for each cost ~60 µs.
+    let pool = candle_core::utils::barrier_pool();
+    let threads = (pool.n_workers() + 1).min(x.len().div_ceil(4));
     // Runs of whole blocks of four rows.
     let per = x.len().div_ceil(threads).next_multiple_of(4);
-    let mut partial = vec![vec![0f32; n]; threads - 1];
-    std::thread::scope(|scope| {
-        let mut runs = x.chunks(per).zip(w.chunks(per * n));
-        let first = runs.next();
-        for ((xs, ws), acc) in runs.zip(partial.iter_mut()) {
-            scope.spawn(move || add_rows(xs, ws, acc));
-        }
-        if let Some((xs, ws)) = first {
-            add_rows(xs, ws, &mut y);
+    let partial: Vec<Mutex<Vec<f32>>> = (0..threads)
+        .map(|t| {
+            Mutex::new(if t == 0 {
+                std::mem::take(&mut y)
+            } else {
+                vec![0f32; n]
+            })
+        })
+        .collect();
+    pool.execute(|tid| {
+        let first = tid * per;
+        if let Some(acc) = partial.get(tid).filter(|_| first < x.len()) {
+            let last = (first + per).min(x.len());
+            let mut acc = acc.lock().unwrap_or_else(|e| e.into_inner());
+            add_rows(&x[first..last], &w[first * n..last * n], &mut acc);
         }
     });
-    for acc in &partial {
-        for (o, &a) in y.iter_mut().zip(acc) {
+    let mut parts = partial
+        .into_iter()
+        .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()));
+    let mut y = parts.next().unwrap_or_default();
+    for acc in parts {
+        for (o, a) in y.iter_mut().zip(acc) {
             *o += a;
         }
     }

@@ -92,15 +92,21 @@ pub(crate) fn fill_chunks_on(
         out.chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
         return;
     }
+    // On candle's persistent CPU workers and the calling thread (starting a thread
+    // costs ~60 µs, as much as a small op).
+    let pool = candle_core::utils::barrier_pool();
+    let threads = threads.min(pool.n_workers() + 1);
     let per_thread = chunks.div_ceil(threads);
-    let f = &f;
-    std::thread::scope(|scope| {
-        for (t, part) in out.chunks_mut(per_thread * chunk).enumerate() {
-            scope.spawn(move || {
-                for (i, c) in part.chunks_mut(chunk).enumerate() {
-                    f(t * per_thread + i, c);
-                }
-            });
+    let parts: Vec<std::sync::Mutex<&mut [f32]>> = out
+        .chunks_mut(per_thread * chunk)
+        .map(std::sync::Mutex::new)
+        .collect();
+    pool.execute(|t| {
+        if let Some(part) = parts.get(t) {
+            let mut part = part.lock().unwrap_or_else(|e| e.into_inner());
+            for (i, c) in part.chunks_mut(chunk).enumerate() {
+                f(t * per_thread + i, c);
+            }
         }
     });
 }
