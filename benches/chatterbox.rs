@@ -92,6 +92,22 @@ struct Times {
     hift: f64,
 }
 
+impl Times {
+    /// Each part's median over `runs`.
+    fn median_of(runs: &[Times]) -> Times {
+        let med = |f: fn(&Times) -> f64| median(runs.iter().map(f).collect());
+        Times {
+            t3_prefill: med(|t| t.t3_prefill),
+            t3_decode: med(|t| t.t3_decode),
+            e2e_flow: med(|t| t.e2e_flow),
+            e2e_hift: med(|t| t.e2e_hift),
+            e2e: med(|t| t.e2e),
+            flow: med(|t| t.flow),
+            hift: med(|t| t.hift),
+        }
+    }
+}
+
 impl Models {
     fn load(t3_dir: &Path, s3gen_dir: &Path, hift_dir: &Path) -> candle_core::Result<Self> {
         // As the engine loads a checkpoint: tensor by tensor from the file.
@@ -278,16 +294,7 @@ fn main() -> candle_core::Result<()> {
             all.push(t);
         }
     }
-    let med = |f: fn(&Times) -> f64| median(all.iter().map(f).collect());
-    let ours = Times {
-        t3_prefill: med(|t| t.t3_prefill),
-        t3_decode: med(|t| t.t3_decode),
-        e2e_flow: med(|t| t.e2e_flow),
-        e2e_hift: med(|t| t.e2e_hift),
-        e2e: med(|t| t.e2e),
-        flow: med(|t| t.flow),
-        hift: med(|t| t.hift),
-    };
+    let ours = Times::median_of(&all);
     let our_peak = peak_rss_mib();
 
     // The quantised T3 variants, each loaded in place of the f32 one and timed the same
@@ -326,14 +333,7 @@ fn main() -> candle_core::Result<()> {
                 times.push(t);
             }
         }
-        let med = |f: fn(&Times) -> f64| median(times.iter().map(f).collect());
-        let t = Times {
-            t3_prefill: med(|t| t.t3_prefill),
-            t3_decode: med(|t| t.t3_decode),
-            e2e: med(|t| t.e2e),
-            ..Times::default()
-        };
-        quantised.push((quant, t, load));
+        quantised.push((quant, Times::median_of(&times), load));
     }
     drop(models);
 

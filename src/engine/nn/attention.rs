@@ -70,26 +70,30 @@ fn self_attention_cpu(
         return None;
     }
     let (b, t, width) = q.dims3().ok()?;
-    let d = width / heads;
     let (q, k, v) = match (q.contiguous(), k.contiguous(), v.contiguous()) {
         (Ok(q), Ok(k), Ok(v)) => (q, k, v),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Some(Err(e)),
     };
-    let (qs, ql) = q.storage_and_layout();
-    let (ks, kl) = k.storage_and_layout();
-    let (vs, vl) = v.storage_and_layout();
-    let (
-        Storage::Cpu(CpuStorage::F32(qd)),
-        Storage::Cpu(CpuStorage::F32(kd)),
-        Storage::Cpu(CpuStorage::F32(vd)),
-    ) = (&*qs, &*ks, &*vs)
-    else {
-        return None;
-    };
-    let qd = &qd[ql.contiguous_offsets()?.0..];
-    let kd = &kd[kl.contiguous_offsets()?.0..];
-    let vd = &vd[vl.contiguous_offsets()?.0..];
+    let out = with_cpu_f32_buffers([&q, &k, &v], |[(qd, ql), (kd, kl), (vd, vl)]| {
+        let qd = &qd[ql.contiguous_offsets()?.0..];
+        let kd = &kd[kl.contiguous_offsets()?.0..];
+        let vd = &vd[vl.contiguous_offsets()?.0..];
+        Some(attention_blocks(qd, kd, vd, (b, t, width), heads, causal))
+    })?;
+    Some(Tensor::from_vec(out, (b, t, width), q.device()))
+}
 
+/// The fused attention over contiguous `[B, T, width]` buffers (see
+/// [`self_attention_cpu`]).
+fn attention_blocks(
+    qd: &[f32],
+    kd: &[f32],
+    vd: &[f32],
+    (b, t, width): (usize, usize, usize),
+    heads: usize,
+    causal: bool,
+) -> Vec<f32> {
+    let d = width / heads;
     let mut out = vec![0f32; b * t * width];
     let blocks = t.div_ceil(ROWS);
     let items = b * heads * blocks;
@@ -180,8 +184,27 @@ fn self_attention_cpu(
         }
     };
     super::ops::split_over_threads(items, candle_core::utils::get_num_threads(), run);
-    drop((qs, ks, vs));
-    Some(Tensor::from_vec(out, (b, t, width), q.device()))
+    out
+}
+
+/// Runs `f` on the f32 buffers (whole, from offset 0) and layouts of three tensors in
+/// CPU memory; `None` when any of them lives elsewhere or holds another dtype.
+fn with_cpu_f32_buffers<R>(
+    [a, b, c]: [&Tensor; 3],
+    f: impl FnOnce([(&[f32], &candle_core::Layout); 3]) -> Option<R>,
+) -> Option<R> {
+    let (sa, la) = a.storage_and_layout();
+    let (sb, lb) = b.storage_and_layout();
+    let (sc, lc) = c.storage_and_layout();
+    let (
+        Storage::Cpu(CpuStorage::F32(da)),
+        Storage::Cpu(CpuStorage::F32(db)),
+        Storage::Cpu(CpuStorage::F32(dc)),
+    ) = (&*sa, &*sb, &*sc)
+    else {
+        return None;
+    };
+    f([(da, la), (db, lb), (dc, lc)])
 }
 
 /// One new query per head against the keys and values cached so far, a decode step's
@@ -220,21 +243,24 @@ fn attend_one_query_cpu(q: &Tensor, k: &Tensor, v: &Tensor) -> Option<Result<Ten
         Ok(q) => q,
         Err(e) => return Some(Err(e)),
     };
-    let (qs, ql) = q.storage_and_layout();
-    let (ks, kl) = k.storage_and_layout();
-    let (vs, vl) = v.storage_and_layout();
-    let (
-        Storage::Cpu(CpuStorage::F32(qd)),
-        Storage::Cpu(CpuStorage::F32(kd)),
-        Storage::Cpu(CpuStorage::F32(vd)),
-    ) = (&*qs, &*ks, &*vs)
-    else {
-        return None;
-    };
-    if kl.stride()[3] != 1 || vl.stride()[3] != 1 {
-        return None;
-    }
-    let qd = &qd[ql.contiguous_offsets()?.0..];
+    let out = with_cpu_f32_buffers([&q, k, v], |[(qd, ql), (kd, kl), (vd, vl)]| {
+        if kl.stride()[3] != 1 || vl.stride()[3] != 1 {
+            return None;
+        }
+        let qd = &qd[ql.contiguous_offsets()?.0..];
+        Some(attend_rows(qd, (kd, kl), (vd, vl), (b, h, t, d)))
+    })?;
+    Some(Tensor::from_vec(out, (b, 1, h * d), q.device()))
+}
+
+/// [`attend_one_query_cpu`] over the buffers: `qd` [B·H, D] contiguous, keys and
+/// values [B, H, T, D] as their layouts place them.
+fn attend_rows(
+    qd: &[f32],
+    (kd, kl): (&[f32], &candle_core::Layout),
+    (vd, vl): (&[f32], &candle_core::Layout),
+    (b, h, t, d): (usize, usize, usize, usize),
+) -> Vec<f32> {
     // Where row `j` of head `item` starts in a [B, H, T, D] view.
     let row = |l: &candle_core::Layout, item: usize, j: usize| {
         let s = l.stride();
@@ -258,8 +284,7 @@ fn attend_one_query_cpu(q: &Tensor, k: &Tensor, v: &Tensor) -> Option<Result<Ten
         }
         scale(o, inv_sum[0]);
     });
-    drop((qs, ks, vs));
-    Some(Tensor::from_vec(out, (b, 1, h * d), q.device()))
+    out
 }
 
 simd_dispatch! {
