@@ -168,6 +168,30 @@ impl Models {
         Ok((generated, prefill, start.elapsed().as_secs_f64()))
     }
 
+    /// T3's tokens (audio ones, then three silence tokens) through S3Gen, as the engine
+    /// chains them: the run's T3 and end-to-end times, the token count and the samples.
+    fn end_to_end(
+        &self,
+        cond: &T3Cond,
+        text: &[u32],
+        steps: usize,
+        prompt: &PromptRef,
+        seed: u64,
+    ) -> candle_core::Result<(Times, usize, usize)> {
+        let mut t = Times::default();
+        let start = Instant::now();
+        let (mut tokens, prefill, decode) = self.t3_generate(cond, text, steps)?;
+        (t.t3_prefill, t.t3_decode) = (prefill, decode);
+        tokens.retain(|&id| id < SPEECH_VOCAB);
+        tokens.extend([SILENCE_TOKEN; 3]);
+        let count = tokens.len();
+        let tokens = Tensor::new(tokens.as_slice(), self.t3.device())?.unsqueeze(0)?;
+        let (flow, hift, samples) = self.vocode(&tokens, prompt, seed)?;
+        (t.e2e_flow, t.e2e_hift) = (flow, hift);
+        t.e2e = start.elapsed().as_secs_f64();
+        Ok((t, count, samples))
+    }
+
     /// S3Gen flow, then HiFT and the fade-in: (flow seconds, HiFT seconds, samples).
     fn vocode(
         &self,
@@ -272,17 +296,9 @@ fn main() -> candle_core::Result<()> {
     let mut all = Vec::new();
     let (mut prefill_len, mut audio_s, mut e2e_audio_s, mut e2e_tokens) = (0, 0.0, 0.0, 0);
     for run in 0..=runs {
-        let mut t = Times::default();
-        let start = Instant::now();
-        let (mut tokens, prefill, decode) = models.t3_generate(&cond, &text, steps)?;
-        (t.t3_prefill, t.t3_decode) = (prefill, decode);
-        tokens.retain(|&id| id < SPEECH_VOCAB);
-        tokens.extend([SILENCE_TOKEN; 3]);
-        e2e_tokens = tokens.len();
-        let tokens = Tensor::new(tokens.as_slice(), &device)?.unsqueeze(0)?;
-        let (flow, hift, samples) = models.vocode(&tokens, &prompt, run as u64)?;
-        (t.e2e_flow, t.e2e_hift) = (flow, hift);
-        t.e2e = start.elapsed().as_secs_f64();
+        let (mut t, tokens, samples) =
+            models.end_to_end(&cond, &text, steps, &prompt, run as u64)?;
+        e2e_tokens = tokens;
         e2e_audio_s = samples as f64 / SAMPLE_RATE;
         let (flow, hift, samples) = models.vocode(&speech, &prompt, run as u64)?;
         (t.flow, t.hift) = (flow, hift);
@@ -320,15 +336,7 @@ fn main() -> candle_core::Result<()> {
         let load = started.elapsed().as_secs_f64();
         let mut times = Vec::new();
         for run in 0..=runs {
-            let mut t = Times::default();
-            let start = Instant::now();
-            let (mut tokens, prefill, decode) = models.t3_generate(&cond, &text, steps)?;
-            (t.t3_prefill, t.t3_decode) = (prefill, decode);
-            tokens.retain(|&id| id < SPEECH_VOCAB);
-            tokens.extend([SILENCE_TOKEN; 3]);
-            let tokens = Tensor::new(tokens.as_slice(), &device)?.unsqueeze(0)?;
-            models.vocode(&tokens, &prompt, run as u64)?;
-            t.e2e = start.elapsed().as_secs_f64();
+            let (t, _, _) = models.end_to_end(&cond, &text, steps, &prompt, run as u64)?;
             if run > 0 {
                 times.push(t);
             }

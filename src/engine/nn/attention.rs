@@ -393,6 +393,35 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
+    /// `softmax(q·kᵀ + mask)·v` per head with candle's matrix products, [B, T, h·d].
+    fn unfused(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        heads: usize,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let (b, t, width) = q.dims3()?;
+        let split = |x: &Tensor| {
+            x.reshape((b, t, heads, width / heads))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let scores = split(q)?.matmul(&split(k)?.t()?)?;
+        let scores = match mask {
+            Some(m) => scores.broadcast_add(m)?,
+            None => scores,
+        };
+        candle_nn::ops::softmax_last_dim(&scores)?
+            .matmul(&split(v)?)?
+            .transpose(1, 2)?
+            .reshape((b, t, width))
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
+        (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()
+    }
+
     #[test]
     fn fused_attention_matches_the_unfused_product() -> Result<()> {
         let dev = Device::Cpu;
@@ -402,17 +431,7 @@ mod tests {
         let k = Tensor::randn(0f32, 1., (b, t, heads * d), &dev)?;
         let v = Tensor::randn(0f32, 1., (b, t, heads * d), &dev)?;
         let got = self_attention(&q, &k, &v, heads)?;
-        let split = |x: &Tensor| x.reshape((b, t, heads, d))?.transpose(1, 2)?.contiguous();
-        let scores = split(&q)?.matmul(&split(&k)?.t()?)?;
-        let want = candle_nn::ops::softmax_last_dim(&scores)?
-            .matmul(&split(&v)?)?
-            .transpose(1, 2)?
-            .reshape((b, t, heads * d))?;
-        let diff = (got - want)?
-            .abs()?
-            .flatten_all()?
-            .max(0)?
-            .to_scalar::<f32>()?;
+        let diff = max_diff(&got, &unfused(&q, &k, &v, heads, None)?)?;
         assert!(diff < 1e-5, "largest difference {diff:e}");
         Ok(())
     }
@@ -426,21 +445,11 @@ mod tests {
             let k = Tensor::randn(0f32, 1., (b, t, heads * d), &dev)?;
             let v = Tensor::randn(0f32, 1., (b, t, heads * d), &dev)?;
             let got = causal_self_attention(&q, &k, &v, heads)?;
-            let split = |x: &Tensor| x.reshape((b, t, heads, d))?.transpose(1, 2)?.contiguous();
             let mask: Vec<f32> = (0..t)
                 .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
                 .collect();
             let mask = Tensor::from_vec(mask, (t, t), &dev)?;
-            let scores = split(&q)?.matmul(&split(&k)?.t()?)?.broadcast_add(&mask)?;
-            let want = candle_nn::ops::softmax_last_dim(&scores)?
-                .matmul(&split(&v)?)?
-                .transpose(1, 2)?
-                .reshape((b, t, heads * d))?;
-            let diff = (got - want)?
-                .abs()?
-                .flatten_all()?
-                .max(0)?
-                .to_scalar::<f32>()?;
+            let diff = max_diff(&got, &unfused(&q, &k, &v, heads, Some(&mask))?)?;
             assert!(
                 diff < 1e-5,
                 "({b}, {t}, {heads}, {d}): largest difference {diff:e}"
@@ -465,11 +474,7 @@ mod tests {
             let got = attend_one_query(&q, &k, &v)?;
             let probs = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
             let want = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, 1, h * d))?;
-            let diff = (got - want)?
-                .abs()?
-                .flatten_all()?
-                .max(0)?
-                .to_scalar::<f32>()?;
+            let diff = max_diff(&got, &want)?;
             assert!(
                 diff < 1e-5,
                 "({b}, {h}, {t}, {d}): largest difference {diff:e}"
