@@ -6,7 +6,7 @@
 
 use candle_core::{CpuStorage, DType, Result, Storage, Tensor};
 
-use super::ops::{exp_f32, simd_dispatch};
+use super::ops::{exp_f32, simd_dispatch, SharedOut};
 
 /// Query rows per work item: 192 rows of scores against 700 keys (250 prompt + 100
 /// speech tokens) are 525 KB, which stays in a 1 MB L2 cache; fewer rows repack the
@@ -315,26 +315,6 @@ simd_dispatch! {
 fn add_scaled_any(y: &mut [f32], a: f32, x: &[f32]) {
     for (y, &x) in y.iter_mut().zip(x) {
         *y += a * x;
-    }
-}
-
-/// The output buffer shared by the work items, each writing its own block.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-
-// SAFETY: items write disjoint blocks of the buffer (see `self_attention_cpu`).
-unsafe impl Send for SharedOut {}
-// SAFETY: as above; the pointer itself is only copied.
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    /// The value `offset` places in.
-    ///
-    /// # Safety
-    /// `offset` is inside the buffer.
-    unsafe fn at(self, offset: usize) -> *mut f32 {
-        // SAFETY: by the caller's contract.
-        unsafe { self.0.add(offset) }
     }
 }
 

@@ -16,7 +16,7 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Conv1d, Conv1dConfig};
 
 use super::fftconv::{self, Layer};
-use super::ops::with_cpu_f32;
+use super::ops::{with_cpu_f32, SharedOut};
 
 /// Output columns per tile: `Cout × TILE` f32 (128 KiB at 128 channels) stays in L2
 /// across the `k` accumulating products, yet each product is large enough to run
@@ -288,26 +288,6 @@ impl Dst {
             ptr: SharedOut(unsafe { self.ptr.at(t0) }),
             ..self
         }
-    }
-}
-
-/// The output buffer shared by the tile threads, each writing its own columns.
-#[derive(Clone, Copy)]
-pub(super) struct SharedOut(pub(super) *mut f32);
-
-// SAFETY: threads write disjoint columns (see `GemmConv1d::forward_item`).
-unsafe impl Send for SharedOut {}
-// SAFETY: as above; the pointer itself is only copied.
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    /// Value `t0` of the buffer (column `t0` of row 0).
-    ///
-    /// # Safety
-    /// `t0` is inside the buffer.
-    pub(super) unsafe fn at(self, t0: usize) -> *mut f32 {
-        // SAFETY: by the contract.
-        unsafe { self.0.add(t0) }
     }
 }
 

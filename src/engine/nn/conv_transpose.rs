@@ -12,7 +12,8 @@
 use candle_core::{Device, Module, Result, Tensor};
 use candle_nn::ConvTranspose1d;
 
-use super::conv::{pack_taps, SharedOut};
+use super::conv::pack_taps;
+use super::ops::SharedOut;
 use super::ops::{conv_transpose1d_trimmed, split_over_threads, with_cpu_f32};
 
 /// Input columns per stretch at most: the stretch's outputs (`Cout × stride·Q`) stay in L2

@@ -142,7 +142,7 @@ impl Transforms {
         }
         let block = c_out * c_in;
         let mut spectra = vec![0f32; n * block];
-        let spectra_ptr = super::conv::SharedOut(spectra.as_mut_ptr());
+        let spectra_ptr = super::ops::SharedOut(spectra.as_mut_ptr());
         let columns = |first: usize, last: usize| {
             // SAFETY: `spectra` is [N, block], `twiddle` [N, k], `taps` [k, block], all
             // row-major; this call writes columns `first..last` only.

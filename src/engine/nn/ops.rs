@@ -92,39 +92,84 @@ pub(crate) fn fill_chunks_on(
         out.chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
         return;
     }
-    // On candle's persistent CPU workers and the calling thread (starting a thread
-    // costs ~60 µs, as much as a small op).
-    let pool = candle_core::utils::barrier_pool();
-    let threads = threads.min(pool.n_workers() + 1);
+    let threads = threads.min(worker_count());
     let per_thread = chunks.div_ceil(threads);
     let parts: Vec<std::sync::Mutex<&mut [f32]>> = out
         .chunks_mut(per_thread * chunk)
         .map(std::sync::Mutex::new)
         .collect();
-    pool.execute(|t| {
-        if let Some(part) = parts.get(t) {
-            let mut part = part.lock().unwrap_or_else(|e| e.into_inner());
-            for (i, c) in part.chunks_mut(chunk).enumerate() {
-                f(t * per_thread + i, c);
-            }
+    on_workers(parts.len(), |t| {
+        let mut part = parts[t].lock().unwrap_or_else(|e| e.into_inner());
+        for (i, c) in part.chunks_mut(chunk).enumerate() {
+            f(t * per_thread + i, c);
         }
     });
 }
 
-/// Runs `run(first, last)` on `threads` consecutive ranges covering `0..items`, the
-/// first on the calling thread and the others on scoped threads.
+/// Runs `run(first, last)` on `threads` consecutive ranges covering `0..items` (see
+/// [`on_workers`]).
 pub(crate) fn split_over_threads(items: usize, threads: usize, run: impl Fn(usize, usize) + Sync) {
     let threads = threads.clamp(1, items.max(1));
     let per = items.div_ceil(threads);
-    let run = &run;
-    std::thread::scope(|scope| {
-        for th in 1..threads {
-            let (first, last) = (th * per, ((th + 1) * per).min(items));
-            if first < last {
-                scope.spawn(move || run(first, last));
-            }
+    on_workers(threads, |th| {
+        let (first, last) = (th * per, ((th + 1) * per).min(items));
+        if first < last {
+            run(first, last);
         }
-        run(0, per.min(items));
+    });
+}
+
+/// An output buffer shared by the shares of [`on_workers`] (or other threads), each
+/// writing its own part.
+#[derive(Clone, Copy)]
+pub(crate) struct SharedOut(pub(crate) *mut f32);
+
+// SAFETY: users write disjoint parts of the buffer, each by one thread.
+unsafe impl Send for SharedOut {}
+// SAFETY: as above; the pointer itself is only copied.
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// The value `offset` places in.
+    ///
+    /// # Safety
+    /// `offset` is inside the buffer.
+    pub(crate) unsafe fn at(self, offset: usize) -> *mut f32 {
+        // SAFETY: by the caller's contract.
+        unsafe { self.0.add(offset) }
+    }
+}
+
+thread_local! {
+    /// Set while this thread runs a share of [`on_workers`].
+    static IN_WORKERS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// How many shares [`on_workers`] runs at once: candle's persistent CPU workers and
+/// the calling thread.
+pub(crate) fn worker_count() -> usize {
+    candle_core::utils::barrier_pool().n_workers() + 1
+}
+
+/// Runs `f(0)`, …, `f(shares − 1)` on candle's persistent CPU workers and the calling
+/// thread, share `i` on thread `i mod` [`worker_count`], and returns when all are done.
+/// Starting a thread costs ~60 µs, as much as a small op, and the `gemm` crate's own
+/// rayon threads, spinning beside candle's, made 2-core products uneven (150–290
+/// GFLOP/s for the same shape). The pool takes one call at a time: a call from inside
+/// a share runs its shares in turn on that thread, and `f` must never run a candle
+/// op (candle's ops use the same pool and would wait for it forever).
+pub(crate) fn on_workers(shares: usize, f: impl Fn(usize) + Sync) {
+    if shares <= 1 || IN_WORKERS.with(std::cell::Cell::get) {
+        (0..shares).for_each(f);
+        return;
+    }
+    let threads = worker_count();
+    candle_core::utils::barrier_pool().execute(|t| {
+        let was = IN_WORKERS.with(|w| w.replace(true));
+        for share in (t..shares).step_by(threads) {
+            f(share);
+        }
+        IN_WORKERS.with(|w| w.set(was));
     });
 }
 
@@ -617,6 +662,26 @@ impl DepthwiseConvTranspose1d {
 mod tests {
     use super::*;
     use candle_core::{Device, IndexOp};
+
+    #[test]
+    fn work_shared_on_the_workers_runs_every_share_once_even_nested() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let counts: Vec<AtomicUsize> = (0..7).map(|_| AtomicUsize::new(0)).collect();
+        let inner = AtomicUsize::new(0);
+        // More shares than threads, each starting a nested call (which must run on its
+        // own thread rather than wait for the pool it is part of).
+        on_workers(counts.len(), |s| {
+            counts[s].fetch_add(1, Ordering::Relaxed);
+            on_workers(3, |_| {
+                inner.fetch_add(1, Ordering::Relaxed);
+            });
+        });
+        assert!(counts.iter().all(|c| c.load(Ordering::Relaxed) == 1));
+        assert_eq!(inner.load(Ordering::Relaxed), 7 * 3);
+        let mut out = vec![0f32; 1 << 18];
+        fill_chunks(&mut out, 1000, |i, c| c.fill(i as f32));
+        assert!(out.iter().enumerate().all(|(j, &v)| v == (j / 1000) as f32));
+    }
 
     #[test]
     fn elu_keeps_small_negative_values_exact() -> Result<()> {

@@ -5,16 +5,16 @@
 //! Every sequence is one unpadded utterance: the reference's masks are all ones and
 //! multiplying by them is left out.
 
-use candle_core::{Module, Result, Tensor, D};
+use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{
-    conv1d, layer_norm, linear, linear_no_bias, Conv1dConfig, LayerNorm, Linear, VarBuilder,
+    conv1d, layer_norm, linear, linear_no_bias, Conv1d, Conv1dConfig, LayerNorm, Linear, VarBuilder,
 };
 
 use super::config::S3GenConfig;
 use super::matcha::decoder::{SinusoidalPosEmb, TimestepEmbedding};
 use super::matcha::transformer::BasicTransformerBlock;
-use crate::engine::nn::ops::{map_cpu, mish_f32};
-use crate::engine::nn::GemmConv1d;
+use crate::engine::nn::linear::{strided_rows_times_matrix, TransposedLinear};
+use crate::engine::nn::ops::{map_cpu, mish_f32, with_cpu_f32};
 
 /// `nn.Mish`: `x · tanh(softplus(x))` (see [`mish_f32`]).
 pub fn mish(x: &Tensor) -> Result<Tensor> {
@@ -26,40 +26,89 @@ pub fn mish(x: &Tensor) -> Result<Tensor> {
 
 /// `CausalConv1d`: a stride-1 convolution with `kernel − 1` zeros on the left, so
 /// each output frame sees only the present and the past.
+///
+/// The decoder runs time-major (`[B, T, C]`, frames as rows, the layout its
+/// transformer blocks and layer norms take), so the convolution is one matrix
+/// product: with the `kernel − 1` zero frames above the signal, frame `t`'s window is
+/// the `kernel·C` consecutive values from frame `t`'s row on, and all windows are
+/// rows of one strided view (nothing unfolded, no transposes around the norms).
 #[derive(Debug, Clone)]
 pub struct CausalConv1d {
-    conv: GemmConv1d,
-    causal_padding: usize,
+    /// The layer as loaded, for other devices and dtypes.
+    conv: Conv1d,
+    /// `[kernel·C_in, C_out]`: row `j·C_in + c` holds tap `j` of input channel `c`.
+    taps: Vec<f32>,
+    bias: Vec<f32>,
+    c_in: usize,
+    kernel: usize,
 }
 
 impl CausalConv1d {
     pub fn load(vb: VarBuilder, c_in: usize, c_out: usize, kernel: usize) -> Result<Self> {
         let conv = conv1d(c_in, c_out, kernel, Conv1dConfig::default(), vb)?;
+        // [C_out, C_in, K] → [K, C_in, C_out].
+        let taps = conv
+            .weight()
+            .to_dtype(DType::F32)?
+            .permute((2, 1, 0))?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let bias = match conv.bias() {
+            Some(b) => b.to_dtype(DType::F32)?.to_vec1::<f32>()?,
+            None => vec![0f32; c_out],
+        };
         Ok(Self {
-            conv: GemmConv1d::new(conv)?,
-            causal_padding: kernel - 1,
+            conv,
+            taps,
+            bias,
+            c_in,
+            kernel,
         })
     }
 }
 
 impl Module for CausalConv1d {
-    /// `x` [B, C_in, T] → [B, C_out, T].
+    /// `x` [B, T, C_in] → [B, T, C_out].
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.conv
-            .forward(&x.pad_with_zeros(D::Minus1, self.causal_padding, 0)?)
+        let (b, t, c_in) = x.dims3()?;
+        if c_in != self.c_in {
+            candle_core::bail!("causal conv: {c_in} channels in, want {}", self.c_in);
+        }
+        let pad = (self.kernel - 1) * c_in;
+        let fast = with_cpu_f32(x, |xs| {
+            let mut out = Vec::with_capacity(b * t * self.bias.len());
+            let mut padded = vec![0f32; pad + t * c_in];
+            for item in xs.chunks_exact(t * c_in) {
+                padded[pad..].copy_from_slice(item);
+                out.extend(strided_rows_times_matrix(
+                    &padded, c_in, t, &self.taps, &self.bias,
+                )?);
+            }
+            Tensor::from_vec(out, (b, t, self.bias.len()), x.device())
+        });
+        match fast {
+            Some(y) => y,
+            None => self
+                .conv
+                .forward(
+                    &x.transpose(1, 2)?
+                        .pad_with_zeros(D::Minus1, self.kernel - 1, 0)?,
+                )?
+                .transpose(1, 2)?
+                .contiguous(),
+        }
     }
 }
 
-/// LayerNorm over the channels of a [B, C, T] tensor (the reference's
-/// `Transpose(1, 2), nn.LayerNorm, Transpose(1, 2)`).
-fn channel_layer_norm(norm: &LayerNorm, x: &Tensor) -> Result<Tensor> {
-    norm.forward(&x.transpose(1, 2)?.contiguous()?)?
-        .transpose(1, 2)?
-        .contiguous()
+/// A 1×1 convolution of a time-major signal: a linear layer over channels.
+fn pointwise(vb: VarBuilder, c_in: usize, c_out: usize) -> Result<TransposedLinear> {
+    let weight = vb.get((c_out, c_in, 1), "weight")?.squeeze(2)?;
+    let bias = vb.get(c_out, "bias")?;
+    TransposedLinear::new(Linear::new(weight, Some(bias)))
 }
 
-/// `CausalBlock1D`: causal kernel-3 convolution, channel LayerNorm, Mish (keys
-/// `block.0`, `block.2`).
+/// `CausalBlock1D`: causal kernel-3 convolution, LayerNorm over channels, Mish (keys
+/// `block.0`, `block.2`); time-major.
 #[derive(Debug, Clone)]
 pub struct CausalBlock1D {
     conv: CausalConv1d,
@@ -76,19 +125,20 @@ impl CausalBlock1D {
 }
 
 impl Module for CausalBlock1D {
+    /// `x` [B, T, dim] → [B, T, dim_out].
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        mish(&channel_layer_norm(&self.norm, &self.conv.forward(x)?)?)
+        mish(&self.norm.forward(&self.conv.forward(x)?)?)
     }
 }
 
 /// `CausalResnetBlock1D`: two causal blocks with the time embedding added between
-/// them (`mlp` = Mish then linear), plus a 1×1 convolution of the input.
+/// them (`mlp` = Mish then linear), plus a 1×1 convolution of the input; time-major.
 #[derive(Debug, Clone)]
 pub struct CausalResnetBlock1D {
     mlp: Linear,
     block1: CausalBlock1D,
     block2: CausalBlock1D,
-    res_conv: GemmConv1d,
+    res_conv: TransposedLinear,
 }
 
 impl CausalResnetBlock1D {
@@ -97,20 +147,14 @@ impl CausalResnetBlock1D {
             mlp: linear(time_emb_dim, dim_out, vb.pp("mlp.1"))?,
             block1: CausalBlock1D::load(vb.pp("block1"), dim, dim_out)?,
             block2: CausalBlock1D::load(vb.pp("block2"), dim_out, dim_out)?,
-            res_conv: GemmConv1d::new(conv1d(
-                dim,
-                dim_out,
-                1,
-                Conv1dConfig::default(),
-                vb.pp("res_conv"),
-            )?)?,
+            res_conv: pointwise(vb.pp("res_conv"), dim, dim_out)?,
         })
     }
 
-    /// `x` [B, dim, T], `time_emb` [B or 1, time_emb_dim] → [B, dim_out, T].
+    /// `x` [B, T, dim], `time_emb` [B or 1, time_emb_dim] → [B, T, dim_out].
     pub fn forward(&self, x: &Tensor, time_emb: &Tensor) -> Result<Tensor> {
         let h = self.block1.forward(x)?;
-        let h = h.broadcast_add(&self.mlp.forward(&mish(time_emb)?)?.unsqueeze(D::Minus1)?)?;
+        let h = h.broadcast_add(&self.mlp.forward(&mish(time_emb)?)?.unsqueeze(1)?)?;
         let h = self.block2.forward(&h)?;
         h + self.res_conv.forward(x)?
     }
@@ -144,14 +188,13 @@ impl Level {
         })
     }
 
-    /// [B, dim, T] → [B, dim_out, T].
+    /// [B, T, dim] → [B, T, dim_out].
     fn forward(&self, x: &Tensor, t: &Tensor) -> Result<Tensor> {
-        let x = self.resnet.forward(x, t)?;
-        let mut x = x.transpose(1, 2)?.contiguous()?;
+        let mut x = self.resnet.forward(x, t)?;
         for block in &self.transformer_blocks {
             x = block.forward(&x)?;
         }
-        x.transpose(1, 2)?.contiguous()
+        Ok(x)
     }
 }
 
@@ -170,7 +213,7 @@ pub struct ConditionalDecoder {
     up: Level,
     upsample: CausalConv1d,
     final_block: CausalBlock1D,
-    final_proj: GemmConv1d,
+    final_proj: TransposedLinear,
 }
 
 impl ConditionalDecoder {
@@ -197,13 +240,7 @@ impl ConditionalDecoder {
             up: Level::load(&up_vb, 2 * ch, ch, cfg)?,
             upsample: CausalConv1d::load(up_vb.pp(2), ch, ch, 3)?,
             final_block: CausalBlock1D::load(vb.pp("final_block"), ch, ch)?,
-            final_proj: GemmConv1d::new(conv1d(
-                ch,
-                d.out_channels,
-                1,
-                Conv1dConfig::default(),
-                vb.pp("final_proj"),
-            )?)?,
+            final_proj: pointwise(vb.pp("final_proj"), ch, d.out_channels)?,
         })
     }
 
@@ -235,7 +272,10 @@ impl ConditionalDecoder {
         let spks = spks
             .unsqueeze(D::Minus1)?
             .broadcast_as((b, spks.dim(1)?, frames))?;
-        let x = Tensor::cat(&[x, mu, &spks, cond], 1)?;
+        // Time-major from here on ([B, T, C]).
+        let x = Tensor::cat(&[x, mu, &spks, cond], 1)?
+            .transpose(1, 2)?
+            .contiguous()?;
 
         let x = self.down.forward(&x, &temb)?;
         let skip = x.clone();
@@ -243,10 +283,10 @@ impl ConditionalDecoder {
         for level in &self.mid {
             x = level.forward(&x, &temb)?;
         }
-        let x = Tensor::cat(&[&x.narrow(2, 0, skip.dim(2)?)?, &skip], 1)?;
+        let x = Tensor::cat(&[&x.narrow(1, 0, skip.dim(1)?)?, &skip], 2)?;
         let x = self.up.forward(&x, &temb)?;
         let x = self.upsample.forward(&x)?;
         let x = self.final_block.forward(&x)?;
-        self.final_proj.forward(&x)
+        self.final_proj.forward(&x)?.transpose(1, 2)?.contiguous()
     }
 }

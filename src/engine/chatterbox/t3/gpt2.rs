@@ -18,7 +18,7 @@ use candle_nn::{embedding, layer_norm, Embedding, LayerNorm, VarBuilder};
 
 use crate::engine::chatterbox::config::{Gpt2Config, T3Quant};
 use crate::engine::nn::attention::{attend_one_query, causal_self_attention};
-use crate::engine::nn::linear::row_times_matrix;
+use crate::engine::nn::linear::{row_times_matrix, rows_times_matrix};
 use crate::engine::nn::ops::with_cpu_f32;
 
 /// A linear layer over a weight quantised at load (`y = x Wᵀ + b`, `W` [out, in]),
@@ -89,7 +89,7 @@ impl Conv1D {
 
 impl Conv1D {
     /// An `nn.Linear` (`weight` [out, in]) in f32 as a `Conv1D`: the weight transposed
-    /// once at load, so that a decode step's single row streams it (see `one_row`)
+    /// once at load, so that a decode step's single row streams it (see `cpu_product`)
     /// where a matrix product by the transposed view read it at a fraction of the
     /// memory bandwidth (T3's 27 MB speech head: ~10 ms of a ~90 ms step).
     pub fn from_linear(weight: &Tensor, bias: Tensor) -> Result<Self> {
@@ -108,11 +108,10 @@ impl Module for Conv1D {
         let rows = x.elem_count() / n_in;
         let x = x.reshape((rows, n_in))?;
         let y = match &self.weight {
-            Conv1DWeight::F32(w) if rows == 1 => match one_row(&x, w, &self.bias) {
+            Conv1DWeight::F32(w) => match cpu_product(&x, w, &self.bias) {
                 Some(y) => y?,
                 None => x.matmul(w)?.broadcast_add(&self.bias)?,
             },
-            Conv1DWeight::F32(w) => x.matmul(w)?.broadcast_add(&self.bias)?,
             Conv1DWeight::Quantized(q) => q.forward(&x)?,
         };
         let mut out = dims;
@@ -122,17 +121,25 @@ impl Module for Conv1D {
     }
 }
 
-/// A decode step's `x·W + b` (`x` one row) with [`row_times_matrix`], which reads
-/// `W` at the full memory bandwidth; `None` off the CPU or for other dtypes.
-fn one_row(x: &Tensor, w: &Tensor, bias: &Tensor) -> Option<Result<Tensor>> {
+/// `x·W + b` for `x` [rows, in] on the CPU: a decode step's single row with
+/// [`row_times_matrix`], which reads `W` at the full memory bandwidth, more rows (the
+/// prompt) with [`rows_times_matrix`]; `None` off the CPU or for other dtypes.
+fn cpu_product(x: &Tensor, w: &Tensor, bias: &Tensor) -> Option<Result<Tensor>> {
     let n = w.dim(1).ok()?;
+    let rows = x.dim(0).ok()?;
     let y = with_cpu_f32(x, |xs| {
         let b = with_cpu_f32(bias, |b| Ok(b.to_vec()))
             .unwrap_or_else(|| candle_core::bail!("linear bias: expected f32 on the CPU"))?;
-        with_cpu_f32(w, |ws| row_times_matrix(xs, ws, &b))
-            .unwrap_or_else(|| candle_core::bail!("linear weight: expected f32 on the CPU"))
+        with_cpu_f32(w, |ws| {
+            if rows == 1 {
+                row_times_matrix(xs, ws, &b)
+            } else {
+                rows_times_matrix(xs, ws, &b)
+            }
+        })
+        .unwrap_or_else(|| candle_core::bail!("linear weight: expected f32 on the CPU"))
     })?;
-    Some(y.and_then(|y| Tensor::from_vec(y, (1, n), x.device())))
+    Some(y.and_then(|y| Tensor::from_vec(y, (rows, n), x.device())))
 }
 
 /// Per-request key/value cache of every layer (transformers' `DynamicCache`),
