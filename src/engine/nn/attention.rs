@@ -74,13 +74,108 @@ fn self_attention_cpu(
         (Ok(q), Ok(k), Ok(v)) => (q, k, v),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Some(Err(e)),
     };
-    let out = with_cpu_f32_buffers([&q, &k, &v], |[(qd, ql), (kd, kl), (vd, vl)]| {
-        let qd = &qd[ql.contiguous_offsets()?.0..];
-        let kd = &kd[kl.contiguous_offsets()?.0..];
-        let vd = &vd[vl.contiguous_offsets()?.0..];
-        Some(attention_blocks(qd, kd, vd, (b, t, width), heads, causal))
+    let kind = if causal {
+        Scores::Causal
+    } else {
+        Scores::Plain
+    };
+    let out = with_cpu_f32_buffers([&q, &k, &v], |buffers| {
+        let [qd, kd, vd] = contiguous_values(buffers)?;
+        Some(attention_blocks(qd, kd, vd, (b, t, width), heads, kind))
     })?;
     Some(Tensor::from_vec(out, (b, t, width), q.device()))
+}
+
+/// Relative-position self-attention (espnet's `RelPositionMultiHeadedAttention`, as
+/// in Transformer-XL): for each head, `softmax(q_u·kᵀ + rel_shift(q_v·pᵀ))·v`, where
+/// `q_u`, `q_v` are the queries plus the two learnt position biases (already scaled
+/// by `1/√d`), `p` [1 or B, 2T − 1, heads·d] the projected embeddings of relative
+/// positions `T − 1 … −(T − 1)`, and `rel_shift` (see [`rel_shift`]) makes query `i`'s
+/// score for key `j` the product with position `i − j`, that is with row
+/// `T − 1 − i + j` of `p`. `q_u`, `q_v`, `k`, `v` are [B, T, heads·d] (head `i` in
+/// columns `i·d..(i + 1)·d`); returns [B, T, heads·d] in the same layout.
+///
+/// On the CPU it is fused as [`self_attention`] is: a block of query rows needs only
+/// the `T + rows − 1` positions its rows reach, multiplied into a buffer in cache and
+/// added to the scores at each row's offset, rather than all `2T − 1` positions for
+/// every row, shifted through two copies of a `[B, heads, T, 2T − 1]` tensor.
+pub fn rel_pos_self_attention(
+    q_u: &Tensor,
+    q_v: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    p: &Tensor,
+    heads: usize,
+) -> Result<Tensor> {
+    let (b, t, width) = q_u.dims3()?;
+    let (pb, n_pos, p_width) = p.dims3()?;
+    let same = [q_v, k, v].iter().all(|x| x.dims() == q_u.dims());
+    if !same || width % heads != 0 || (pb != 1 && pb != b) || p_width != width || n_pos + 1 != 2 * t
+    {
+        candle_core::bail!(
+            "rel_pos_self_attention: q_u {:?}, q_v {:?}, k {:?}, v {:?}, p {:?} for {heads} heads",
+            q_u.dims(),
+            q_v.dims(),
+            k.dims(),
+            v.dims(),
+            p.dims()
+        );
+    }
+    if q_u.device().is_cpu() && q_u.dtype() == DType::F32 {
+        let (q_u, q_v) = (q_u.contiguous()?, q_v.contiguous()?);
+        let (k, v, p) = (k.contiguous()?, v.contiguous()?, p.contiguous()?);
+        let out = with_cpu_f32_buffers([&q_u, &q_v, &k, &v, &p], |buffers| {
+            let [qu, qv, kd, vd, pd] = contiguous_values(buffers)?;
+            let p_batch = if pb == 1 { 0 } else { n_pos * width };
+            let kind = Scores::RelPos { qv, p: pd, p_batch };
+            Some(attention_blocks(qu, kd, vd, (b, t, width), heads, kind))
+        });
+        if let Some(out) = out {
+            return Tensor::from_vec(out, (b, t, width), q_u.device());
+        }
+    }
+    let d = width / heads;
+    let split = |x: &Tensor| {
+        let rows = x.dim(0)?;
+        x.reshape((rows, x.dim(1)?, heads, d))?
+            .transpose(1, 2)?
+            .contiguous()
+    };
+    let (q_u, q_v, k, v, p) = (split(q_u)?, split(q_v)?, split(k)?, split(v)?, split(p)?);
+    let matrix_ac = q_u.matmul(&k.t()?)?;
+    let matrix_bd = rel_shift(&q_v.broadcast_matmul(&p.t()?)?)?;
+    let attn = candle_nn::ops::softmax_last_dim(&(matrix_ac + matrix_bd)?)?;
+    attn.matmul(&v)?.transpose(1, 2)?.reshape((b, t, width))
+}
+
+/// espnet's `rel_shift`: `[B, h, T, 2T − 1]` scores against relative positions
+/// `T − 1 … −(T − 1)` → `[B, h, T, T]`, entry `(i, j)` taken from column
+/// `T − 1 − i + j` (position `i − j`), by the reference's pad-and-reshape.
+pub fn rel_shift(x: &Tensor) -> Result<Tensor> {
+    let (b, h, t1, n) = x.dims4()?;
+    let zero_pad = Tensor::zeros((b, h, t1, 1), x.dtype(), x.device())?;
+    let padded =
+        Tensor::cat(&[&zero_pad, x], candle_core::D::Minus1)?.reshape((b, h, n + 1, t1))?;
+    padded
+        .narrow(2, 1, n)?
+        .contiguous()?
+        .reshape((b, h, t1, n))?
+        .narrow(3, 0, n / 2 + 1)
+}
+
+/// What the fused attention adds to `q·kᵀ` before the softmax.
+#[derive(Clone, Copy)]
+enum Scores<'a> {
+    Plain,
+    /// Position `i` sees only keys `0..=i`.
+    Causal,
+    /// `rel_shift(q_v·pᵀ)` (see [`rel_pos_self_attention`]); `p_batch` values between
+    /// the batches of `p`, 0 when they share one.
+    RelPos {
+        qv: &'a [f32],
+        p: &'a [f32],
+        p_batch: usize,
+    },
 }
 
 /// The fused attention over contiguous `[B, T, width]` buffers (see
@@ -91,15 +186,20 @@ fn attention_blocks(
     vd: &[f32],
     (b, t, width): (usize, usize, usize),
     heads: usize,
-    causal: bool,
+    kind: Scores,
 ) -> Vec<f32> {
     let d = width / heads;
+    let causal = matches!(kind, Scores::Causal);
     let mut out = vec![0f32; b * t * width];
     let blocks = t.div_ceil(ROWS);
     let items = b * heads * blocks;
     let dst = SharedOut(out.as_mut_ptr());
     let run = |first: usize, last: usize| {
         let mut scores = vec![0f32; ROWS * t];
+        let mut positions = match kind {
+            Scores::RelPos { .. } => vec![0f32; ROWS * (t + ROWS - 1)],
+            _ => Vec::new(),
+        };
         let mut inv_sums = [0f32; ROWS];
         for item in first..last {
             let (bh, blk) = (item / blocks, item % blocks);
@@ -136,6 +236,45 @@ fn attention_blocks(
                     false,
                     gemm::Parallelism::None,
                 );
+            }
+            if let Scores::RelPos { qv, p, p_batch } = kind {
+                // Row r (position r0 + r) adds positions T − 1 − (r0 + r) + j of p for
+                // keys j = 0..T: the block reaches positions m0.. of p, m0 = T − r0 −
+                // rows, T + rows − 1 of them, row r from offset rows − 1 − r.
+                let reach = t + rows - 1;
+                let m0 = t - r0 - rows;
+                let bd = &mut positions[..rows * reach];
+                // SAFETY: q_v rows r0..r0 + rows and p rows m0..m0 + reach ≤ 2T − 1,
+                // columns of this head, lie inside their buffers; `bd` is this
+                // thread's own.
+                unsafe {
+                    // bd [rows, reach] = q_v block [rows, d] · p_blockᵀ [d, reach]
+                    gemm::gemm(
+                        rows,
+                        reach,
+                        d,
+                        bd.as_mut_ptr(),
+                        1,
+                        reach as isize,
+                        false,
+                        qv.as_ptr().add(base + r0 * width),
+                        1,
+                        width as isize,
+                        p.as_ptr().add(batch * p_batch + m0 * width + head * d),
+                        width as isize,
+                        1,
+                        0.0f32,
+                        1.0f32,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+                for (r, row) in s.chunks_exact_mut(n).enumerate() {
+                    let from = r * reach + rows - 1 - r;
+                    add_scaled(row, 1.0, &bd[from..from + t]);
+                }
             }
             if causal {
                 // Row r (position r0 + r) sees keys 0..=r0 + r; the rest weigh 0.
@@ -187,24 +326,32 @@ fn attention_blocks(
     out
 }
 
-/// Runs `f` on the f32 buffers (whole, from offset 0) and layouts of three tensors in
+/// Runs `f` on the f32 buffers (whole, from offset 0) and layouts of `N` tensors in
 /// CPU memory; `None` when any of them lives elsewhere or holds another dtype.
-fn with_cpu_f32_buffers<R>(
-    [a, b, c]: [&Tensor; 3],
-    f: impl FnOnce([(&[f32], &candle_core::Layout); 3]) -> Option<R>,
+fn with_cpu_f32_buffers<const N: usize, R>(
+    tensors: [&Tensor; N],
+    f: impl FnOnce([(&[f32], &candle_core::Layout); N]) -> Option<R>,
 ) -> Option<R> {
-    let (sa, la) = a.storage_and_layout();
-    let (sb, lb) = b.storage_and_layout();
-    let (sc, lc) = c.storage_and_layout();
-    let (
-        Storage::Cpu(CpuStorage::F32(da)),
-        Storage::Cpu(CpuStorage::F32(db)),
-        Storage::Cpu(CpuStorage::F32(dc)),
-    ) = (&*sa, &*sb, &*sc)
-    else {
-        return None;
-    };
-    f([(da, la), (db, lb), (dc, lc)])
+    let guards = tensors.map(|t| t.storage_and_layout());
+    let buffers: Vec<(&[f32], &candle_core::Layout)> = guards
+        .iter()
+        .map(|(storage, layout)| match &**storage {
+            Storage::Cpu(CpuStorage::F32(data)) => Some((data.as_slice(), *layout)),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    f(buffers.try_into().ok()?)
+}
+
+/// The values of contiguous tensors, from their first element.
+fn contiguous_values<'a, const N: usize>(
+    buffers: [(&'a [f32], &candle_core::Layout); N],
+) -> Option<[&'a [f32]; N]> {
+    let values: Vec<&[f32]> = buffers
+        .iter()
+        .map(|(data, layout)| Some(&data[layout.contiguous_offsets()?.0..]))
+        .collect::<Option<_>>()?;
+    values.try_into().ok()
 }
 
 /// One new query per head against the keys and values cached so far, a decode step's
@@ -243,7 +390,7 @@ fn attend_one_query_cpu(q: &Tensor, k: &Tensor, v: &Tensor) -> Option<Result<Ten
         Ok(q) => q,
         Err(e) => return Some(Err(e)),
     };
-    let out = with_cpu_f32_buffers([&q, k, v], |[(qd, ql), (kd, kl), (vd, vl)]| {
+    let out = with_cpu_f32_buffers([&q, k, v], |[(qd, ql), (kd, kl), (vd, vl)]: [_; 3]| {
         if kl.stride()[3] != 1 || vl.stride()[3] != 1 {
             return None;
         }
@@ -400,6 +547,53 @@ mod tests {
 
     fn max_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
         (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()
+    }
+
+    #[test]
+    fn rel_shift_picks_relative_positions() -> Result<()> {
+        // Row i, column k of the input holds the score for position (T − 1 − k);
+        // encode (i, position) in the value and check out[i, j] has position i − j.
+        let t = 5;
+        let n = 2 * t - 1;
+        let vals: Vec<f32> = (0..t)
+            .flat_map(|i| (0..n).map(move |k| (i * 100) as f32 + (t as f32 - 1.0 - k as f32)))
+            .collect();
+        let x = Tensor::from_vec(vals, (1, 1, t, n), &Device::Cpu)?;
+        let y = rel_shift(&x)?.squeeze(0)?.squeeze(0)?.to_vec2::<f32>()?;
+        for (i, row) in y.iter().enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                assert_eq!(v, (i * 100) as f32 + i as f32 - j as f32, "({i}, {j})");
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn fused_relative_position_attention_matches_the_shifted_product() -> Result<()> {
+        let dev = Device::Cpu;
+        // 400 frames: two full blocks of query rows and a partial one; positions shared
+        // by the batch or one set per item.
+        let (b, t, heads, d) = (2, 400, 3, 8);
+        let width = heads * d;
+        let x = |scale: f64| (Tensor::randn(0f32, 1., (b, t, width), &dev).map(|x| x * scale))?;
+        let (q_u, q_v, k, v) = (x(0.5)?, x(0.5)?, x(1.0)?, x(1.0)?);
+        for pb in [1, b] {
+            let p = Tensor::randn(0f32, 1., (pb, 2 * t - 1, width), &dev)?;
+            let split = |x: &Tensor| {
+                x.reshape((x.dim(0)?, x.dim(1)?, heads, d))?
+                    .transpose(1, 2)?
+                    .contiguous()
+            };
+            let bd = rel_shift(&split(&q_v)?.broadcast_matmul(&split(&p)?.t()?)?)?;
+            let want = unfused(&q_u, &k, &v, heads, Some(&bd))?;
+            let got = rel_pos_self_attention(&q_u, &q_v, &k, &v, &p, heads)?;
+            let diff = max_diff(&got, &want)?;
+            assert!(diff < 1e-5, "p batch {pb}: largest difference {diff:e}");
+        }
+        // Positions that are not 2T − 1 are refused.
+        let p = Tensor::zeros((1, t, width), DType::F32, &dev)?;
+        assert!(rel_pos_self_attention(&q_u, &q_v, &k, &v, &p, heads).is_err());
+        Ok(())
     }
 
     #[test]
