@@ -19,6 +19,11 @@
 //! stop); S3Gen (flow + HiFT) turns the 100 speech tokens of the S3Gen fixture into
 //! 4 s of audio with its 250-token prompt; end to end chains the two (T3's tokens
 //! plus three silence tokens through S3Gen with that prompt), as the engine does.
+//! voxpool runs end to end twice per run: as a voice's first request (the conditioning
+//! and the text through T3), then as a later request in that voice, whose conditioning
+//! keys and values the engine keeps (`T3::prefill`: only the 42 text and start
+//! positions run); the reference runs all 417 positions every time, so both voxpool
+//! rows compare with its one figure.
 //!
 //! Prints T3 prefill time and decode tokens/s, S3Gen and end-to-end speed in seconds
 //! of audio per second of compute (×RT), for both and their ratio; then voxpool's T3
@@ -83,11 +88,17 @@ struct Models {
 /// Seconds of one end-to-end run and its parts.
 #[derive(Default, Clone, Copy)]
 struct Times {
+    /// A voice's first request: its conditioning and the text through the backbone.
     t3_prefill: f64,
     t3_decode: f64,
     e2e_flow: f64,
     e2e_hift: f64,
     e2e: f64,
+    /// A request in a voice whose conditioning is kept: the text positions only (the
+    /// reference always runs every position, so its figures are its `t3_prefill` and
+    /// `e2e`).
+    t3_prefill_kept: f64,
+    e2e_kept: f64,
     flow: f64,
     hift: f64,
 }
@@ -102,6 +113,8 @@ impl Times {
             e2e_flow: med(|t| t.e2e_flow),
             e2e_hift: med(|t| t.e2e_hift),
             e2e: med(|t| t.e2e),
+            t3_prefill_kept: med(|t| t.t3_prefill_kept),
+            e2e_kept: med(|t| t.e2e_kept),
             flow: med(|t| t.flow),
             hift: med(|t| t.hift),
         }
@@ -134,6 +147,7 @@ impl Models {
         cond: &T3Cond,
         text: &[u32],
         steps: usize,
+        kept: bool,
     ) -> candle_core::Result<(Vec<u32>, f64, f64)> {
         let device = self.t3.device();
         let params = SamplingParams::default();
@@ -148,13 +162,14 @@ impl Models {
                 .max_by(|a, b| a.1.total_cmp(b.1))
                 .map_or(0, |(i, _)| i as u32))
         };
+        if !kept {
+            self.t3.forget_voice_prefix();
+        }
         let start = Instant::now();
         let text = Tensor::new(text, device)?.unsqueeze(0)?;
         let start_token = self.t3.hp().start_speech_token;
         let start_tokens = Tensor::new(&[[start_token]], device)?;
-        let (embeds, _) = self.t3.prepare_input_embeds(cond, &text, &start_tokens)?;
-        let mut cache = self.t3.tfmr().new_cache(embeds.dim(1)? + steps + 1);
-        let hidden = self.t3.forward_hidden(&embeds, &mut cache)?;
+        let (hidden, mut cache) = self.t3.prefill(cond, &text, &start_tokens, steps + 1)?;
         let mut generated = vec![pick(&hidden, &[start_token])?];
         let prefill = start.elapsed().as_secs_f64();
         let start = Instant::now();
@@ -179,16 +194,27 @@ impl Models {
         seed: u64,
     ) -> candle_core::Result<(Times, usize, usize)> {
         let mut t = Times::default();
-        let start = Instant::now();
-        let (mut tokens, prefill, decode) = self.t3_generate(cond, text, steps)?;
-        (t.t3_prefill, t.t3_decode) = (prefill, decode);
-        tokens.retain(|&id| id < SPEECH_VOCAB);
-        tokens.extend([SILENCE_TOKEN; 3]);
-        let count = tokens.len();
-        let tokens = Tensor::new(tokens.as_slice(), self.t3.device())?.unsqueeze(0)?;
-        let (flow, hift, samples) = self.vocode(&tokens, prompt, seed)?;
-        (t.e2e_flow, t.e2e_hift) = (flow, hift);
-        t.e2e = start.elapsed().as_secs_f64();
+        let mut count = 0;
+        let mut samples = 0;
+        // The voice's first request, then one with its conditioning kept (the engine's
+        // usual case).
+        for kept in [false, true] {
+            let start = Instant::now();
+            let (mut tokens, prefill, decode) = self.t3_generate(cond, text, steps, kept)?;
+            tokens.retain(|&id| id < SPEECH_VOCAB);
+            tokens.extend([SILENCE_TOKEN; 3]);
+            count = tokens.len();
+            let tokens = Tensor::new(tokens.as_slice(), self.t3.device())?.unsqueeze(0)?;
+            let (flow, hift, n) = self.vocode(&tokens, prompt, seed)?;
+            samples = n;
+            let e2e = start.elapsed().as_secs_f64();
+            if kept {
+                (t.t3_prefill_kept, t.e2e_kept) = (prefill, e2e);
+            } else {
+                (t.t3_prefill, t.t3_decode) = (prefill, decode);
+                (t.e2e_flow, t.e2e_hift, t.e2e) = (flow, hift, e2e);
+            }
+        }
         Ok((t, count, samples))
     }
 
@@ -383,6 +409,8 @@ fn main() -> candle_core::Result<()> {
                 e2e_flow: f("e2e", "flow_seconds"),
                 e2e_hift: f("e2e", "hift_seconds"),
                 e2e: f("e2e", "seconds"),
+                t3_prefill_kept: f("t3", "prefill_seconds"),
+                e2e_kept: f("e2e", "seconds"),
                 flow: f("s3gen", "flow_seconds"),
                 hift: f("s3gen", "hift_seconds"),
             },
@@ -392,6 +420,8 @@ fn main() -> candle_core::Result<()> {
                 e2e_flow: f("first_run", "e2e_flow"),
                 e2e_hift: f("first_run", "e2e_hift"),
                 e2e: f("first_run", "e2e"),
+                t3_prefill_kept: f("first_run", "t3_prefill"),
+                e2e_kept: f("first_run", "e2e"),
                 flow: f("first_run", "flow"),
                 hift: f("first_run", "hift"),
             },
@@ -408,6 +438,14 @@ fn main() -> candle_core::Result<()> {
             row(
                 format!("T3 prefill, {prefill_len} positions (s)"),
                 &|t| t.t3_prefill,
+                false,
+            ),
+            row(
+                format!(
+                    "T3 prefill, voice kept: {} positions (s)",
+                    prefill_len - 1 - PROMPT_TOKENS
+                ),
+                &|t| t.t3_prefill_kept,
                 false,
             ),
             row(
@@ -433,6 +471,11 @@ fn main() -> candle_core::Result<()> {
             row(
                 format!("end to end, {e2e_tokens} tokens = {e2e_audio_s:.2} s (×RT)"),
                 &|t| e2e_audio_s / t.e2e,
+                true,
+            ),
+            row(
+                "end to end, voice kept (×RT)".into(),
+                &|t| e2e_audio_s / t.e2e_kept,
                 true,
             ),
             row(
@@ -465,6 +508,12 @@ fn main() -> candle_core::Result<()> {
         rows.push((
             format!("end to end, {quant} T3 (×RT)"),
             e2e_audio_s / t.e2e,
+            theirs.map(|r| e2e_audio_s / r.e2e),
+            true,
+        ));
+        rows.push((
+            format!("end to end, {quant} T3, voice kept (×RT)"),
+            e2e_audio_s / t.e2e_kept,
             theirs.map(|r| e2e_audio_s / r.e2e),
             true,
         ));

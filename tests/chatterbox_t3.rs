@@ -136,6 +136,38 @@ fn prefill_and_teacher_forced_logits() -> Result<()> {
     Ok(())
 }
 
+/// The prompt's pass with the voice's conditioning run once and kept gives the
+/// reference's hidden states for the text and start positions, the first time and
+/// from the kept keys and values; another voice's conditioning takes its place.
+#[test]
+fn prefill_from_the_voice_prefix_matches_the_reference() -> Result<()> {
+    let f = Fixture::load()?;
+    let cond = f.cond();
+    let text = f.get("text_tokens");
+    let start = Tensor::new(&[[f.cfg.t3.start_speech_token]], &Device::Cpu)?;
+    let full = f.get("out.prefill_hidden");
+    let n = text.dim(1)? + 1;
+    let want = full.narrow(1, full.dim(1)? - n, n)?;
+    for run in ["computed", "kept"] {
+        let (hidden, cache) = f.t3.prefill(&cond, &text, &start, 3)?;
+        assert_within(run, &hidden, &want, TOL)?;
+        assert_eq!(cache.seq_len(), full.dim(1)?, "{run}");
+    }
+    let other = T3Cond {
+        speaker_emb: (cond.speaker_emb.clone() * 0.5)?,
+        cond_prompt_speech_tokens: cond.cond_prompt_speech_tokens.clone(),
+    };
+    let (hidden, _) = f.t3.prefill(&other, &text, &start, 3)?;
+    let diff = (hidden - &want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+    assert!(
+        diff > 100.0 * TOL,
+        "another voice changed nothing ({diff:e})"
+    );
+    let (hidden, _) = f.t3.prefill(&cond, &text, &start, 3)?;
+    assert_within("first voice again", &hidden, &want, TOL)?;
+    Ok(())
+}
+
 /// Feeding the speech tokens through the KV cache, one at a time and in chunks,
 /// gives the logits of one forward over the whole sequence.
 #[test]

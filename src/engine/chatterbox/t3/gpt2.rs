@@ -18,7 +18,7 @@ use candle_nn::{embedding, layer_norm, Embedding, LayerNorm, VarBuilder};
 
 use crate::engine::chatterbox::config::{Gpt2Config, T3Quant};
 use crate::engine::nn::attention::{attend_one_query, causal_self_attention};
-use crate::engine::nn::linear::{row_times_matrix, rows_times_matrix};
+use crate::engine::nn::linear::{row_times_matrix, rows_times_matrix, AlignedF32};
 use crate::engine::nn::ops::with_cpu_f32;
 
 /// A linear layer over a weight quantised at load (`y = x Wᵀ + b`, `W` [out, in]),
@@ -56,8 +56,10 @@ impl Module for QLinear {
 
 #[derive(Debug, Clone)]
 enum Conv1DWeight {
-    /// `[in, out]`, as the checkpoint stores it.
+    /// `[in, out]`, as the checkpoint stores it (off the CPU).
     F32(Tensor),
+    /// `[in, out]` in CPU memory, aligned for the products, and the bias.
+    Cpu { weight: AlignedF32, bias: Vec<f32> },
     /// Transposed to `[out, in]` and quantised.
     Quantized(QLinear),
 }
@@ -77,7 +79,7 @@ impl Conv1D {
         let bias = vb.get(n_out, "bias")?;
         let weight = match QLinear::quantize(&weight.t()?, &bias, quant)? {
             Some(q) => Conv1DWeight::Quantized(q),
-            None => Conv1DWeight::F32(weight),
+            None => Conv1DWeight::f32(weight, &bias)?,
         };
         Ok(Self {
             weight,
@@ -95,7 +97,7 @@ impl Conv1D {
     pub fn from_linear(weight: &Tensor, bias: Tensor) -> Result<Self> {
         Ok(Self {
             n_out: weight.dim(0)?,
-            weight: Conv1DWeight::F32(weight.t()?.contiguous()?),
+            weight: Conv1DWeight::f32(weight.t()?.contiguous()?, &bias)?,
             bias,
         })
     }
@@ -108,10 +110,8 @@ impl Module for Conv1D {
         let rows = x.elem_count() / n_in;
         let x = x.reshape((rows, n_in))?;
         let y = match &self.weight {
-            Conv1DWeight::F32(w) => match cpu_product(&x, w, &self.bias) {
-                Some(y) => y?,
-                None => x.matmul(w)?.broadcast_add(&self.bias)?,
-            },
+            Conv1DWeight::F32(w) => x.matmul(w)?.broadcast_add(&self.bias)?,
+            Conv1DWeight::Cpu { weight, bias } => cpu_product(&x, weight.as_slice(), bias)?,
             Conv1DWeight::Quantized(q) => q.forward(&x)?,
         };
         let mut out = dims;
@@ -121,25 +121,33 @@ impl Module for Conv1D {
     }
 }
 
+impl Conv1DWeight {
+    /// An f32 `weight` [in, out]: kept aligned in CPU memory when it lives there.
+    fn f32(weight: Tensor, bias: &Tensor) -> Result<Self> {
+        if !weight.device().is_cpu() || weight.dtype() != DType::F32 {
+            return Ok(Self::F32(weight));
+        }
+        Ok(Self::Cpu {
+            weight: AlignedF32::from_slice(&weight.flatten_all()?.to_vec1::<f32>()?),
+            bias: bias.to_dtype(DType::F32)?.to_vec1::<f32>()?,
+        })
+    }
+}
+
 /// `x·W + b` for `x` [rows, in] on the CPU: a decode step's single row with
 /// [`row_times_matrix`], which reads `W` at the full memory bandwidth, more rows (the
-/// prompt) with [`rows_times_matrix`]; `None` off the CPU or for other dtypes.
-fn cpu_product(x: &Tensor, w: &Tensor, bias: &Tensor) -> Option<Result<Tensor>> {
-    let n = w.dim(1).ok()?;
-    let rows = x.dim(0).ok()?;
+/// prompt) with [`rows_times_matrix`].
+fn cpu_product(x: &Tensor, w: &[f32], bias: &[f32]) -> Result<Tensor> {
+    let rows = x.dim(0)?;
     let y = with_cpu_f32(x, |xs| {
-        let b = with_cpu_f32(bias, |b| Ok(b.to_vec()))
-            .unwrap_or_else(|| candle_core::bail!("linear bias: expected f32 on the CPU"))?;
-        with_cpu_f32(w, |ws| {
-            if rows == 1 {
-                row_times_matrix(xs, ws, &b)
-            } else {
-                rows_times_matrix(xs, ws, &b)
-            }
-        })
-        .unwrap_or_else(|| candle_core::bail!("linear weight: expected f32 on the CPU"))
-    })?;
-    Some(y.and_then(|y| Tensor::from_vec(y, (rows, n), x.device())))
+        if rows == 1 {
+            row_times_matrix(xs, w, bias)
+        } else {
+            rows_times_matrix(xs, w, bias)
+        }
+    })
+    .unwrap_or_else(|| candle_core::bail!("linear input: expected f32 on the CPU"))?;
+    Tensor::from_vec(y, (rows, bias.len()), x.device())
 }
 
 /// Per-request key/value cache of every layer (transformers' `DynamicCache`),
@@ -163,6 +171,30 @@ impl Gpt2Cache {
     /// Positions already cached (`past_key_values.get_seq_length()`).
     pub fn seq_len(&self) -> usize {
         self.layers.first().map_or(0, KvCache::current_seq_len)
+    }
+
+    /// Every layer's cached keys and values, `[B, H, positions, D]` each. They are
+    /// views of this cache's buffers: take them from a cache that is full (its
+    /// capacity was the positions it holds) and no longer appended to.
+    pub fn into_prefix(self) -> Result<Vec<(Tensor, Tensor)>> {
+        self.layers
+            .iter()
+            .map(|layer| match (layer.k()?, layer.v()?) {
+                (Some(k), Some(v)) => Ok((k, v)),
+                _ => candle_core::bail!("an empty cache has no prefix"),
+            })
+            .collect()
+    }
+
+    /// A cache for `capacity` positions holding a copy of `prefix`'s (one key/value
+    /// pair per layer, as [`Gpt2Cache::into_prefix`] gives them).
+    pub fn from_prefix(prefix: &[(Tensor, Tensor)], capacity: usize) -> Result<Self> {
+        let held = prefix.first().map_or(Ok(0), |(k, _)| k.dim(2))?;
+        let mut cache = Self::new(prefix.len(), capacity.max(held));
+        for (layer, (k, v)) in cache.layers.iter_mut().zip(prefix) {
+            layer.append(k, v)?;
+        }
+        Ok(cache)
     }
 }
 

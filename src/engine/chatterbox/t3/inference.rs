@@ -199,14 +199,10 @@ impl T3 {
         let (start, stop) = (self.hp().start_speech_token, self.hp().stop_speech_token);
         let text = Tensor::new(text_tokens, device)?.unsqueeze(0)?;
         let start_tokens = Tensor::new(&[[start]], device)?;
-        let (embeds, _) = self.prepare_input_embeds(cond, &text, &start_tokens)?;
         // Most utterances stop long before the limit: start with room for a few
         // seconds of speech and let the cache grow (by the same amount) if needed.
-        let mut cache = self
-            .tfmr()
-            .new_cache(embeds.dim(1)? + params.max_gen_len.min(CACHE_HEADROOM) + 1);
-
-        let hidden = self.forward_hidden(&embeds, &mut cache)?;
+        let headroom = params.max_gen_len.min(CACHE_HEADROOM) + 1;
+        let (hidden, mut cache) = self.prefill(cond, &text, &start_tokens, headroom)?;
         let logits = self.last_speech_logits(&hidden)?;
         let probs = params.probabilities(&logits, &[start]);
         let mut token = sample(&probs, rng)?;
