@@ -173,14 +173,22 @@ impl Gpt2Cache {
         self.layers.first().map_or(0, KvCache::current_seq_len)
     }
 
-    /// Every layer's cached keys and values, `[B, H, positions, D]` each. They are
-    /// views of this cache's buffers: take them from a cache that is full (its
-    /// capacity was the positions it holds) and no longer appended to.
-    pub fn into_prefix(self) -> Result<Vec<(Tensor, Tensor)>> {
+    /// Copies of every layer's keys and values for the first `n` cached positions,
+    /// `[B, H, n, D]` each.
+    pub fn prefix(&self, n: usize) -> Result<Vec<(Tensor, Tensor)>> {
+        let copy = |t: Tensor| -> Result<Tensor> {
+            let t = t.narrow(2, 0, n)?;
+            // A view of a buffer this cache goes on writing into: its own copy.
+            if t.is_contiguous() {
+                t.copy()
+            } else {
+                t.contiguous()
+            }
+        };
         self.layers
             .iter()
             .map(|layer| match (layer.k()?, layer.v()?) {
-                (Some(k), Some(v)) => Ok((k, v)),
+                (Some(k), Some(v)) => Ok((copy(k)?, copy(v)?)),
                 _ => candle_core::bail!("an empty cache has no prefix"),
             })
             .collect()

@@ -66,6 +66,25 @@ struct CondPrefix {
     kv: Vec<(Tensor, Tensor)>,
 }
 
+/// What tells voices apart for [`CondPrefix`]: the speaker embedding's and the prompt
+/// tokens' values.
+fn voice_key(cond: &T3Cond) -> Result<(Vec<f32>, Option<Vec<u32>>)> {
+    let speaker = cond
+        .speaker_emb
+        .flatten_all()?
+        .to_dtype(candle_core::DType::F32)?
+        .to_vec1::<f32>()?;
+    let prompt = match &cond.cond_prompt_speech_tokens {
+        Some(t) => Some(
+            t.flatten_all()?
+                .to_dtype(candle_core::DType::U32)?
+                .to_vec1::<u32>()?,
+        ),
+        None => None,
+    };
+    Ok((speaker, prompt))
+}
+
 /// Reference `T3` (inference path).
 #[derive(Debug, Clone)]
 pub struct T3 {
@@ -168,11 +187,11 @@ impl T3 {
     /// positions [1, T + S, D], the cache).
     ///
     /// The backbone is causal and its positions absolute, so the conditioning's keys
-    /// and values depend on the voice alone: they are computed once per voice (kept
-    /// for the last voice used, ~74 MB at full size) and copied into each request's
-    /// cache, which then runs only the text and speech positions. With the built-in
-    /// voice's 376 conditioning positions that is most of the prompt's work (1.1–1.4 s
-    /// → ~0.2 s on 2 cores).
+    /// and values depend on the voice alone: the first request in a voice runs every
+    /// position and keeps a copy of the conditioning's (for the last voice used, ~74 MB
+    /// at full size); a later request in that voice starts its cache from that copy
+    /// and runs only the text and speech positions (with the built-in voice's 376
+    /// conditioning positions, 41 of 417 for a sentence of 40 tokens).
     pub fn prefill(
         &self,
         cond: &T3Cond,
@@ -180,62 +199,44 @@ impl T3 {
         speech_tokens: &Tensor,
         headroom: usize,
     ) -> Result<(Tensor, Gpt2Cache)> {
-        let prefix = self.cond_prefix(cond)?;
-        let text_emb = self.text_emb.forward(text_tokens)?;
-        let speech_emb = self.speech_emb.forward(speech_tokens)?;
-        if text_emb.dim(0)? != 1 || speech_emb.dim(0)? != 1 {
+        if text_tokens.dim(0)? != 1 || speech_tokens.dim(0)? != 1 {
             candle_core::bail!("prefill: one utterance at a time");
         }
-        let embeds = Tensor::cat(&[&text_emb, &speech_emb], 1)?;
-        let held = prefix.kv.first().map_or(Ok(0), |(k, _)| k.dim(2))?;
-        let mut cache = Gpt2Cache::from_prefix(&prefix.kv, held + embeds.dim(1)? + headroom)?;
-        let hidden = self.forward_hidden(&embeds, &mut cache)?;
-        Ok((hidden, cache))
-    }
-
-    /// Drops the kept conditioning (the next [`T3::prefill`] computes its voice's
-    /// again).
-    pub fn forget_voice_prefix(&self) {
-        *self.prefix.lock().unwrap_or_else(|e| e.into_inner()) = None;
-    }
-
-    /// The [`CondPrefix`] of `cond`'s voice: the kept one when it is that voice's,
-    /// else computed (and kept in its place).
-    fn cond_prefix(&self, cond: &T3Cond) -> Result<Arc<CondPrefix>> {
-        let speaker = cond
-            .speaker_emb
-            .flatten_all()?
-            .to_dtype(candle_core::DType::F32)?
-            .to_vec1::<f32>()?;
-        let prompt = match &cond.cond_prompt_speech_tokens {
-            Some(t) => Some(
-                t.flatten_all()?
-                    .to_dtype(candle_core::DType::U32)?
-                    .to_vec1::<u32>()?,
-            ),
-            None => None,
-        };
+        let (speaker, prompt) = voice_key(cond)?;
         let kept = self
             .prefix
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         if let Some(kept) = kept.filter(|p| p.speaker == speaker && p.prompt == prompt) {
-            return Ok(kept);
+            let text_emb = self.text_emb.forward(text_tokens)?;
+            let speech_emb = self.speech_emb.forward(speech_tokens)?;
+            let embeds = Tensor::cat(&[&text_emb, &speech_emb], 1)?;
+            let held = kept.kv.first().map_or(Ok(0), |(k, _)| k.dim(2))?;
+            let mut cache = Gpt2Cache::from_prefix(&kept.kv, held + embeds.dim(1)? + headroom)?;
+            let hidden = self.forward_hidden(&embeds, &mut cache)?;
+            return Ok((hidden, cache));
         }
-        let cond_emb = self.prepare_conditioning(cond)?;
-        if cond_emb.dim(0)? != 1 {
+        let (embeds, len_cond) = self.prepare_input_embeds(cond, text_tokens, speech_tokens)?;
+        if embeds.dim(0)? != 1 {
             candle_core::bail!("prefill: one voice at a time");
         }
-        let mut cache = self.tfmr.new_cache(cond_emb.dim(1)?);
-        self.forward_hidden(&cond_emb, &mut cache)?;
-        let prefix = Arc::new(CondPrefix {
+        let len = embeds.dim(1)?;
+        let mut cache = self.tfmr.new_cache(len + headroom);
+        let hidden = self.forward_hidden(&embeds, &mut cache)?;
+        let prefix = CondPrefix {
             speaker,
             prompt,
-            kv: cache.into_prefix()?,
-        });
-        *self.prefix.lock().unwrap_or_else(|e| e.into_inner()) = Some(prefix.clone());
-        Ok(prefix)
+            kv: cache.prefix(len_cond)?,
+        };
+        *self.prefix.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(prefix));
+        Ok((hidden.narrow(1, len_cond, len - len_cond)?, cache))
+    }
+
+    /// Drops the kept conditioning (the next [`T3::prefill`] runs every position
+    /// again).
+    pub fn forget_voice_prefix(&self) {
+        *self.prefix.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// Speech-token embeddings, `tokens` [B, S] → [B, S, D].
