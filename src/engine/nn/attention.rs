@@ -215,26 +215,11 @@ fn attention_blocks(
             // (these rows, this head's columns) is written by this item only.
             unsafe {
                 // scores [rows, n] = q_block [rows, d] · kᵀ [d, n]
-                gemm::gemm(
-                    rows,
-                    n,
-                    d,
+                times_transposed(
                     s.as_mut_ptr(),
-                    1,
-                    n as isize,
-                    false,
                     qd.as_ptr().add(base + r0 * width),
-                    1,
-                    width as isize,
                     kd.as_ptr().add(base),
-                    width as isize,
-                    1,
-                    0.0f32,
-                    1.0f32,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
+                    (rows, n, d, width),
                 );
             }
             if let Scores::RelPos { qv, p, p_batch } = kind {
@@ -249,26 +234,11 @@ fn attention_blocks(
                 // thread's own.
                 unsafe {
                     // bd [rows, reach] = q_v block [rows, d] · p_blockᵀ [d, reach]
-                    gemm::gemm(
-                        rows,
-                        reach,
-                        d,
+                    times_transposed(
                         bd.as_mut_ptr(),
-                        1,
-                        reach as isize,
-                        false,
                         qv.as_ptr().add(base + r0 * width),
-                        1,
-                        width as isize,
                         p.as_ptr().add(batch * p_batch + m0 * width + head * d),
-                        width as isize,
-                        1,
-                        0.0f32,
-                        1.0f32,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
+                        (rows, reach, d, width),
                     );
                 }
                 for (r, row) in s.chunks_exact_mut(n).enumerate() {
@@ -324,6 +294,46 @@ fn attention_blocks(
     };
     super::ops::split_over_threads(items, candle_core::utils::get_num_threads(), run);
     out
+}
+
+/// `out [rows, cols] = a [rows, d] · bᵀ` for `b` [cols, d], single-threaded: `a`'s and
+/// `b`'s rows `width` values apart (one head's columns of a `[T, width]` buffer),
+/// `out` row-major.
+///
+/// # Safety
+/// `a` and `b` hold `rows` and `cols` rows of `d` values `width` apart, `out`
+/// `rows·cols` values that nothing else touches during the call.
+unsafe fn times_transposed(
+    out: *mut f32,
+    a: *const f32,
+    b: *const f32,
+    (rows, cols, d, width): (usize, usize, usize, usize),
+) {
+    // SAFETY: by the caller's contract, as matrices with (column, row) strides: out
+    // (1, cols), a (1, width), bᵀ (width, 1).
+    unsafe {
+        gemm::gemm(
+            rows,
+            cols,
+            d,
+            out,
+            1,
+            cols as isize,
+            false,
+            a,
+            1,
+            width as isize,
+            b,
+            width as isize,
+            1,
+            0.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
 }
 
 /// Runs `f` on the f32 buffers (whole, from offset 0) and layouts of `N` tensors in
