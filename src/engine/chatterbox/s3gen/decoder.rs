@@ -13,7 +13,7 @@ use candle_nn::{
 use super::config::S3GenConfig;
 use super::matcha::decoder::{SinusoidalPosEmb, TimestepEmbedding};
 use super::matcha::transformer::BasicTransformerBlock;
-use crate::engine::nn::linear::{strided_rows_times_matrix, TransposedLinear};
+use crate::engine::nn::linear::{strided_rows_times_matrix, AlignedF32, TransposedLinear};
 use crate::engine::nn::ops::{map_cpu, mish_f32, with_cpu_f32};
 
 /// `nn.Mish`: `x · tanh(softplus(x))` (see [`mish_f32`]).
@@ -34,33 +34,43 @@ pub fn mish(x: &Tensor) -> Result<Tensor> {
 /// rows of one strided view (nothing unfolded, no transposes around the norms).
 #[derive(Debug, Clone)]
 pub struct CausalConv1d {
-    /// The layer as loaded, for other devices and dtypes.
-    conv: Conv1d,
-    /// `[kernel·C_in, C_out]`: row `j·C_in + c` holds tap `j` of input channel `c`.
-    taps: Vec<f32>,
-    bias: Vec<f32>,
+    weights: CausalTaps,
     c_in: usize,
     kernel: usize,
+}
+
+#[derive(Debug, Clone)]
+enum CausalTaps {
+    /// f32 in CPU memory: `taps` [kernel·C_in, C_out], row `j·C_in + c` holding tap
+    /// `j` of input channel `c`, and the bias.
+    Cpu { taps: AlignedF32, bias: Vec<f32> },
+    /// The layer as loaded, for other devices and dtypes.
+    Conv(Conv1d),
 }
 
 impl CausalConv1d {
     pub fn load(vb: VarBuilder, c_in: usize, c_out: usize, kernel: usize) -> Result<Self> {
         let conv = conv1d(c_in, c_out, kernel, Conv1dConfig::default(), vb)?;
-        // [C_out, C_in, K] → [K, C_in, C_out].
-        let taps = conv
-            .weight()
-            .to_dtype(DType::F32)?
-            .permute((2, 1, 0))?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
-        let bias = match conv.bias() {
-            Some(b) => b.to_dtype(DType::F32)?.to_vec1::<f32>()?,
-            None => vec![0f32; c_out],
+        let weights = if conv.weight().device().is_cpu() && conv.weight().dtype() == DType::F32 {
+            // [C_out, C_in, K] → [K, C_in, C_out].
+            let taps = conv
+                .weight()
+                .permute((2, 1, 0))?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            let bias = match conv.bias() {
+                Some(b) => b.to_dtype(DType::F32)?.to_vec1::<f32>()?,
+                None => vec![0f32; c_out],
+            };
+            CausalTaps::Cpu {
+                taps: AlignedF32::from_slice(&taps),
+                bias,
+            }
+        } else {
+            CausalTaps::Conv(conv)
         };
         Ok(Self {
-            conv,
-            taps,
-            bias,
+            weights,
             c_in,
             kernel,
         })
@@ -74,22 +84,29 @@ impl Module for CausalConv1d {
         if c_in != self.c_in {
             candle_core::bail!("causal conv: {c_in} channels in, want {}", self.c_in);
         }
-        let pad = (self.kernel - 1) * c_in;
-        let fast = with_cpu_f32(x, |xs| {
-            let mut out = Vec::with_capacity(b * t * self.bias.len());
-            let mut padded = vec![0f32; pad + t * c_in];
-            for item in xs.chunks_exact(t * c_in) {
-                padded[pad..].copy_from_slice(item);
-                out.extend(strided_rows_times_matrix(
-                    &padded, c_in, t, &self.taps, &self.bias,
-                )?);
+        match &self.weights {
+            CausalTaps::Cpu { taps, bias } => {
+                let pad = (self.kernel - 1) * c_in;
+                with_cpu_f32(x, |xs| {
+                    let mut out = Vec::with_capacity(b * t * bias.len());
+                    let mut padded = vec![0f32; pad + t * c_in];
+                    for item in xs.chunks_exact(t * c_in) {
+                        padded[pad..].copy_from_slice(item);
+                        out.extend(strided_rows_times_matrix(
+                            &padded,
+                            c_in,
+                            t,
+                            taps.as_slice(),
+                            bias,
+                        )?);
+                    }
+                    Tensor::from_vec(out, (b, t, bias.len()), x.device())
+                })
+                .unwrap_or_else(|| {
+                    candle_core::bail!("causal conv: f32 weights on the CPU take f32 CPU input")
+                })
             }
-            Tensor::from_vec(out, (b, t, self.bias.len()), x.device())
-        });
-        match fast {
-            Some(y) => y,
-            None => self
-                .conv
+            CausalTaps::Conv(conv) => conv
                 .forward(
                     &x.transpose(1, 2)?
                         .pad_with_zeros(D::Minus1, self.kernel - 1, 0)?,
