@@ -1,13 +1,11 @@
-//! A linear layer for inputs of a few rows (PL-BERT's dozen tokens): candle's
-//! `Linear` multiplies `x [N, in]` by the transposed view of `W [out, in]`, and its
+//! Matrix products by rows for inputs of a few rows to a few hundred (PL-BERT's dozen
+//! tokens, T3's prompt and decode steps, S3Gen's frames): candle's `Linear`
+//! multiplies `x [N, in]` by the transposed view of `W [out, in]`, and its
 //! matrix-product kernel then copies `x` into panels on every call and runs at
-//! ~47 GFLOP/s for 12 rows on 2 cores. Keeping `Wᵀ` as a row-major `[in, out]` block
-//! and computing `yᵀ = W·xᵀ` instead hands the kernel a weight already laid out the
-//! way it reads it, so nothing is repacked and the weight streams once: twice as
-//! fast at 12 rows, and faster up to a few hundred. The bias is the product's starting
-//! value.
-
-use std::sync::Mutex;
+//! ~47 GFLOP/s for 12 rows on 2 cores. Keeping `Wᵀ` packed once at load
+//! ([`PackedMatrix`], panels of 64 output columns) and computing `yᵀ = W·xᵀ` instead
+//! hands the kernel a weight already laid out the way it reads it, so nothing is
+//! repacked and the weight streams once. The bias is the product's starting value.
 
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::Linear;
@@ -61,44 +59,44 @@ impl std::fmt::Debug for AlignedF32 {
     }
 }
 
-/// `y = x·Wᵀ + b` with `Wᵀ` stored row-major; other devices and dtypes run the
-/// wrapped candle layer unchanged.
+/// `y = x·Wᵀ + b` with `Wᵀ` packed once for products by rows ([`PackedMatrix`]);
+/// other devices and dtypes run the wrapped candle layer unchanged.
 #[derive(Debug, Clone)]
 pub struct TransposedLinear {
-    /// The layer as loaded, kept only when the fast path does not apply.
-    linear: Option<Linear>,
-    /// `Wᵀ`, `[in, out]` row-major; empty when the fast path does not apply.
-    weight_t: AlignedF32,
-    /// `[out]`, zeros without a bias.
-    bias: Vec<f32>,
+    weights: LinearWeights,
     d_in: usize,
     d_out: usize,
 }
 
+#[derive(Debug, Clone)]
+enum LinearWeights {
+    /// f32 in CPU memory: `Wᵀ` `[in, out]` packed, and the bias (zeros without one).
+    Packed {
+        weight_t: PackedMatrix,
+        bias: Vec<f32>,
+    },
+    /// The layer as loaded, for other devices and dtypes.
+    Candle(Linear),
+}
+
 impl TransposedLinear {
-    /// Transposes the weight of `linear` (`[out, in]`) once.
+    /// Transposes and packs the weight of `linear` (`[out, in]`) once.
     pub fn new(linear: Linear) -> Result<Self> {
         let w = linear.weight();
         let (d_out, d_in) = w.dims2()?;
-        if !w.device().is_cpu() || w.dtype() != DType::F32 {
-            return Ok(Self {
-                linear: Some(linear),
-                weight_t: AlignedF32::from_slice(&[]),
-                bias: Vec::new(),
-                d_in,
-                d_out,
-            });
-        }
-        let weight_t =
-            AlignedF32::from_slice(&w.t()?.contiguous()?.flatten_all()?.to_vec1::<f32>()?);
-        let bias = match linear.bias() {
-            Some(b) => b.flatten_all()?.to_vec1::<f32>()?,
-            None => vec![0f32; d_out],
+        let weights = if w.device().is_cpu() && w.dtype() == DType::F32 {
+            LinearWeights::Packed {
+                weight_t: PackedMatrix::from_tensor(&w.t()?)?,
+                bias: match linear.bias() {
+                    Some(b) => b.flatten_all()?.to_vec1::<f32>()?,
+                    None => vec![0f32; d_out],
+                },
+            }
+        } else {
+            LinearWeights::Candle(linear)
         };
         Ok(Self {
-            linear: None,
-            weight_t,
-            bias,
+            weights,
             d_in,
             d_out,
         })
@@ -119,9 +117,10 @@ pub fn transposed_linear_b(
 impl Module for TransposedLinear {
     /// `x` [..., in] → [..., out].
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if let Some(linear) = &self.linear {
-            return linear.forward(x);
-        }
+        let (weight_t, bias) = match &self.weights {
+            LinearWeights::Packed { weight_t, bias } => (weight_t, bias),
+            LinearWeights::Candle(linear) => return linear.forward(x),
+        };
         let dims = x.dims();
         if dims.last() != Some(&self.d_in) {
             candle_core::bail!(
@@ -136,7 +135,7 @@ impl Module for TransposedLinear {
             *last = self.d_out;
         }
         let fast = with_cpu_f32(x, |xs| {
-            let y = rows_times_matrix(xs, self.weight_t.as_slice(), &self.bias)?;
+            let y = weight_t.times(xs, bias)?;
             Tensor::from_vec(y, out_dims.as_slice(), x.device())
         });
         match fast {
@@ -146,190 +145,203 @@ impl Module for TransposedLinear {
     }
 }
 
-/// `x·W + b` for the rows of `x` [rows, k] and a row-major `W` [k, n] (`b` [n]) →
-/// [rows, n] row-major; the bias is the product's starting value. Above a few
-/// million multiply-adds the output's columns are split in equal bands (whole
-/// vectors of 16) between candle's CPU workers, each band one single-threaded
-/// product: 280–310 GFLOP/s on 2 cores for S3Gen's and T3's shapes, where the
-/// `gemm` crate's own threading gave 150–290 from one call to the next (see
-/// [`on_workers`]).
-/// A weight or input whose size does not fit `b` is an error.
-pub fn rows_times_matrix(x: &[f32], w: &[f32], bias: &[f32]) -> Result<Vec<f32>> {
-    let n = bias.len();
-    let k = w.len().checked_div(n).unwrap_or(0);
-    if w.len() != k * n || (k == 0 && !x.is_empty()) || (k > 0 && !x.len().is_multiple_of(k)) {
-        candle_core::bail!(
-            "rows_times_matrix: {} input values, {} weight values and {n} outputs do not fit",
-            x.len(),
-            w.len()
-        );
-    }
-    let rows = x.len().checked_div(k).unwrap_or(0);
-    strided_rows_times_matrix(x, k, rows, w, bias)
+/// A matrix `W` [k, n] laid out for products by rows: panels of [`PANEL`] columns,
+/// each holding its columns of every row, row after row (`[⌈n/64⌉][k][64]`, the last
+/// panel padded with zeros), 64-byte aligned. A product then reads every panel as one
+/// contiguous stretch of memory: in the row-major layout a band of columns is a short
+/// run in every row, one 4 KiB page after another, which the prefetchers do not
+/// follow (T3's 41-row products ran at 68–93 GFLOP/s on 2 cores, in panels at
+/// 153–200).
+#[derive(Clone)]
+pub struct PackedMatrix {
+    values: AlignedF32,
+    k: usize,
+    n: usize,
 }
 
-/// [`rows_times_matrix`] for `rows` rows `stride` values apart in `x`: row `r` is
-/// `x[r·stride .. r·stride + k]`. Rows may overlap: with `stride` = channels, the rows
-/// of a time-major `[T + K − 1, C]` signal read `K·C` values at a time are the
-/// windows of a kernel-`K` convolution, whose taps `W` [K·C, n] then hold tap `j`,
-/// channel `c` in row `j·C + c`.
-/// A weight that does not fit `b`, or rows that run past `x`, are an error.
-pub fn strided_rows_times_matrix(
-    x: &[f32],
-    stride: usize,
-    rows: usize,
-    w: &[f32],
-    bias: &[f32],
-) -> Result<Vec<f32>> {
-    let n = bias.len();
-    let k = w.len().checked_div(n).unwrap_or(0);
-    if w.len() != k * n || (rows > 0 && (rows - 1) * stride + k > x.len()) {
-        candle_core::bail!(
-            "rows_times_matrix: {rows} rows {stride} apart in {} values, {} weight values \
-             and {n} outputs do not fit",
-            x.len(),
-            w.len()
-        );
-    }
-    let mut y = Vec::with_capacity(rows * n);
-    for _ in 0..rows {
-        y.extend_from_slice(bias);
-    }
-    if rows == 0 || k == 0 {
-        return Ok(y);
-    }
-    let shares = if rows * k * n < PARALLEL_MIN_MACS << 2 {
-        1
-    } else {
-        worker_count().min(n.div_ceil(16))
-    };
-    let band = n.div_ceil(shares).next_multiple_of(16);
-    let dst = SharedOut(y.as_mut_ptr());
-    on_workers(shares, |s| {
-        let first = s * band;
-        let width = band.min(n.saturating_sub(first));
-        if width == 0 {
-            return;
+/// Columns per panel of a [`PackedMatrix`]: four AVX-512 vectors, the width of the
+/// `gemm` crate's widest f32 micro-kernel.
+pub const PANEL: usize = 64;
+
+impl PackedMatrix {
+    /// Packs the row-major `w` [k, n]; a size that is not `k·n` is an error.
+    pub fn from_rows(w: &[f32], k: usize, n: usize) -> Result<Self> {
+        if w.len() != k * n {
+            candle_core::bail!("packed matrix: {} values for [{k}, {n}]", w.len());
         }
-        // SAFETY: as matrices with (column, row) strides: the band of yᵀ [width, rows]
-        // starts at column `first` of `y` with strides (n, 1), the band of Wᵀ
-        // [width, k] at column `first` of `w` with strides (n, 1), and xᵀ [k, rows] is
-        // `x` with strides (stride, 1); every index stays inside the three buffers
-        // (`y` holds rows·n values, `w` k·n, and the last row of `x` ends at
-        // (rows − 1)·stride + k, checked above), and no other share writes these
-        // columns of `y`.
-        unsafe {
-            gemm::gemm(
-                width,
-                rows,
-                k,
-                dst.at(first),
-                n as isize,
-                1,
-                true,
-                w.as_ptr().add(first),
-                n as isize,
-                1,
-                x.as_ptr(),
-                stride as isize,
-                1,
-                1.0f32,
-                1.0f32,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
+        let panels = n.div_ceil(PANEL);
+        let mut packed = vec![0f32; panels * k * PANEL];
+        for (p, panel) in packed.chunks_exact_mut((k * PANEL).max(1)).enumerate() {
+            let first = p * PANEL;
+            let width = PANEL.min(n - first);
+            for (row, out) in panel.chunks_exact_mut(PANEL).enumerate() {
+                out[..width].copy_from_slice(&w[row * n + first..row * n + first + width]);
+            }
+        }
+        Ok(Self {
+            values: AlignedF32::from_slice(&packed),
+            k,
+            n,
+        })
+    }
+
+    /// Packs `W` from a 2-D f32 tensor `[k, n]` (any layout).
+    pub fn from_tensor(w: &Tensor) -> Result<Self> {
+        let (k, n) = w.dims2()?;
+        Self::from_rows(
+            &w.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?,
+            k,
+            n,
+        )
+    }
+
+    /// Rows of `W` (the input width of a product).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Columns of `W` (the output width of a product).
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    fn panel(&self, p: usize) -> &[f32] {
+        &self.values.as_slice()[p * self.k * PANEL..(p + 1) * self.k * PANEL]
+    }
+
+    /// `x·W + b` for the rows of `x` [rows, k] (`b` [n]) → [rows, n] row-major.
+    pub fn times(&self, x: &[f32], bias: &[f32]) -> Result<Vec<f32>> {
+        if (self.k == 0 && !x.is_empty()) || (self.k > 0 && !x.len().is_multiple_of(self.k)) {
+            candle_core::bail!(
+                "packed matrix: {} input values are not rows of {}",
+                x.len(),
+                self.k
             );
         }
-    });
-    Ok(y)
+        let rows = x.len().checked_div(self.k).unwrap_or(0);
+        self.strided_times(x, self.k, rows, bias)
+    }
+
+    /// [`PackedMatrix::times`] for `rows` rows `stride` values apart in `x`: row `r`
+    /// is `x[r·stride .. r·stride + k]`. Rows may overlap: with `stride` = channels,
+    /// the rows of a time-major `[T + K − 1, C]` signal read `K·C` values at a time
+    /// are the windows of a kernel-`K` convolution, whose taps `W` [K·C, n] then hold
+    /// tap `j`, channel `c` in row `j·C + c`.
+    ///
+    /// The bias is the product's starting value. Above a few million multiply-adds
+    /// the panels are split in runs between candle's CPU workers (see
+    /// [`on_workers`]): one row adds `x_i·W[i, ..]` into four vector registers per
+    /// panel, streaming `W` once at the memory bandwidth (a decode step of T3); more
+    /// rows run one single-threaded `gemm` product per panel (280–310 GFLOP/s for
+    /// S3Gen's shapes, where the `gemm` crate's own threading gave 150–290 from one
+    /// call to the next). A bias that is not `n` values, or rows that run past `x`,
+    /// are an error.
+    pub fn strided_times(
+        &self,
+        x: &[f32],
+        stride: usize,
+        rows: usize,
+        bias: &[f32],
+    ) -> Result<Vec<f32>> {
+        let (k, n) = (self.k, self.n);
+        if bias.len() != n || (rows > 0 && (rows - 1) * stride + k > x.len()) {
+            candle_core::bail!(
+                "packed matrix: {rows} rows {stride} apart in {} values and {} biases \
+                 for a [{k}, {n}] weight",
+                x.len(),
+                bias.len()
+            );
+        }
+        let mut y = Vec::with_capacity(rows * n);
+        for _ in 0..rows {
+            y.extend_from_slice(bias);
+        }
+        if rows == 0 || k == 0 || n == 0 {
+            return Ok(y);
+        }
+        let panels = n.div_ceil(PANEL);
+        let threshold = if rows == 1 {
+            PARALLEL_MIN_MACS
+        } else {
+            PARALLEL_MIN_MACS << 2
+        };
+        let shares = if rows * k * n < threshold {
+            1
+        } else {
+            worker_count().min(panels)
+        };
+        let per = panels.div_ceil(shares);
+        let dst = SharedOut(y.as_mut_ptr());
+        on_workers(shares, |s| {
+            for p in s * per..((s + 1) * per).min(panels) {
+                let first = p * PANEL;
+                let width = PANEL.min(n - first);
+                let panel = self.panel(p);
+                if rows == 1 {
+                    let mut acc = [0f32; PANEL];
+                    acc[..width].copy_from_slice(&bias[first..first + width]);
+                    add_panel_rows(&x[..k], panel, &mut acc);
+                    // SAFETY: `y` holds n values (one row) and this panel's `width`
+                    // columns from `first` are written by this share only.
+                    unsafe { std::ptr::copy_nonoverlapping(acc.as_ptr(), dst.at(first), width) };
+                    continue;
+                }
+                // SAFETY: as matrices with (column, row) strides: the panel's columns of
+                // yᵀ [width, rows] start at column `first` of `y` with strides (n, 1),
+                // the panel Wᵀ [width, k] at its start with strides (PANEL, 1), and
+                // xᵀ [k, rows] is `x` with strides (stride, 1); every index stays inside
+                // the three buffers (`y` holds rows·n values, the panel k·PANEL, and the
+                // last row of `x` ends at (rows − 1)·stride + k, checked above), and no
+                // other share writes these columns of `y`.
+                unsafe {
+                    gemm::gemm(
+                        width,
+                        rows,
+                        k,
+                        dst.at(first),
+                        n as isize,
+                        1,
+                        true,
+                        panel.as_ptr(),
+                        PANEL as isize,
+                        1,
+                        x.as_ptr(),
+                        stride as isize,
+                        1,
+                        1.0f32,
+                        1.0f32,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+            }
+        });
+        Ok(y)
+    }
 }
 
-/// `x·W + b` for a single row `x` [k] and a row-major `W` [k, n] (`b` [n]): one
-/// token's step through a linear layer whose weight is stored `[in, out]`, as GPT-2's
-/// are. At one row the product is bound by reading `W` once; the `gemm` crate reads
-/// it at about half the memory bandwidth there, while adding `x_i·W[i, ..]` four rows
-/// at a time into an accumulator that stays in L1 streams it at the full bandwidth
-/// (1.2 GB of layers: 55 ms → 28 ms on 2 cores). Each thread takes a consecutive run
-/// of rows, one contiguous stretch of memory that the prefetchers follow across
-/// pages (bands of columns, short runs in every row, were 5–10% slower), into its own
-/// accumulator; the accumulators are added at the end.
-/// A weight whose size is not `x.len() × bias.len()` is an error.
-pub fn row_times_matrix(x: &[f32], w: &[f32], bias: &[f32]) -> Result<Vec<f32>> {
-    let n = bias.len();
-    if w.len() != x.len() * n {
-        candle_core::bail!(
-            "row_times_matrix: a [{}, {n}] weight holds {} values, got {}",
-            x.len(),
-            x.len() * n,
-            w.len()
-        );
+impl std::fmt::Debug for PackedMatrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PackedMatrix([{}, {}])", self.k, self.n)
     }
-    let mut y = bias.to_vec();
-    if w.is_empty() {
-        return Ok(y);
-    }
-    if w.len() < PARALLEL_MIN_MACS {
-        add_rows(x, w, &mut y);
-        return Ok(y);
-    }
-    // On candle's persistent CPU workers and this thread: a decode step makes ~120
-    // such calls, and starting a thread for each cost ~60 µs.
-    let threads = worker_count().min(x.len().div_ceil(4));
-    // Runs of whole blocks of four rows.
-    let per = x.len().div_ceil(threads).next_multiple_of(4);
-    let partial: Vec<Mutex<Vec<f32>>> = (0..threads)
-        .map(|t| {
-            Mutex::new(if t == 0 {
-                std::mem::take(&mut y)
-            } else {
-                vec![0f32; n]
-            })
-        })
-        .collect();
-    on_workers(threads, |tid| {
-        let first = tid * per;
-        if first < x.len() {
-            let last = (first + per).min(x.len());
-            let mut acc = partial[tid].lock().unwrap_or_else(|e| e.into_inner());
-            add_rows(&x[first..last], &w[first * n..last * n], &mut acc);
-        }
-    });
-    let mut parts = partial
-        .into_iter()
-        .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()));
-    let mut y = parts.next().unwrap_or_default();
-    for acc in parts {
-        for (o, a) in y.iter_mut().zip(acc) {
-            *o += a;
-        }
-    }
-    Ok(y)
 }
 
 simd_dispatch! {
-    /// `y += Σ_i x_i · W[i, ..]`, `W` row-major with `y.len()` columns.
-    fn add_rows(x: &[f32], w: &[f32], y: &mut [f32]) => add_rows_any
+    /// `acc += Σ_i x_i · panel[i, ..]` for a panel [x.len(), PANEL].
+    fn add_panel_rows(x: &[f32], panel: &[f32], acc: &mut [f32; PANEL]) => add_panel_rows_any
 }
 
 #[inline(always)]
-fn add_rows_any(x: &[f32], w: &[f32], y: &mut [f32]) {
-    let n = y.len();
-    let row = |i: usize| &w[i * n..(i + 1) * n];
-    let mut blocks = x.chunks_exact(4);
-    for (b, xs) in blocks.by_ref().enumerate() {
-        let i = 4 * b;
-        let (r0, r1, r2, r3) = (row(i), row(i + 1), row(i + 2), row(i + 3));
-        for ((((o, &a), &b), &c), &d) in y.iter_mut().zip(r0).zip(r1).zip(r2).zip(r3) {
-            *o += xs[0] * a + xs[1] * b + xs[2] * c + xs[3] * d;
+fn add_panel_rows_any(x: &[f32], panel: &[f32], acc: &mut [f32; PANEL]) {
+    let mut sum = *acc;
+    for (&xi, row) in x.iter().zip(panel.chunks_exact(PANEL)) {
+        for (s, &w) in sum.iter_mut().zip(row) {
+            *s += xi * w;
         }
     }
-    let done = x.len() - blocks.remainder().len();
-    for (j, &xi) in blocks.remainder().iter().enumerate() {
-        for (o, &v) in y.iter_mut().zip(row(done + j)) {
-            *o += xi * v;
-        }
-    }
+    *acc = sum;
 }
 
 #[cfg(test)]
@@ -337,72 +349,57 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
-    #[test]
-    fn one_row_times_a_matrix_matches_matmul() -> Result<()> {
+    /// `x·W + b` by candle, and by a [`PackedMatrix`] of `W`.
+    fn both_products(rows: usize, k: usize, n: usize) -> Result<(Tensor, Tensor)> {
         let dev = Device::Cpu;
-        // Above and below the threading threshold, depths that do not split evenly
-        // between threads, and depths with a remainder after the blocks of four.
+        let x = Tensor::randn(0f32, 1., (rows, k), &dev)?;
+        let w = Tensor::randn(0f32, 1., (k, n), &dev)?;
+        let b = Tensor::randn(0f32, 1., n, &dev)?;
+        let want = x.matmul(&w)?.broadcast_add(&b)?;
+        let got = PackedMatrix::from_tensor(&w)?
+            .times(&x.flatten_all()?.to_vec1::<f32>()?, &b.to_vec1::<f32>()?)?;
+        Ok((Tensor::from_vec(got, (rows, n), &dev)?, want))
+    }
+
+    #[test]
+    fn one_row_times_a_packed_matrix_matches_matmul() -> Result<()> {
+        // Above and below the threading threshold, widths of whole and partial
+        // panels, and fewer columns than one panel.
         for (k, n) in [
             (1024usize, 3072usize),
             (1025, 1100),
             (1023, 1000),
             (7, 5),
             (4, 33),
-            (0, 3),
         ] {
-            let w = Tensor::randn(0f32, 1., (k, n), &dev)?;
-            let x = Tensor::randn(0f32, 1., (1, k), &dev)?;
-            let b = Tensor::randn(0f32, 1., n, &dev)?;
-            let want = x
-                .matmul(&w)?
-                .broadcast_add(&b)?
-                .flatten_all()?
-                .to_vec1::<f32>()?;
-            let got = row_times_matrix(
-                &x.flatten_all()?.to_vec1::<f32>()?,
-                &w.flatten_all()?.to_vec1::<f32>()?,
-                &b.to_vec1::<f32>()?,
-            )?;
-            assert_eq!(got.len(), n);
-            let diff = got
-                .iter()
-                .zip(&want)
-                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            let (got, want) = both_products(1, k, n)?;
+            let diff = (got - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
             assert!(diff < 1e-3, "{k}x{n}: largest difference {diff:e}");
         }
-        // A weight of the wrong size is refused, not half-read.
-        assert!(row_times_matrix(&[1.0; 4], &[0.0; 11], &[0.0; 3]).is_err());
         Ok(())
     }
 
     #[test]
-    fn rows_times_a_matrix_match_matmul_split_or_not() -> Result<()> {
-        let dev = Device::Cpu;
+    fn rows_times_a_packed_matrix_match_matmul_split_or_not() -> Result<()> {
         // Below the threading threshold, above it with widths that split into whole
-        // and partial bands of 16 columns, and fewer columns than one band.
+        // and partial panels, and fewer columns than one panel.
         for (rows, k, n) in [
             (5usize, 7usize, 9usize),
             (700, 256, 1024),
             (417, 1024, 1000),
+            (41, 1024, 6563),
             (300, 600, 8),
         ] {
-            let x = Tensor::randn(0f32, 1., (rows, k), &dev)?;
-            let w = Tensor::randn(0f32, 1., (k, n), &dev)?;
-            let b = Tensor::randn(0f32, 1., n, &dev)?;
-            let want = x.matmul(&w)?.broadcast_add(&b)?;
-            let got = rows_times_matrix(
-                &x.flatten_all()?.to_vec1::<f32>()?,
-                &w.flatten_all()?.to_vec1::<f32>()?,
-                &b.to_vec1::<f32>()?,
-            )?;
-            let got = Tensor::from_vec(got, (rows, n), &dev)?;
+            let (got, want) = both_products(rows, k, n)?;
             let diff = (got - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
             assert!(diff < 1e-3, "{rows}x{k}x{n}: largest difference {diff:e}");
         }
-        // Sizes that do not fit are refused.
-        assert!(rows_times_matrix(&[1.0; 5], &[0.0; 6], &[0.0; 3]).is_err());
-        assert!(rows_times_matrix(&[1.0; 4], &[0.0; 7], &[0.0; 3]).is_err());
-        assert!(strided_rows_times_matrix(&[1.0; 10], 4, 3, &[0.0; 12], &[0.0; 3]).is_err());
+        // Sizes that do not fit are refused, not half-read.
+        let w = PackedMatrix::from_rows(&[0.0; 6], 2, 3)?;
+        assert!(w.times(&[1.0; 5], &[0.0; 3]).is_err());
+        assert!(w.times(&[1.0; 4], &[0.0; 2]).is_err());
+        assert!(w.strided_times(&[1.0; 4], 2, 3, &[0.0; 3]).is_err());
+        assert!(PackedMatrix::from_rows(&[0.0; 7], 2, 3).is_err());
         Ok(())
     }
 
@@ -441,8 +438,8 @@ mod tests {
             .pad_with_zeros(0, kernel - 1, 0)?
             .flatten_all()?
             .to_vec1::<f32>()?;
-        let taps = w.permute((2, 1, 0))?.flatten_all()?.to_vec1::<f32>()?;
-        let got = strided_rows_times_matrix(&padded, c, t, &taps, &b.to_vec1::<f32>()?)?;
+        let taps = PackedMatrix::from_tensor(&w.permute((2, 1, 0))?.reshape((kernel * c, c_out))?)?;
+        let got = taps.strided_times(&padded, c, t, &b.to_vec1::<f32>()?)?;
         let got = Tensor::from_vec(got, (t, c_out), &dev)?;
         let diff = (got - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
         assert!(diff < 1e-3, "largest difference {diff:e}");

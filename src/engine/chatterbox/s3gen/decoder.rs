@@ -13,7 +13,7 @@ use candle_nn::{
 use super::config::S3GenConfig;
 use super::matcha::decoder::{SinusoidalPosEmb, TimestepEmbedding};
 use super::matcha::transformer::BasicTransformerBlock;
-use crate::engine::nn::linear::{strided_rows_times_matrix, AlignedF32, TransposedLinear};
+use crate::engine::nn::linear::{PackedMatrix, TransposedLinear};
 use crate::engine::nn::ops::{map_cpu, mish_f32, with_cpu_f32};
 
 /// `nn.Mish`: `x · tanh(softplus(x))` (see [`mish_f32`]).
@@ -43,7 +43,7 @@ pub struct CausalConv1d {
 enum CausalTaps {
     /// f32 in CPU memory: `taps` [kernel·C_in, C_out], row `j·C_in + c` holding tap
     /// `j` of input channel `c`, and the bias.
-    Cpu { taps: AlignedF32, bias: Vec<f32> },
+    Cpu { taps: PackedMatrix, bias: Vec<f32> },
     /// The layer as loaded, for other devices and dtypes.
     Conv(Conv1d),
 }
@@ -56,14 +56,13 @@ impl CausalConv1d {
             let taps = conv
                 .weight()
                 .permute((2, 1, 0))?
-                .flatten_all()?
-                .to_vec1::<f32>()?;
+                .reshape((kernel * c_in, c_out))?;
             let bias = match conv.bias() {
                 Some(b) => b.to_dtype(DType::F32)?.to_vec1::<f32>()?,
                 None => vec![0f32; c_out],
             };
             CausalTaps::Cpu {
-                taps: AlignedF32::from_slice(&taps),
+                taps: PackedMatrix::from_tensor(&taps)?,
                 bias,
             }
         } else {
@@ -92,13 +91,7 @@ impl Module for CausalConv1d {
                     let mut padded = vec![0f32; pad + t * c_in];
                     for item in xs.chunks_exact(t * c_in) {
                         padded[pad..].copy_from_slice(item);
-                        out.extend(strided_rows_times_matrix(
-                            &padded,
-                            c_in,
-                            t,
-                            taps.as_slice(),
-                            bias,
-                        )?);
+                        out.extend(taps.strided_times(&padded, c_in, t, bias)?);
                     }
                     Tensor::from_vec(out, (b, t, bias.len()), x.device())
                 })

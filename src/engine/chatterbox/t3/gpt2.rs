@@ -18,7 +18,7 @@ use candle_nn::{embedding, layer_norm, Embedding, LayerNorm, VarBuilder};
 
 use crate::engine::chatterbox::config::{Gpt2Config, T3Quant};
 use crate::engine::nn::attention::{attend_one_query, causal_self_attention};
-use crate::engine::nn::linear::{row_times_matrix, rows_times_matrix, AlignedF32};
+use crate::engine::nn::linear::PackedMatrix;
 use crate::engine::nn::ops::with_cpu_f32;
 
 /// A linear layer over a weight quantised at load (`y = x Wᵀ + b`, `W` [out, in]),
@@ -58,8 +58,11 @@ impl Module for QLinear {
 enum Conv1DWeight {
     /// `[in, out]`, as the checkpoint stores it (off the CPU).
     F32(Tensor),
-    /// `[in, out]` in CPU memory, aligned for the products, and the bias.
-    Cpu { weight: AlignedF32, bias: Vec<f32> },
+    /// `[in, out]` in CPU memory, packed for the products, and the bias.
+    Cpu {
+        weight: PackedMatrix,
+        bias: Vec<f32>,
+    },
     /// Transposed to `[out, in]` and quantised.
     Quantized(QLinear),
 }
@@ -111,7 +114,7 @@ impl Module for Conv1D {
         let x = x.reshape((rows, n_in))?;
         let y = match &self.weight {
             Conv1DWeight::F32(w) => x.matmul(w)?.broadcast_add(&self.bias)?,
-            Conv1DWeight::Cpu { weight, bias } => cpu_product(&x, weight.as_slice(), bias)?,
+            Conv1DWeight::Cpu { weight, bias } => cpu_product(&x, weight, bias)?,
             Conv1DWeight::Quantized(q) => q.forward(&x)?,
         };
         let mut out = dims;
@@ -128,25 +131,18 @@ impl Conv1DWeight {
             return Ok(Self::F32(weight));
         }
         Ok(Self::Cpu {
-            weight: AlignedF32::from_slice(&weight.flatten_all()?.to_vec1::<f32>()?),
+            weight: PackedMatrix::from_tensor(&weight)?,
             bias: bias.to_dtype(DType::F32)?.to_vec1::<f32>()?,
         })
     }
 }
 
-/// `x·W + b` for `x` [rows, in] on the CPU: a decode step's single row with
-/// [`row_times_matrix`], which reads `W` at the full memory bandwidth, more rows (the
-/// prompt) with [`rows_times_matrix`].
-fn cpu_product(x: &Tensor, w: &[f32], bias: &[f32]) -> Result<Tensor> {
+/// `x·W + b` for `x` [rows, in] on the CPU (a decode step's single row streams `W`
+/// once, see [`PackedMatrix::strided_times`]).
+fn cpu_product(x: &Tensor, w: &PackedMatrix, bias: &[f32]) -> Result<Tensor> {
     let rows = x.dim(0)?;
-    let y = with_cpu_f32(x, |xs| {
-        if rows == 1 {
-            row_times_matrix(xs, w, bias)
-        } else {
-            rows_times_matrix(xs, w, bias)
-        }
-    })
-    .unwrap_or_else(|| candle_core::bail!("linear input: expected f32 on the CPU"))?;
+    let y = with_cpu_f32(x, |xs| w.times(xs, bias))
+        .unwrap_or_else(|| candle_core::bail!("linear input: expected f32 on the CPU"))?;
     Tensor::from_vec(y, (rows, bias.len()), x.device())
 }
 
