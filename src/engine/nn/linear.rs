@@ -26,22 +26,28 @@ pub struct AlignedF32 {
 }
 
 impl AlignedF32 {
-    /// A copy of `values`.
-    pub fn from_slice(values: &[f32]) -> Self {
+    /// `len` zeros.
+    pub fn zeros(len: usize) -> Self {
         const LANES: usize = 16;
-        let mut buf = vec![0f32; values.len() + LANES - 1];
+        let buf = vec![0f32; len + LANES - 1];
         let misalignment = (buf.as_ptr() as usize % 64) / std::mem::size_of::<f32>();
         let start = (LANES - misalignment) % LANES;
-        buf[start..start + values.len()].copy_from_slice(values);
-        Self {
-            buf,
-            start,
-            len: values.len(),
-        }
+        Self { buf, start, len }
+    }
+
+    /// A copy of `values`.
+    pub fn from_slice(values: &[f32]) -> Self {
+        let mut aligned = Self::zeros(values.len());
+        aligned.as_mut_slice().copy_from_slice(values);
+        aligned
     }
 
     pub fn as_slice(&self) -> &[f32] {
         &self.buf[self.start..self.start + self.len]
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [f32] {
+        &mut self.buf[self.start..self.start + self.len]
     }
 }
 
@@ -170,8 +176,12 @@ impl PackedMatrix {
             candle_core::bail!("packed matrix: {} values for [{k}, {n}]", w.len());
         }
         let panels = n.div_ceil(PANEL);
-        let mut packed = vec![0f32; panels * k * PANEL];
-        for (p, panel) in packed.chunks_exact_mut((k * PANEL).max(1)).enumerate() {
+        let mut packed = AlignedF32::zeros(panels * k * PANEL);
+        for (p, panel) in packed
+            .as_mut_slice()
+            .chunks_exact_mut((k * PANEL).max(1))
+            .enumerate()
+        {
             let first = p * PANEL;
             let width = PANEL.min(n - first);
             for (row, out) in panel.chunks_exact_mut(PANEL).enumerate() {
@@ -179,7 +189,7 @@ impl PackedMatrix {
             }
         }
         Ok(Self {
-            values: AlignedF32::from_slice(&packed),
+            values: packed,
             k,
             n,
         })
@@ -193,16 +203,6 @@ impl PackedMatrix {
             k,
             n,
         )
-    }
-
-    /// Rows of `W` (the input width of a product).
-    pub fn k(&self) -> usize {
-        self.k
-    }
-
-    /// Columns of `W` (the output width of a product).
-    pub fn n(&self) -> usize {
-        self.n
     }
 
     fn panel(&self, p: usize) -> &[f32] {
