@@ -29,14 +29,20 @@
 //! of audio per second of compute (×RT), for both and their ratio; then voxpool's T3
 //! quantised at load (`CHATTERBOX_T3_QUANT`), prefill, decode and end to end with the
 //! same S3Gen, against the f32 reference; cold load time,
-//! the first (warm-up) synthesis and peak RSS. Timings depend on what else the
-//! machine runs: the load average is printed before each side.
+//! the first (warm-up) synthesis and peak RSS.
+//!
+//! Timings depend on what else the machine runs. So the reference is loaded once in a
+//! child process (`--serve`, after voxpool's load, each load timed alone) and the two
+//! sides take turns run by run, the order swapped every run, including with each
+//! quantised T3 against the f32 reference's end to end: a change of load on the machine
+//! falls on both sides of each ratio.
 
 mod common;
 
 use common::{cpu_model, peak_rss_mib};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
@@ -237,6 +243,111 @@ impl Models {
     }
 }
 
+/// The PyTorch reference (`tools/chatterbox_bench_reference.py --serve`) in a child
+/// process: loaded once, then asked for one run at a time between voxpool's own.
+struct Reference {
+    child: Child,
+    input: Option<ChildStdin>,
+    output: BufReader<ChildStdout>,
+}
+
+impl Reference {
+    /// Starts the reference and waits for its models to load; `None` (with the reason
+    /// on stderr) when it cannot.
+    fn start(python: &str, dirs: [&Path; 3], steps: usize, cores: usize) -> Option<Self> {
+        let tools = concat!(env!("CARGO_MANIFEST_DIR"), "/tools");
+        let mut child = Command::new(python)
+            .current_dir(tools)
+            .arg("chatterbox_bench_reference.py")
+            .arg("--serve")
+            .arg("--t3")
+            .arg(dirs[0])
+            .arg("--s3gen")
+            .arg(dirs[1])
+            .arg("--hift")
+            .arg(dirs[2])
+            .args(["--gen", &steps.to_string()])
+            .args(["--text-tokens", &TEXT_TOKENS.to_string()])
+            .args(["--prompt-tokens", &PROMPT_TOKENS.to_string()])
+            .args(["--threads", &cores.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| eprintln!("PyTorch reference: {e}"))
+            .ok()?;
+        let input = child.stdin.take();
+        let output = BufReader::new(child.stdout.take()?);
+        let mut reference = Self {
+            child,
+            input,
+            output,
+        };
+        // The first line says the models are loaded.
+        reference.read()?;
+        Some(reference)
+    }
+
+    fn read(&mut self) -> Option<serde_json::Value> {
+        let mut line = String::new();
+        match self.output.read_line(&mut line) {
+            Ok(n) if n > 0 => {}
+            _ => {
+                eprintln!("PyTorch reference: ended without an answer");
+                return None;
+            }
+        }
+        let value: serde_json::Value = serde_json::from_str(&line)
+            .map_err(|e| eprintln!("PyTorch reference: {e}: {line}"))
+            .ok()?;
+        if let Some(error) = value.get("error") {
+            eprintln!("PyTorch reference: {error}");
+            return None;
+        }
+        Some(value)
+    }
+
+    /// One request (a line of the `--serve` protocol) and its answer.
+    fn request(&mut self, request: &str) -> Option<serde_json::Value> {
+        writeln!(self.input.as_mut()?, "{request}")
+            .map_err(|e| eprintln!("PyTorch reference: {e}"))
+            .ok()?;
+        self.read()
+    }
+
+    /// One timed run (`run`: end to end and S3Gen alone; `e2e`: end to end only) of
+    /// `reference`, which is dropped (the rest of the bench goes on without it) when it
+    /// fails.
+    fn ask(reference: &mut Option<Self>, kind: &str, seed: usize) -> Option<Times> {
+        let answer = reference.as_mut()?.request(&format!("{kind} {seed}"));
+        if answer.is_none() {
+            *reference = None;
+        }
+        let r = answer?;
+        let f = |key: &str| r[key].as_f64().unwrap_or(f64::NAN);
+        // It always runs every position, so its "kept" figures are its only ones.
+        Some(Times {
+            t3_prefill: f("t3_prefill"),
+            t3_decode: f("t3_decode"),
+            e2e_flow: f("e2e_flow"),
+            e2e_hift: f("e2e_hift"),
+            e2e: f("e2e"),
+            t3_prefill_kept: f("t3_prefill"),
+            e2e_kept: f("e2e"),
+            flow: f("flow"),
+            hift: f("hift"),
+        })
+    }
+}
+
+impl Drop for Reference {
+    fn drop(&mut self) {
+        // End of input ends the child.
+        self.input.take();
+        let _ = self.child.wait();
+    }
+}
+
 fn main() -> candle_core::Result<()> {
     // As the server does (see its `main`).
     voxpool::engine::nn::quiet_idle_workers();
@@ -318,10 +429,27 @@ fn main() -> candle_core::Result<()> {
     };
     let speech = get("speech_tokens")?.to_dtype(DType::U32)?;
 
+    // The reference loads after voxpool (each load timed alone), then both stay loaded
+    // and take turns run by run, so a change of load on the machine falls on both.
+    let python =
+        std::env::var("CHATTERBOX_REF_PYTHON").unwrap_or_else(|_| "/tmp/cbvenv/bin/python".into());
+    let mut reference = if Path::new(&python).exists() {
+        Reference::start(&python, [&t3_dir, &s3gen_dir, &hift_dir], steps, cores)
+    } else {
+        None
+    };
+
     let mut first = Times::default();
     let mut all = Vec::new();
+    let (mut ref_first, mut ref_all) = (None, Vec::new());
     let (mut prefill_len, mut audio_s, mut e2e_audio_s, mut e2e_tokens) = (0, 0.0, 0.0, 0);
     for run in 0..=runs {
+        // Who goes first alternates from run to run.
+        let theirs_first = run % 2 == 1;
+        let mut theirs = None;
+        if theirs_first {
+            theirs = Reference::ask(&mut reference, "run", run);
+        }
         let (mut t, tokens, samples) =
             models.end_to_end(&cond, &text, steps, &prompt, run as u64)?;
         e2e_tokens = tokens;
@@ -330,17 +458,23 @@ fn main() -> candle_core::Result<()> {
         (t.flow, t.hift) = (flow, hift);
         audio_s = samples as f64 / SAMPLE_RATE;
         prefill_len = 1 + PROMPT_TOKENS + TEXT_TOKENS + 1;
+        if !theirs_first {
+            theirs = Reference::ask(&mut reference, "run", run);
+        }
         if run == 0 {
             first = t;
+            ref_first = theirs;
         } else {
             all.push(t);
+            ref_all.extend(theirs);
         }
     }
     let ours = Times::median_of(&all);
     let our_peak = peak_rss_mib();
 
     // The quantised T3 variants, each loaded in place of the f32 one and timed the same
-    // way (prefill, decode, end to end with the same S3Gen work).
+    // way (prefill, decode, end to end with the same S3Gen work), in turns with the f32
+    // reference's end to end.
     let quants: Vec<T3Quant> = std::env::var("CHATTERBOX_BENCH_QUANT")
         .unwrap_or_else(|_| "q8_0,q4k".into())
         .split(',')
@@ -360,73 +494,32 @@ fn main() -> candle_core::Result<()> {
             quant,
         )?;
         let load = started.elapsed().as_secs_f64();
-        let mut times = Vec::new();
+        let (mut times, mut ref_times) = (Vec::new(), Vec::new());
         for run in 0..=runs {
+            let theirs_first = run % 2 == 1;
+            let mut theirs = None;
+            if theirs_first {
+                theirs = Reference::ask(&mut reference, "e2e", run);
+            }
             let (t, _, _) = models.end_to_end(&cond, &text, steps, &prompt, run as u64)?;
+            if !theirs_first {
+                theirs = Reference::ask(&mut reference, "e2e", run);
+            }
             if run > 0 {
                 times.push(t);
+                ref_times.extend(theirs);
             }
         }
-        quantised.push((quant, Times::median_of(&times), load));
+        let theirs = (ref_times.len() == runs).then(|| Times::median_of(&ref_times));
+        quantised.push((quant, Times::median_of(&times), load, theirs));
     }
     drop(models);
 
-    let python =
-        std::env::var("CHATTERBOX_REF_PYTHON").unwrap_or_else(|_| "/tmp/cbvenv/bin/python".into());
-    let load_avg_ref = load_average();
-    let tools = concat!(env!("CARGO_MANIFEST_DIR"), "/tools");
-    let reference = if Path::new(&python).exists() {
-        Command::new(&python)
-            .current_dir(tools)
-            .arg("chatterbox_bench_reference.py")
-            .arg("--t3")
-            .arg(&t3_dir)
-            .arg("--s3gen")
-            .arg(&s3gen_dir)
-            .arg("--hift")
-            .arg(&hift_dir)
-            .args(["--gen", &steps.to_string(), "--runs", &runs.to_string()])
-            .args(["--text-tokens", &TEXT_TOKENS.to_string()])
-            .args(["--prompt-tokens", &PROMPT_TOKENS.to_string()])
-            .args(["--threads", &cores.to_string()])
-            .output()
-            .ok()
-            .and_then(|o| {
-                if !o.status.success() {
-                    eprintln!("{}", String::from_utf8_lossy(&o.stderr));
-                }
-                serde_json::from_slice::<serde_json::Value>(&o.stdout).ok()
-            })
-    } else {
-        None
+    let ref_facts = reference.as_mut().and_then(|r| r.request("facts"));
+    let theirs = match (ref_first, ref_all.len() == runs) {
+        (Some(first), true) => Some((Times::median_of(&ref_all), first)),
+        _ => None,
     };
-    let theirs = reference.as_ref().map(|r| {
-        let f = |group: &str, key: &str| r[group][key].as_f64().unwrap_or(f64::NAN);
-        (
-            Times {
-                t3_prefill: f("t3", "prefill_seconds"),
-                t3_decode: f("t3", "decode_seconds"),
-                e2e_flow: f("e2e", "flow_seconds"),
-                e2e_hift: f("e2e", "hift_seconds"),
-                e2e: f("e2e", "seconds"),
-                t3_prefill_kept: f("t3", "prefill_seconds"),
-                e2e_kept: f("e2e", "seconds"),
-                flow: f("s3gen", "flow_seconds"),
-                hift: f("s3gen", "hift_seconds"),
-            },
-            Times {
-                t3_prefill: f("first_run", "t3_prefill"),
-                t3_decode: f("first_run", "t3_decode"),
-                e2e_flow: f("first_run", "e2e_flow"),
-                e2e_hift: f("first_run", "e2e_hift"),
-                e2e: f("first_run", "e2e"),
-                t3_prefill_kept: f("first_run", "t3_prefill"),
-                e2e_kept: f("first_run", "e2e"),
-                flow: f("first_run", "flow"),
-                hift: f("first_run", "hift"),
-            },
-        )
-    });
 
     // (label, voxpool value, reference value, higher is better)
     let steps_f = steps as f64;
@@ -491,8 +584,8 @@ fn main() -> candle_core::Result<()> {
         ]
     };
     let mut rows = rows;
-    for (quant, t, _) in &quantised {
-        let theirs = theirs.as_ref().map(|(r, _)| r);
+    for (quant, t, _, theirs) in &quantised {
+        let theirs = theirs.as_ref();
         rows.push((
             format!("T3 {quant} prefill (s)"),
             t.t3_prefill,
@@ -533,17 +626,18 @@ fn main() -> candle_core::Result<()> {
     }
     println!(
         "\nvoxpool: load {load_s:.2} s (safetensors read tensor by tensor), first end-to-end run \
-         {:.2} s (T3 {:.2} s), peak RSS {our_peak:.0} MiB; load average before: {load_avg_ours}",
+         {:.2} s (T3 {:.2} s), peak RSS {our_peak:.0} MiB; load average at the start: \
+         {load_avg_ours}",
         first.e2e,
         first.t3_prefill + first.t3_decode
     );
-    for (quant, _, load) in &quantised {
+    for (quant, _, load, _) in &quantised {
         println!("voxpool T3 {quant}: load and quantise {load:.2} s");
     }
-    match (&reference, &theirs) {
+    match (&ref_facts, &theirs) {
         (Some(r), Some((_, first))) => println!(
             "PyTorch {}: load {:.2} s, first end-to-end run {:.2} s (T3 {:.2} s), peak RSS \
-             {:.0} MiB, {} threads; load average before: {load_avg_ref}",
+             {:.0} MiB, {} threads; runs alternate with voxpool's",
             r["torch"].as_str().unwrap_or("?"),
             r["load_seconds"].as_f64().unwrap_or(0.0),
             first.e2e,
@@ -552,8 +646,8 @@ fn main() -> candle_core::Result<()> {
             r["threads"]
         ),
         _ => println!(
-            "PyTorch reference not run (set CHATTERBOX_REF_PYTHON to a venv with chatterbox-tts \
-             0.1.7)"
+            "PyTorch reference not run or failed (set CHATTERBOX_REF_PYTHON to a venv with \
+             chatterbox-tts 0.1.7)"
         ),
     }
     println!("load average after: {}", load_average());

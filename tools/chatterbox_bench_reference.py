@@ -23,8 +23,10 @@ ready voice never runs. Then, with torch threads = `--threads`:
   `S3Gen.inference` with that prompt, as `ChatterboxTurboTTS.generate` does less the
   watermark (voxpool adds none).
 
-Inputs follow the same formulas as `benches/chatterbox.rs`. Every measurement is
-the median of `--runs` runs after one warm-up run. Prints one JSON object.
+Inputs follow the same formulas as `benches/chatterbox.rs`. Alone, every
+measurement is the median of `--runs` runs after one warm-up run and it prints one
+JSON object; with `--serve` it loads once and times one run per request read from
+stdin (the bench alternates them with its own runs, see `serve`).
 """
 import argparse
 import contextlib
@@ -138,14 +140,129 @@ def median(xs):
     return xs[len(xs) // 2]
 
 
+class Bench:
+    """The models and inputs, built once; `run` times one repetition."""
+
+    def __init__(self, args):
+        from chatterbox.models.t3.modules.cond_enc import T3Cond
+
+        t0 = time.perf_counter()
+        self.t3, self.s3gen = build(args)
+        self.load_s = time.perf_counter() - t0
+        self.args = args
+        self.cond = T3Cond(speaker_emb=torch.ones(1, 256) / 16.0,
+                           cond_prompt_speech_tokens=torch.LongTensor(
+                               [prompt_ids(args.prompt_tokens)]),
+                           emotion_adv=None)
+        self.text = torch.LongTensor([text_ids(args.text_tokens)])
+        self.io = load_file(str(args.s3gen / "s3gen_full_io.safetensors"))
+        self.procs = processors()
+        self.speech = self.get("speech_tokens")
+
+    def get(self, key):
+        return self.io[f"case0.{key}"]
+
+    def ref_dict(self):
+        """S3Gen.forward casts the dict's tensors in place: a fresh one per call."""
+        return dict(prompt_token=self.get("prompt_token"),
+                    prompt_token_len=torch.LongTensor([self.get("prompt_token").size(1)]),
+                    prompt_feat=self.get("prompt_feat"), prompt_feat_len=None,
+                    embedding=self.get("embedding"))
+
+    def run(self, seed, s3gen=True):
+        """One repetition: end to end as `generate` (less the watermark): T3, the
+        audio tokens with three silence tokens appended, then `S3Gen.inference`
+        (= flow_inference, hift_inference and the fade-in), each part timed; then,
+        with `s3gen`, S3Gen alone on the fixture's 100 tokens and its prompt."""
+        sr = 24000
+        torch.manual_seed(seed)
+        t = {}
+        start = time.perf_counter()
+        tokens, t["t3_prefill"], t["t3_decode"], t["prefill_positions"] = t3_generate(
+            self.t3, self.cond, self.text, self.args.gen, self.procs)
+        tokens = tokens[tokens < SPEECH_VOCAB]
+        tokens = torch.cat([tokens, torch.LongTensor([S3GEN_SIL] * 3)])
+        t["e2e_flow"], t["e2e_hift"], wav = vocode(self.s3gen, tokens, self.ref_dict())
+        t["e2e"] = time.perf_counter() - start
+        t["e2e_tokens"], t["e2e_audio_seconds"] = tokens.numel(), wav.size(1) / sr
+        if s3gen:
+            t["flow"], t["hift"], wav = vocode(self.s3gen, self.speech, self.ref_dict())
+            t["audio_seconds"] = wav.size(1) / sr
+        return t
+
+    def facts(self):
+        return {"torch": torch.__version__, "threads": self.args.threads,
+                "load_seconds": self.load_s,
+                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
 def main():
-    # The reference prints progress on stdout; keep stdout for the JSON line.
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    out = sys.stdout
+    # The reference prints progress on stdout; keep stdout for the JSON lines.
     with contextlib.redirect_stdout(sys.stderr):
-        result = measure()
-    print(json.dumps(result))
+        bench = Bench(args)
+        if args.serve:
+            serve(bench, out)
+            return
+        result = measure(bench)
+    print(json.dumps(result), file=out)
 
 
-def measure():
+def serve(bench, out):
+    """One JSON line for the load, then one per request read from stdin:
+    `run SEED` (end to end, then S3Gen alone), `e2e SEED` (end to end only),
+    `facts` (load time and peak RSS so far); end of input ends it. The bench
+    (`benches/chatterbox.rs`) alternates these with its own runs, so both sides see
+    the same machine."""
+    def send(obj):
+        out.write(json.dumps(obj) + "\n")
+        out.flush()
+
+    send(bench.facts())
+    for line in sys.stdin:
+        words = line.split()
+        if not words:
+            continue
+        if words[0] in ("run", "e2e") and len(words) == 2:
+            send(bench.run(int(words[1]), s3gen=words[0] == "run"))
+        elif words[0] == "facts":
+            send(bench.facts())
+        else:
+            send({"error": f"unknown request {line.strip()!r}"})
+
+
+def measure(bench):
+    """Medians of `--runs` runs after one warm-up run, as one JSON object."""
+    args = bench.args
+    keys = ("t3_prefill", "t3_decode", "e2e_flow", "e2e_hift", "e2e", "flow", "hift")
+    times = {k: [] for k in keys}
+    first = last = None
+    for run in range(args.runs + 1):
+        last = bench.run(run)
+        if run == 0:  # warm-up
+            first = last
+            continue
+        for k in keys:
+            times[k].append(last[k])
+    med = {k: median(v) for k, v in times.items()}
+    return {
+        **bench.facts(), "runs": args.runs, "first_run": first,
+        "t3": {"prefill_positions": last["prefill_positions"],
+               "prefill_seconds": med["t3_prefill"],
+               "decode_steps": args.gen, "decode_seconds": med["t3_decode"]},
+        "s3gen": {"speech_tokens": bench.speech.size(1),
+                  "prompt_tokens": bench.get("prompt_token").size(1),
+                  "audio_seconds": last["audio_seconds"], "flow_seconds": med["flow"],
+                  "hift_seconds": med["hift"]},
+        "e2e": {"speech_tokens": last["e2e_tokens"], "audio_seconds": last["e2e_audio_seconds"],
+                "seconds": med["e2e"], "flow_seconds": med["e2e_flow"],
+                "hift_seconds": med["e2e_hift"]},
+    }
+
+
+def parse_args():
     ap = argparse.ArgumentParser()
     ap.add_argument("--t3", type=Path, default=Path("/tmp/t3-full"))
     ap.add_argument("--s3gen", type=Path, default=Path("/tmp/s3gen-full"))
@@ -155,71 +272,9 @@ def measure():
     ap.add_argument("--prompt-tokens", type=int, default=375)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-
-    from chatterbox.models.t3.modules.cond_enc import T3Cond
-
-    t0 = time.perf_counter()
-    t3, s3gen = build(args)
-    load_s = time.perf_counter() - t0
-
-    cond = T3Cond(speaker_emb=torch.ones(1, 256) / 16.0,
-                  cond_prompt_speech_tokens=torch.LongTensor([prompt_ids(args.prompt_tokens)]),
-                  emotion_adv=None)
-    text = torch.LongTensor([text_ids(args.text_tokens)])
-    io = load_file(str(args.s3gen / "s3gen_full_io.safetensors"))
-    get = lambda k: io[f"case0.{k}"]  # noqa: E731
-
-    def ref_dict():  # S3Gen.forward casts the dict's tensors in place: a fresh one per call
-        return dict(prompt_token=get("prompt_token"),
-                    prompt_token_len=torch.LongTensor([get("prompt_token").size(1)]),
-                    prompt_feat=get("prompt_feat"), prompt_feat_len=None,
-                    embedding=get("embedding"))
-
-    procs = processors()
-    speech = get("speech_tokens")
-    sr = 24000
-    keys = ("t3_prefill", "t3_decode", "e2e_flow", "e2e_hift", "e2e", "flow", "hift")
-    times = {k: [] for k in keys}
-    first = None
-    for run in range(args.runs + 1):
-        torch.manual_seed(run)
-        # End to end as `generate` (less the watermark): T3, the audio tokens with three
-        # silence tokens appended, then `S3Gen.inference` (= flow_inference,
-        # hift_inference and the fade-in), each part timed.
-        t = {}
-        start = time.perf_counter()
-        tokens, t["t3_prefill"], t["t3_decode"], prefill_len = t3_generate(
-            t3, cond, text, args.gen, procs)
-        tokens = tokens[tokens < SPEECH_VOCAB]
-        tokens = torch.cat([tokens, torch.LongTensor([S3GEN_SIL] * 3)])
-        t["e2e_flow"], t["e2e_hift"], wav = vocode(s3gen, tokens, ref_dict())
-        t["e2e"] = time.perf_counter() - start
-        e2e_tokens, e2e_audio_s = tokens.numel(), wav.size(1) / sr
-        # S3Gen on the fixture's 100 tokens and its prompt.
-        t["flow"], t["hift"], wav = vocode(s3gen, speech, ref_dict())
-        audio_s = wav.size(1) / sr
-        if run == 0:  # warm-up
-            first = t
-            continue
-        for k in keys:
-            times[k].append(t[k])
-    med = {k: median(v) for k, v in times.items()}
-
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {
-        "torch": torch.__version__, "threads": args.threads, "runs": args.runs,
-        "load_seconds": load_s, "peak_rss_mib": peak_mib, "first_run": first,
-        "t3": {"prefill_positions": prefill_len, "prefill_seconds": med["t3_prefill"],
-               "decode_steps": args.gen, "decode_seconds": med["t3_decode"]},
-        "s3gen": {"speech_tokens": speech.size(1), "prompt_tokens": get("prompt_token").size(1),
-                  "audio_seconds": audio_s, "flow_seconds": med["flow"],
-                  "hift_seconds": med["hift"]},
-        "e2e": {"speech_tokens": e2e_tokens, "audio_seconds": e2e_audio_s,
-                "seconds": med["e2e"], "flow_seconds": med["e2e_flow"],
-                "hift_seconds": med["e2e_hift"]},
-    }
+    ap.add_argument("--serve", action="store_true",
+                    help="answer requests on stdin (see `serve`) instead of timing --runs")
+    return ap.parse_args()
 
 
 if __name__ == "__main__":
