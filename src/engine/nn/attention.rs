@@ -431,6 +431,17 @@ fn attend_rows(
     };
     super::ops::fill_chunks_on(&mut out, d, threads, |item, o| {
         let query = &qd[item * d..(item + 1) * d];
+        let (k0, v0) = (row(kl, item, 0), row(vl, item, 0));
+        let span = |stride: usize| (t - 1) * stride + d;
+        let (ks, vs) = (kl.stride()[2], vl.stride()[2]);
+        let (keys, values) = (&kd[k0..k0 + span(ks)], &vd[v0..v0 + span(vs)]);
+        let mut scores = vec![0f32; t];
+        // Heads of 64 and 128 values (T3's 64) in one pass each held in registers.
+        match d {
+            64 => return attend_head4(query, (keys, ks), (values, vs), &mut scores, o),
+            128 => return attend_head8(query, (keys, ks), (values, vs), &mut scores, o),
+            _ => {}
+        }
         let mut scores: Vec<f32> = (0..t)
             .map(|j| dot(query, &kd[row(kl, item, j)..][..d]))
             .collect();
@@ -447,6 +458,114 @@ fn attend_rows(
 simd_dispatch! {
     /// `Σ a_i · b_i`.
     fn dot(a: &[f32], b: &[f32]) -> f32 => dot_any
+}
+
+simd_dispatch! {
+    /// [`attend_head_any`] for heads of 64 values.
+    fn attend_head4(
+        q: &[f32],
+        keys: (&[f32], usize),
+        values: (&[f32], usize),
+        scores: &mut [f32],
+        out: &mut [f32]
+    ) => attend_head_any::<4>
+}
+
+simd_dispatch! {
+    /// [`attend_head_any`] for heads of 128 values.
+    fn attend_head8(
+        q: &[f32],
+        keys: (&[f32], usize),
+        values: (&[f32], usize),
+        scores: &mut [f32],
+        out: &mut [f32]
+    ) => attend_head_any::<8>
+}
+
+/// One head, one query of `16·C` values: `out = softmax(q·Kᵀ)·V` over the
+/// `scores.len()` rows of `keys` and `values` (each `(values, row stride)`). The
+/// query and the output stay in `C` sixteen-lane registers for the whole pass and each
+/// key and value row is read once, so a decode step's attention runs at the speed the
+/// cache can be read (one call per row, the output went through memory every row).
+#[inline(always)]
+fn attend_head_any<const C: usize>(
+    q: &[f32],
+    (k, ks): (&[f32], usize),
+    (v, vs): (&[f32], usize),
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
+    let d = C * 16;
+    let mut query = [[0f32; 16]; C];
+    for (lanes, chunk) in query.iter_mut().zip(q.chunks_exact(16)) {
+        lanes.copy_from_slice(chunk);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU supports AVX-512F, checked just above.
+        unsafe { head_scores_avx512::<C>(&query, (k, ks), scores) };
+    } else {
+        head_scores(&query, (k, ks), scores);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    head_scores(&query, (k, ks), scores);
+    let t = scores.len();
+    let mut inv_sum = [0f32];
+    exp_rows_any(scores, t, &mut inv_sum);
+    let mut acc = [[0f32; 16]; C];
+    for (j, &p) in scores.iter().enumerate() {
+        let row = &v[j * vs..][..d];
+        for (lanes, chunk) in acc.iter_mut().zip(row.chunks_exact(16)) {
+            for (a, &x) in lanes.iter_mut().zip(chunk) {
+                *a += p * x;
+            }
+        }
+    }
+    for (lanes, chunk) in acc.iter().zip(out.chunks_exact_mut(16)) {
+        for (y, &a) in chunk.iter_mut().zip(lanes) {
+            *y = a * inv_sum[0];
+        }
+    }
+}
+
+/// `scores[j] = query · keys[j]` for [`attend_head_any`].
+#[inline(always)]
+fn head_scores<const C: usize>(
+    query: &[[f32; 16]; C],
+    (k, ks): (&[f32], usize),
+    scores: &mut [f32],
+) {
+    for (j, score) in scores.iter_mut().enumerate() {
+        let row = &k[j * ks..][..C * 16];
+        let mut acc = [0f32; 16];
+        for (lanes, chunk) in query.iter().zip(row.chunks_exact(16)) {
+            for ((a, &x), &y) in acc.iter_mut().zip(lanes).zip(chunk) {
+                *a += x * y;
+            }
+        }
+        *score = acc.iter().sum();
+    }
+}
+
+/// [`head_scores`] with AVX-512: the compiler vectorises the generic one across the
+/// wrong axis (four-lane products and a long chain of adds per key).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn head_scores_avx512<const C: usize>(
+    query: &[[f32; 16]; C],
+    (k, ks): (&[f32], usize),
+    scores: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let q: [__m512; C] = std::array::from_fn(|c| _mm512_loadu_ps(query[c].as_ptr()));
+    for (j, score) in scores.iter_mut().enumerate() {
+        let row = &k[j * ks..][..C * 16];
+        let mut acc = _mm512_mul_ps(q[0], _mm512_loadu_ps(row.as_ptr()));
+        for (c, lanes) in q.iter().enumerate().skip(1) {
+            acc = _mm512_fmadd_ps(*lanes, _mm512_loadu_ps(row[c * 16..].as_ptr()), acc);
+        }
+        *score = _mm512_reduce_add_ps(acc);
+    }
 }
 
 #[inline(always)]
@@ -647,8 +766,15 @@ mod tests {
         let dev = Device::Cpu;
         // Keys and values in a cache of 300 positions of which `t` are filled (rows of
         // D values contiguous, heads 300·D apart), as `KvCache` hands them out; 5 and 7
-        // heads · 20 values go below and above the size that is split over threads.
-        for (b, h, t, d) in [(1, 5, 37, 20), (2, 7, 290, 20)] {
+        // heads · 20 values go below and above the size that is split over threads;
+        // heads of 64 and 128 values take the single-pass kernel (one row, many rows).
+        for (b, h, t, d) in [
+            (1, 5, 37, 20),
+            (2, 7, 290, 20),
+            (1, 3, 1, 64),
+            (1, 16, 290, 64),
+            (2, 2, 45, 128),
+        ] {
             let cache = |seed: f32| -> Result<Tensor> {
                 (Tensor::randn(0f32, 1., (b, h, 300, d), &dev)? + f64::from(seed))?.narrow(2, 0, t)
             };
