@@ -365,7 +365,7 @@ fn contiguous_values<'a, const N: usize>(
 }
 
 /// One new query per head against the keys and values cached so far, a decode step's
-/// attention: `q` [B, H, 1, D] (already scaled by `1/√D`), `k`, `v` [B, H, T, D] → the
+/// attention: `q` [B, H, 1, D] (already scaled by `1/√D`), `k`, `v` [B, H, T ≥ 1, D] → the
 /// heads side by side, [B, 1, H·D]. `k` and `v` may be views whose rows of `D` values
 /// are contiguous, such as a preallocated key/value cache's: on the CPU they are read
 /// once, in place, each head's scores kept in a buffer of `T` values; a matrix product
@@ -373,7 +373,7 @@ fn contiguous_values<'a, const N: usize>(
 pub fn attend_one_query(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
     let (b, h, one, d) = q.dims4()?;
     let (kb, kh, _, kd) = k.dims4()?;
-    if one != 1 || (kb, kh, kd) != (b, h, d) || v.dims() != k.dims() {
+    if one != 1 || (kb, kh, kd) != (b, h, d) || v.dims() != k.dims() || k.dim(2)? == 0 {
         candle_core::bail!(
             "attend_one_query: q {:?}, k {:?}, v {:?}",
             q.dims(),
@@ -442,13 +442,13 @@ fn attend_rows(
             128 => return attend_head8(query, (keys, ks), (values, vs), &mut scores, o),
             _ => {}
         }
-        let mut scores: Vec<f32> = (0..t)
-            .map(|j| dot(query, &kd[row(kl, item, j)..][..d]))
-            .collect();
+        for (j, score) in scores.iter_mut().enumerate() {
+            *score = dot(query, &keys[j * ks..][..d]);
+        }
         let mut inv_sum = [0f32];
         exp_rows(&mut scores, t, &mut inv_sum);
         for (j, &p) in scores.iter().enumerate() {
-            add_scaled(o, p, &vd[row(vl, item, j)..][..d]);
+            add_scaled(o, p, &values[j * vs..][..d]);
         }
         scale(o, inv_sum[0]);
     });
@@ -793,6 +793,9 @@ mod tests {
         let q = Tensor::zeros((1, 2, 2, 4), DType::F32, &dev)?;
         let k = Tensor::zeros((1, 2, 3, 4), DType::F32, &dev)?;
         assert!(attend_one_query(&q, &k, &k).is_err(), "two queries");
+        let q = Tensor::zeros((1, 2, 1, 64), DType::F32, &dev)?;
+        let k = Tensor::zeros((1, 2, 0, 64), DType::F32, &dev)?;
+        assert!(attend_one_query(&q, &k, &k).is_err(), "no keys");
         Ok(())
     }
 }
