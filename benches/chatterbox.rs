@@ -338,6 +338,23 @@ impl Reference {
             hift: f("hift"),
         })
     }
+
+    /// voxpool's run `ours` and the reference's (`kind` as for [`Reference::ask`]) one
+    /// after the other, the reference first on odd runs: who goes first alternates.
+    fn in_turns<T>(
+        reference: &mut Option<Self>,
+        kind: &str,
+        run: usize,
+        ours: impl FnOnce() -> candle_core::Result<T>,
+    ) -> candle_core::Result<(T, Option<Times>)> {
+        if run % 2 == 1 {
+            let theirs = Self::ask(reference, kind, run);
+            Ok((ours()?, theirs))
+        } else {
+            let t = ours()?;
+            Ok((t, Self::ask(reference, kind, run)))
+        }
+    }
 }
 
 impl Drop for Reference {
@@ -442,25 +459,19 @@ fn main() -> candle_core::Result<()> {
     let mut first = Times::default();
     let mut all = Vec::new();
     let (mut ref_first, mut ref_all) = (None, Vec::new());
-    let (mut prefill_len, mut audio_s, mut e2e_audio_s, mut e2e_tokens) = (0, 0.0, 0.0, 0);
+    let prefill_len = 1 + PROMPT_TOKENS + TEXT_TOKENS + 1;
+    let (mut audio_s, mut e2e_audio_s, mut e2e_tokens) = (0.0, 0.0, 0);
     for run in 0..=runs {
-        // Who goes first alternates from run to run.
-        let theirs_first = run % 2 == 1;
-        let mut theirs = None;
-        if theirs_first {
-            theirs = Reference::ask(&mut reference, "run", run);
-        }
-        let (mut t, tokens, samples) =
-            models.end_to_end(&cond, &text, steps, &prompt, run as u64)?;
-        e2e_tokens = tokens;
-        e2e_audio_s = samples as f64 / SAMPLE_RATE;
-        let (flow, hift, samples) = models.vocode(&speech, &prompt, run as u64)?;
-        (t.flow, t.hift) = (flow, hift);
-        audio_s = samples as f64 / SAMPLE_RATE;
-        prefill_len = 1 + PROMPT_TOKENS + TEXT_TOKENS + 1;
-        if !theirs_first {
-            theirs = Reference::ask(&mut reference, "run", run);
-        }
+        let (t, theirs) = Reference::in_turns(&mut reference, "run", run, || {
+            let (mut t, tokens, samples) =
+                models.end_to_end(&cond, &text, steps, &prompt, run as u64)?;
+            e2e_tokens = tokens;
+            e2e_audio_s = samples as f64 / SAMPLE_RATE;
+            let (flow, hift, samples) = models.vocode(&speech, &prompt, run as u64)?;
+            (t.flow, t.hift) = (flow, hift);
+            audio_s = samples as f64 / SAMPLE_RATE;
+            Ok(t)
+        })?;
         if run == 0 {
             first = t;
             ref_first = theirs;
@@ -496,15 +507,11 @@ fn main() -> candle_core::Result<()> {
         let load = started.elapsed().as_secs_f64();
         let (mut times, mut ref_times) = (Vec::new(), Vec::new());
         for run in 0..=runs {
-            let theirs_first = run % 2 == 1;
-            let mut theirs = None;
-            if theirs_first {
-                theirs = Reference::ask(&mut reference, "e2e", run);
-            }
-            let (t, _, _) = models.end_to_end(&cond, &text, steps, &prompt, run as u64)?;
-            if !theirs_first {
-                theirs = Reference::ask(&mut reference, "e2e", run);
-            }
+            let (t, theirs) = Reference::in_turns(&mut reference, "e2e", run, || {
+                Ok(models
+                    .end_to_end(&cond, &text, steps, &prompt, run as u64)?
+                    .0)
+            })?;
             if run > 0 {
                 times.push(t);
                 ref_times.extend(theirs);

@@ -496,19 +496,7 @@ fn attend_head_any<const C: usize>(
     out: &mut [f32],
 ) {
     let d = C * 16;
-    let mut query = [[0f32; 16]; C];
-    for (lanes, chunk) in query.iter_mut().zip(q.chunks_exact(16)) {
-        lanes.copy_from_slice(chunk);
-    }
-    #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU supports AVX-512F, checked just above.
-        unsafe { head_scores_avx512::<C>(&query, (k, ks), scores) };
-    } else {
-        head_scores(&query, (k, ks), scores);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    head_scores(&query, (k, ks), scores);
+    key_scores::<C>(q, (k, ks), scores);
     let t = scores.len();
     let mut inv_sum = [0f32];
     exp_rows_any(scores, t, &mut inv_sum);
@@ -528,36 +516,31 @@ fn attend_head_any<const C: usize>(
     }
 }
 
-/// `scores[j] = query · keys[j]` for [`attend_head_any`].
+/// `scores[j] = q · keys[j]` for [`attend_head_any`]: with AVX-512 where the CPU has
+/// it (the compiler vectorises the generic loop across the wrong axis here: four-lane
+/// products and a long chain of adds per key), else [`dot_any`] per key.
 #[inline(always)]
-fn head_scores<const C: usize>(
-    query: &[[f32; 16]; C],
-    (k, ks): (&[f32], usize),
-    scores: &mut [f32],
-) {
+fn key_scores<const C: usize>(q: &[f32], (k, ks): (&[f32], usize), scores: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU supports AVX-512F, checked just above.
+        return unsafe { key_scores_avx512::<C>(q, (k, ks), scores) };
+    }
     for (j, score) in scores.iter_mut().enumerate() {
-        let row = &k[j * ks..][..C * 16];
-        let mut acc = [0f32; 16];
-        for (lanes, chunk) in query.iter().zip(row.chunks_exact(16)) {
-            for ((a, &x), &y) in acc.iter_mut().zip(lanes).zip(chunk) {
-                *a += x * y;
-            }
-        }
-        *score = acc.iter().sum();
+        *score = dot_any(q, &k[j * ks..][..C * 16]);
     }
 }
 
-/// [`head_scores`] with AVX-512: the compiler vectorises the generic one across the
-/// wrong axis (four-lane products and a long chain of adds per key).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn head_scores_avx512<const C: usize>(
-    query: &[[f32; 16]; C],
+unsafe fn key_scores_avx512<const C: usize>(
+    q: &[f32],
     (k, ks): (&[f32], usize),
     scores: &mut [f32],
 ) {
     use std::arch::x86_64::*;
-    let q: [__m512; C] = std::array::from_fn(|c| _mm512_loadu_ps(query[c].as_ptr()));
+    let q = &q[..C * 16];
+    let q: [__m512; C] = std::array::from_fn(|c| _mm512_loadu_ps(q[c * 16..].as_ptr()));
     for (j, score) in scores.iter_mut().enumerate() {
         let row = &k[j * ks..][..C * 16];
         let mut acc = _mm512_mul_ps(q[0], _mm512_loadu_ps(row.as_ptr()));
