@@ -9,6 +9,7 @@ import wave
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -22,7 +23,9 @@ if binary:
     options.binary_location = binary
 service = Service(shutil.which("chromedriver") or "/usr/bin/chromedriver")
 driver = webdriver.Chrome(service=service, options=options)
-wait = WebDriverWait(driver, 60)
+# The page redraws its tables as the pool changes: an element found just before a
+# redraw is gone when its text is read, and the condition is then tried again.
+wait = WebDriverWait(driver, 60, ignored_exceptions=[StaleElementReferenceException])
 js = driver.execute_script
 try:
     driver.get(url)
