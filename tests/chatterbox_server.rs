@@ -123,11 +123,14 @@ fn overrides_file_chooses_t3_weight_type() {
     let files = TurboFiles::locate(dir.path()).unwrap();
     let engine = ChatterboxTurboEngine::load(&files, &Device::Cpu, None).unwrap();
     assert_eq!(engine.t3_quant(), T3Quant::F32);
+    let f32_bytes = engine.memory_bytes();
     for (name, quant) in [("q8_0", T3Quant::Q8_0), ("q4k", T3Quant::Q4K)] {
         overrides["t3_quant"] = json!(name);
         std::fs::write(&path, overrides.to_string()).unwrap();
         let engine = ChatterboxTurboEngine::load(&files, &Device::Cpu, None).unwrap();
         assert_eq!(engine.t3_quant(), quant);
+        // The pool is charged what the quantised weights hold.
+        assert!(engine.memory_bytes() < f32_bytes, "{name}");
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let tokens = engine.speech_tokens("hello there", &mut rng).unwrap();
         assert_eq!(&tokens[tokens.len() - 3..], &[4299, 4299, 4299]);
@@ -235,6 +238,170 @@ async fn chatterbox_turbo_speaks_through_the_server() {
     assert_eq!(status["model_loaded"], true, "{status}");
     assert_eq!(status["available_languages"], json!(["en"]));
     assert!(status["memory_bytes"].as_u64().unwrap() > 0);
+    server.shutdown().await;
+}
+
+/// What a loaded Turbo is charged: the weights it read (not the tensors of the files it
+/// never uses), the voice caches at their largest and, once cloning is possible, the
+/// cloning encoders.
+#[test]
+fn memory_charged_is_what_the_engine_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = install_tiny_turbo(dir.path());
+    let files = TurboFiles::locate(dir.path()).unwrap();
+    let engine = ChatterboxTurboEngine::load(&files, &Device::Cpu, None).unwrap();
+    let tensor_bytes = |file: &str, keep: &dyn Fn(&str) -> bool| -> u64 {
+        candle_core::safetensors::load(snap.join(file), &Device::Cpu)
+            .unwrap()
+            .iter()
+            .filter(|(name, _)| keep(name))
+            .map(|(_, t)| (t.elem_count() * 4) as u64)
+            .sum()
+    };
+    // T3 without the text head and GPT-2's token table (Turbo embeds its own tokens).
+    let unused = |name: &str| name.starts_with("text_head.") || name.starts_with("tfmr.wte.");
+    let t3 = tensor_bytes("t3_turbo_v1.safetensors", &|n| !unused(n));
+    assert!(
+        tensor_bytes("t3_turbo_v1.safetensors", &unused) > 0,
+        "the fixture should hold tensors T3 does not use"
+    );
+    let s3gen = tensor_bytes("s3gen_meanflow.safetensors", &|_| true);
+    let cfg: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{FIXTURES}/t3_tiny_config.json")).unwrap(),
+    )
+    .unwrap();
+    let (layers, width) = (
+        cfg["backbone"]["n_layer"].as_u64().unwrap(),
+        cfg["backbone"]["n_embd"].as_u64().unwrap(),
+    );
+    let prompt = cfg["t3"]["speech_cond_prompt_len"].as_u64().unwrap();
+    let prefix = (1 + prompt) * 2 * layers * width * 4;
+    let voice = Conditionals::load(&snap.join("conds.pt"), &Device::Cpu).unwrap();
+    let voices = 17 * voice.bytes();
+    assert_eq!(engine.memory_bytes(), t3 + s3gen + prefix + voices);
+
+    install_tiny_cloner(&snap);
+    let cloner = tensor_bytes("ve.safetensors", &|_| true)
+        + tensor_bytes("s3gen_meanflow.safetensors", &|n| {
+            n.starts_with("tokenizer.") || n.starts_with("speaker_encoder.")
+        });
+    let engine = ChatterboxTurboEngine::load(&files, &Device::Cpu, None).unwrap();
+    assert_eq!(engine.memory_bytes(), t3 + s3gen + prefix + voices + cloner);
+}
+
+/// Kokoro and Turbo in one server: both speak, side by side; under a memory budget
+/// that holds either but not both, each load evicts the other and nothing is lost.
+#[tokio::test]
+async fn both_engines_share_the_server_and_its_memory_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    install_tiny_turbo(&models);
+    common::install_tiny_kokoro(&models);
+    let start = |budget: Option<u64>, db: &str| {
+        let mut config = Config::local(&format!(
+            "sqlite://{}/{db}.db?mode=rwc",
+            dir.path().display()
+        ))
+        .unwrap();
+        config.models_dir = models.clone();
+        config.memory_budget = budget;
+        voxpool::Server::start(config, Registry::builtin())
+    };
+    let client = reqwest::Client::new();
+    let speak = |base: String, model: &'static str, voice: &'static str| {
+        let client = client.clone();
+        async move {
+            let resp = client
+                .post(format!("{base}/v1/audio/speech"))
+                .json(&json!({"model": model, "input": "Hello there.", "voice": voice, "response_format": "pcm"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "{model}");
+            let audio = resp.bytes().await.unwrap();
+            assert!(!audio.is_empty(), "{model}");
+            audio
+        }
+    };
+    let loaded = |base: String| {
+        let client = client.clone();
+        async move {
+            let status: Value = client
+                .get(format!("{base}/model/status"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let model = |id: &str| {
+                status["models"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|m| m["model"] == id)
+                    .cloned()
+                    .unwrap()
+            };
+            let (k, c) = (model("kokoro"), model("chatterbox-turbo"));
+            (
+                k["model_loaded"].as_bool().unwrap(),
+                c["model_loaded"].as_bool().unwrap(),
+                k["memory_bytes"].as_u64().unwrap(),
+                c["memory_bytes"].as_u64().unwrap(),
+            )
+        }
+    };
+
+    let server = start(None, "a").await.unwrap();
+    let base = format!("http://{}", server.addr());
+    let (kokoro, turbo) = (
+        speak(base.clone(), "kokoro", "tiny_a").await,
+        speak(base.clone(), "chatterbox-turbo", "default").await,
+    );
+    // Side by side, each as it spoke alone (both are seeded by the input).
+    let together = futures_util::future::join_all((0..4).map(|i| {
+        let (model, voice) = [("kokoro", "tiny_a"), ("chatterbox-turbo", "default")][i % 2];
+        speak(base.clone(), model, voice)
+    }))
+    .await;
+    for (i, audio) in together.iter().enumerate() {
+        assert_eq!(audio, [&kokoro, &turbo][i % 2], "request {i}");
+    }
+    let (k_loaded, c_loaded, k_bytes, c_bytes) = loaded(base.clone()).await;
+    assert!(k_loaded && c_loaded);
+    assert!(k_bytes > 0 && c_bytes > 0);
+    server.shutdown().await;
+
+    // A budget for the larger model and half the smaller one.
+    let budget = k_bytes.max(c_bytes) + k_bytes.min(c_bytes) / 2;
+    let server = start(Some(budget), "b").await.unwrap();
+    let base = format!("http://{}", server.addr());
+    let evicted = |want: (bool, bool)| {
+        let base = base.clone();
+        async move {
+            for _ in 0..100 {
+                let (k, c, _, _) = loaded(base.clone()).await;
+                if (k, c) == want {
+                    return true;
+                }
+                assert!(k || c, "neither model loaded");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            false
+        }
+    };
+    assert_eq!(speak(base.clone(), "kokoro", "tiny_a").await, kokoro);
+    assert_eq!(
+        speak(base.clone(), "chatterbox-turbo", "default").await,
+        turbo
+    );
+    assert!(
+        evicted((false, true)).await,
+        "Kokoro stayed past the budget"
+    );
+    assert_eq!(speak(base.clone(), "kokoro", "tiny_a").await, kokoro);
+    assert!(evicted((true, false)).await, "Turbo stayed past the budget");
     server.shutdown().await;
 }
 

@@ -2,7 +2,6 @@
 //! layout holding the tiny checkpoint; `POST /v1/audio/speech` returns a WAV whose
 //! length follows the predicted durations.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use candle_core::Device;
@@ -12,25 +11,9 @@ use voxpool::engine::kokoro::engine::KokoroEngine;
 use voxpool::engine::kokoro::weights::KokoroFiles;
 use voxpool::engine::Registry;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/kokoro");
+mod common;
 
-fn install_tiny_model(models: &Path) {
-    let snap = models.join("models--hexgrad--Kokoro-82M/snapshots/tiny");
-    std::fs::create_dir_all(snap.join("voices")).unwrap();
-    std::fs::copy(format!("{FIXTURES}/tiny.pth"), snap.join("kokoro-v1_0.pth")).unwrap();
-    std::fs::copy(
-        format!("{FIXTURES}/tiny_config.json"),
-        snap.join("config.json"),
-    )
-    .unwrap();
-    for v in ["tiny_a", "tiny_b"] {
-        std::fs::copy(
-            format!("{FIXTURES}/voices/{v}.pt"),
-            snap.join(format!("voices/{v}.pt")),
-        )
-        .unwrap();
-    }
-}
+use common::install_tiny_kokoro as install_tiny_model;
 
 #[tokio::test]
 async fn kokoro_speaks_through_the_server() {

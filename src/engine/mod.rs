@@ -61,7 +61,9 @@ pub trait TtsEngine: Send + Sync {
     }
     /// Language codes this engine can speak (Kokoro's one-letter codes).
     fn languages(&self) -> Vec<String>;
-    /// Bytes of weights and buffers this engine holds (RAM or device memory).
+    /// Bytes of weights and buffers this engine holds (RAM or device memory), with
+    /// the caches it fills while serving counted at their largest: what the pool's
+    /// memory budget charges it.
     fn memory_bytes(&self) -> u64;
     /// Compute a voice's conditioning from a reference clip, serialised for storage
     /// and later use through [`SynthRequest::cloned`]. Models that speak only their

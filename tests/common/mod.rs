@@ -15,6 +15,27 @@ use voxpool::Server;
 
 pub use test_engine::{expected_samples, Knobs, TestLoader};
 
+/// Writes the tiny Kokoro checkpoint (the committed parity fixture, voices `tiny_a`
+/// and `tiny_b`) into `models` in the Hugging Face cache layout.
+pub fn install_tiny_kokoro(models: &std::path::Path) {
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/kokoro");
+    let snap = models.join("models--hexgrad--Kokoro-82M/snapshots/tiny");
+    std::fs::create_dir_all(snap.join("voices")).unwrap();
+    std::fs::copy(format!("{FIXTURES}/tiny.pth"), snap.join("kokoro-v1_0.pth")).unwrap();
+    std::fs::copy(
+        format!("{FIXTURES}/tiny_config.json"),
+        snap.join("config.json"),
+    )
+    .unwrap();
+    for v in ["tiny_a", "tiny_b"] {
+        std::fs::copy(
+            format!("{FIXTURES}/voices/{v}.pt"),
+            snap.join(format!("voices/{v}.pt")),
+        )
+        .unwrap();
+    }
+}
+
 /// The test model every server gets, and the default one.
 pub const MODEL: &str = "test-tts";
 

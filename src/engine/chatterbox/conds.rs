@@ -27,6 +27,24 @@ pub enum CondsError {
 }
 
 impl Conditionals {
+    /// Bytes of its tensors.
+    pub fn bytes(&self) -> u64 {
+        let t3 = [
+            Some(&self.t3.speaker_emb),
+            self.t3.cond_prompt_speech_tokens.as_ref(),
+        ];
+        let gen = [
+            Some(&self.gen.prompt_token),
+            Some(&self.gen.prompt_feat),
+            Some(&self.gen.embedding),
+        ];
+        t3.into_iter()
+            .chain(gen)
+            .flatten()
+            .map(|t| (t.elem_count() * t.dtype().size_in_bytes()) as u64)
+            .sum()
+    }
+
     /// Reads a file written by `Conditionals.save`: `torch.save({"t3": T3Cond.__dict__,
     /// "gen": ref_dict})`. Tensors land on `device` as f32 (token ids as u32); the
     /// fields Turbo does not use (`clap_emb`, `emotion_adv`, …) are ignored.

@@ -27,7 +27,7 @@ use super::t3::inference::SamplingParams;
 use super::t3::T3;
 use super::text::{punc_norm, TextTokenizer};
 use crate::audio::clip::ReferenceClip;
-use crate::engine::nn::safetensors_file::var_builder;
+use crate::engine::nn::safetensors_file::{var_builder, SafetensorsFile};
 use crate::engine::registry::find_model_file;
 use crate::engine::{
     AudioChunk, ClonedVoice, EngineError, EngineLoader, LoadContext, SynthRequest, TtsEngine,
@@ -147,11 +147,30 @@ impl ChatterboxTurboEngine {
         let hift_cfg = overrides.hift.unwrap_or_else(HiFTConfig::s3gen);
         let t3_path = files.dir.join(T3_WEIGHTS);
         let s3gen_path = files.dir.join(S3GEN_WEIGHTS);
-        let t3_vb = var_builder(&t3_path, DType::F32, device).map_err(|e| bad_file(&t3_path, e))?;
-        let t3 = T3::load_quantized(t3_vb, &t3_cfg, overrides.t3_quant)
-            .map_err(|e| bad_file(&t3_path, e))?;
-        let s3_vb =
-            var_builder(&s3gen_path, DType::F32, device).map_err(|e| bad_file(&s3gen_path, e))?;
+        let open = |path: &Path| SafetensorsFile::open(path).map_err(|e| bad_file(path, e));
+        let t3_file = open(&t3_path)?;
+        let t3_read = t3_file.loaded();
+        let t3 = T3::load_quantized(
+            t3_file.into_var_builder(DType::F32, device),
+            &t3_cfg,
+            overrides.t3_quant,
+        )
+        .map_err(|e| bad_file(&t3_path, e))?;
+        let s3gen_file = open(&s3gen_path)?;
+        let s3gen_read = s3gen_file.loaded();
+        // The cloning encoders load on the first clone: their share is reserved now
+        // when their files are there.
+        let ve_path = files.dir.join(VE_WEIGHTS);
+        let cloner_bytes = if ve_path.is_file() {
+            ["tokenizer.", "speaker_encoder."]
+                .iter()
+                .map(|p| s3gen_file.bytes_under(p, DType::F32))
+                .sum::<u64>()
+                + open(&ve_path)?.bytes_under("", DType::F32)
+        } else {
+            0
+        };
+        let s3_vb = s3gen_file.into_var_builder(DType::F32, device);
         let s3gen =
             S3Token2Mel::load(s3_vb.clone(), &s3gen_cfg).map_err(|e| bad_file(&s3gen_path, e))?;
         let hift = HiFTGenerator::load(s3_vb.pp("mel2wav"), &hift_cfg)
@@ -160,11 +179,13 @@ impl ChatterboxTurboEngine {
         let conds_path = files.dir.join(CONDS);
         let voice =
             Conditionals::load(&conds_path, device).map_err(|e| bad_file(&conds_path, e))?;
-        let memory_bytes = [&t3_path, &s3gen_path]
-            .iter()
-            .filter_map(|p| std::fs::metadata(p).ok())
-            .map(|m| m.len())
-            .sum();
+        // What the weights hold (the tensors read, less what quantising T3 saved), and
+        // the caches filled while speaking and cloning, at their largest.
+        let memory_bytes = t3_read.get().saturating_sub(t3.quantization_bytes_saved())
+            + s3gen_read.get()
+            + t3.voice_prefix_bytes()
+            + (1 + CLONED_CACHE as u64) * voice.bytes()
+            + cloner_bytes;
         Ok(Self {
             t3,
             s3gen,

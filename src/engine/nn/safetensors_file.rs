@@ -11,6 +11,8 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use candle_core::{DType, Device, Result, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
@@ -20,6 +22,18 @@ use candle_nn::VarBuilder;
 /// tensors converted to `dtype` on `device`.
 pub fn var_builder(path: &Path, dtype: DType, device: &Device) -> Result<VarBuilder<'static>> {
     Ok(SafetensorsFile::open(path)?.into_var_builder(dtype, device))
+}
+
+/// Bytes of the tensors a [`SafetensorsFile`] has handed out through its `VarBuilder`,
+/// in the dtype asked for: what a model built from it holds, less what it drops or
+/// converts after.
+#[derive(Debug, Clone, Default)]
+pub struct LoadedBytes(Arc<AtomicU64>);
+
+impl LoadedBytes {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 /// The largest header the safetensors format allows.
@@ -41,6 +55,7 @@ pub struct SafetensorsFile {
     file: File,
     path: PathBuf,
     entries: HashMap<String, Entry>,
+    loaded: LoadedBytes,
 }
 
 impl SafetensorsFile {
@@ -75,12 +90,27 @@ impl SafetensorsFile {
             file,
             path: path.to_path_buf(),
             entries,
+            loaded: LoadedBytes::default(),
         })
     }
 
     /// A `VarBuilder` over this file with tensors converted to `dtype` on `device`.
     pub fn into_var_builder(self, dtype: DType, device: &Device) -> VarBuilder<'static> {
         VarBuilder::from_backend(Box::new(self), dtype, device.clone())
+    }
+
+    /// The count of bytes handed out by this file's `VarBuilder`, shared with it.
+    pub fn loaded(&self) -> LoadedBytes {
+        self.loaded.clone()
+    }
+
+    /// Bytes the tensors whose names start with `prefix` take as `dtype`.
+    pub fn bytes_under(&self, prefix: &str, dtype: DType) -> u64 {
+        self.entries
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(_, e)| (e.shape.iter().product::<usize>() * dtype.size_in_bytes()) as u64)
+            .sum()
     }
 
     /// The tensor `name` as stored, read from the file now.
@@ -182,7 +212,10 @@ impl SimpleBackend for SafetensorsFile {
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> Result<Tensor> {
-        self.load(name, dev)?.to_dtype(dtype)
+        let tensor = self.load(name, dev)?.to_dtype(dtype)?;
+        let bytes = tensor.elem_count() * tensor.dtype().size_in_bytes();
+        self.loaded.0.fetch_add(bytes as u64, Ordering::Relaxed);
+        Ok(tensor)
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
@@ -221,7 +254,15 @@ mod tests {
                 == want.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
             assert!(same, "{name}");
         }
+        assert_eq!(file.bytes_under("a.", DType::F32), 3 * 5 * 7 * 4);
+        assert_eq!(file.bytes_under("", DType::F32), (105 + 3 + 16 + 1) * 4);
+        let count = file.loaded();
         let vb = file.into_var_builder(DType::F32, &dev);
+        assert_eq!(count.get(), 0);
+        vb.get(3, "b")?;
+        assert_eq!(count.get(), 12);
+        vb.get((4, 4), "half")?;
+        assert_eq!(count.get(), 12 + 64, "counted in the dtype asked for");
         assert!(vb.contains_tensor("a.weight") && !vb.contains_tensor("missing"));
         assert_eq!(vb.get((3, 5, 7), "a.weight")?.dtype(), DType::F32);
         assert_eq!(vb.get((4, 4), "half")?.dtype(), DType::F32);

@@ -46,6 +46,16 @@ impl QLinear {
             bias: bias.clone(),
         }))
     }
+
+    /// Bytes the quantised weight takes less than the f32 one it replaced.
+    pub fn bytes_saved(&self) -> u64 {
+        match &self.weight {
+            QMatMul::QTensor(q) => {
+                (q.shape().elem_count() * 4).saturating_sub(q.storage_size_in_bytes()) as u64
+            }
+            QMatMul::Tensor(_) | QMatMul::TensorF16(_) => 0,
+        }
+    }
 }
 
 impl Module for QLinear {
@@ -121,6 +131,16 @@ impl Module for Conv1D {
         let last = out.len() - 1;
         out[last] = self.n_out;
         y.reshape(out)
+    }
+}
+
+impl Conv1D {
+    /// Bytes this layer's weight takes less than in f32 (quantised, else 0).
+    pub fn bytes_saved(&self) -> u64 {
+        match &self.weight {
+            Conv1DWeight::Quantized(q) => q.bytes_saved(),
+            Conv1DWeight::F32(_) | Conv1DWeight::Cpu { .. } => 0,
+        }
     }
 }
 
@@ -347,6 +367,21 @@ impl Gpt2Model {
             ln_f: layer_norm(cfg.n_embd, cfg.layer_norm_epsilon, vb.pp("ln_f"))?,
             n_positions: cfg.n_positions,
         })
+    }
+
+    /// Bytes the blocks' quantised weights take less than in f32.
+    pub fn bytes_saved(&self) -> u64 {
+        self.h
+            .iter()
+            .flat_map(|b| [&b.attn.c_attn, &b.attn.c_proj, &b.mlp.c_fc, &b.mlp.c_proj])
+            .map(Conv1D::bytes_saved)
+            .sum()
+    }
+
+    /// Bytes of keys and values a cache holds per position (every layer, f32).
+    pub fn cache_bytes_per_position(&self) -> u64 {
+        let width = self.wpe.embeddings().dim(1).unwrap_or(0);
+        (2 * self.h.len() * width * 4) as u64
     }
 
     /// A cache sized for `capacity` positions (at most the model's `n_positions`).

@@ -139,6 +139,21 @@ impl T3 {
         self.quant
     }
 
+    /// Bytes the quantised weights take less than the f32 ones they were made from.
+    pub fn quantization_bytes_saved(&self) -> u64 {
+        let head = match &self.speech_head {
+            SpeechHead::Quantized(q) => q.bytes_saved(),
+            SpeechHead::F32(_) => 0,
+        };
+        self.tfmr.bytes_saved() + head
+    }
+
+    /// Bytes of the conditioning keys and values kept for the last voice (see
+    /// [`T3::prefill`]): speaker and `speech_cond_prompt_len` prompt positions.
+    pub fn voice_prefix_bytes(&self) -> u64 {
+        (1 + self.hp.speech_cond_prompt_len) as u64 * self.tfmr.cache_bytes_per_position()
+    }
+
     pub fn device(&self) -> &Device {
         self.text_emb.embeddings().device()
     }
