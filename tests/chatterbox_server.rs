@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use voxpool::config::Config;
 use voxpool::engine::chatterbox::conds::Conditionals;
 use voxpool::engine::chatterbox::config::T3Quant;
+use voxpool::engine::chatterbox::text::TextTokenizer;
 use voxpool::engine::chatterbox::tts_turbo::{ChatterboxTurboEngine, TurboFiles};
 use voxpool::engine::{Registry, SynthRequest, TtsEngine};
 
@@ -138,6 +139,16 @@ fn overrides_file_chooses_t3_weight_type() {
     // The operator's setting (CHATTERBOX_T3_QUANT) wins over the file's.
     let engine = ChatterboxTurboEngine::load(&files, &Device::Cpu, Some(T3Quant::Q8_0)).unwrap();
     assert_eq!(engine.t3_quant(), T3Quant::Q8_0);
+    // A tokenizer with more ids than T3 has text embeddings is refused at load.
+    let tokens = TextTokenizer::from_dir(&snap).unwrap().len();
+    let mut small = overrides.clone();
+    small["t3_quant"] = json!("f32");
+    small["t3"]["t3"]["text_tokens_dict_size"] = json!(tokens - 1);
+    std::fs::write(&path, small.to_string()).unwrap();
+    let err = ChatterboxTurboEngine::load(&files, &Device::Cpu, None)
+        .err()
+        .expect("tokenizer larger than the text table");
+    assert!(err.to_string().contains("tokenizer has"), "{err}");
     overrides["t3_quant"] = json!("q4_0");
     std::fs::write(&path, overrides.to_string()).unwrap();
     let err = ChatterboxTurboEngine::load(&files, &Device::Cpu, None)
@@ -191,6 +202,25 @@ async fn chatterbox_turbo_speaks_through_the_server() {
     assert_eq!(samples.len() % SAMPLES_PER_TOKEN, 0);
     assert!(samples.len() >= 2 * 3 * SAMPLES_PER_TOKEN);
     assert!(samples.iter().any(|&s| s != 0), "silence");
+    // Spoken sentence by sentence: the two sentences alone, one after the other.
+    let pcm = |input: &'static str| {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            let resp = client
+                .post(format!("{base}/v1/audio/speech"))
+                .json(&json!({"model": "chatterbox-turbo", "input": input, "voice": "nova", "response_format": "pcm"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.bytes().await.unwrap().to_vec()
+        }
+    };
+    let both = pcm("Hello there. How are you?").await;
+    let apart = [pcm("Hello there.").await, pcm("How are you?").await].concat();
+    assert_eq!(both, apart);
+    let wav_samples: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+    assert_eq!(wav_samples, both, "wav and pcm differ");
 
     let resp = client
         .post(format!("{base}/v1/audio/speech"))

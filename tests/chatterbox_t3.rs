@@ -624,3 +624,87 @@ fn full_size_quantized_weights() -> Result<()> {
     }
     Ok(())
 }
+
+/// Random weights for any tensor asked for, the same for a name whatever else is
+/// loaded: GPT-2's initialisation (N(0, 0.02), layer norm scales 1).
+struct RandomWeights;
+
+impl candle_nn::var_builder::SimpleBackend for RandomWeights {
+    fn get(
+        &self,
+        s: candle_core::Shape,
+        name: &str,
+        _: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> Result<Tensor> {
+        use rand_distr::Distribution;
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        name.hash(&mut h);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(h.finish());
+        let normal = rand_distr::Normal::new(0f32, 0.02).unwrap();
+        let is_scale = name.contains("ln_") && name.ends_with(".weight");
+        let values: Vec<f32> = (0..s.elem_count())
+            .map(|_| normal.sample(&mut rng) + if is_scale { 1.0 } else { 0.0 })
+            .collect();
+        Tensor::from_vec(values, s, dev)?.to_dtype(dtype)
+    }
+
+    fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> Result<Tensor> {
+        candle_core::bail!("{name}: shape needed")
+    }
+
+    fn contains_tensor(&self, _: &str) -> bool {
+        true
+    }
+}
+
+/// q4k on a T3 256 wide (random weights, GPT-2's initialisation), where its blocks of
+/// 256 fit every `Conv1D` and the speech head: all of them quantised (the bytes
+/// saved say so), and the logits close to f32's.
+#[test]
+fn q4k_quantizes_every_layer_of_a_256_wide_t3() -> Result<()> {
+    let f = Fixture::load()?;
+    let mut cfg = f.cfg.clone();
+    cfg.backbone.n_embd = 256;
+    cfg.backbone.n_inner = None;
+    cfg.backbone.n_head = 4;
+    cfg.backbone.n_layer = 2;
+    let dev = Device::Cpu;
+    let vb = VarBuilder::from_backend(Box::new(RandomWeights), DType::F32, dev.clone());
+    let f32_t3 = T3::load(vb.clone(), &cfg)?;
+    let q4k = T3::load_quantized(vb, &cfg, T3Quant::Q4K)?;
+    // Every Conv1D (256·768 + 256·256 + 256·1024 + 1024·256 per layer) and the
+    // speech head (6563·256) in q4k: 144 bytes per 256 values instead of 1024.
+    let e = 256;
+    let values = 2 * (e * 3 * e + e * e + 2 * e * 4 * e) + cfg.t3.speech_tokens_dict_size * e;
+    assert_eq!(
+        q4k.quantization_bytes_saved(),
+        (values / 256 * (1024 - 144)) as u64
+    );
+    assert_eq!(f32_t3.quantization_bytes_saved(), 0);
+
+    let cond = T3Cond {
+        speaker_emb: (Tensor::ones((1, cfg.t3.speaker_embed_size), DType::F32, &dev)? / 16.0)?,
+        cond_prompt_speech_tokens: Some(Tensor::new(&[[5u32, 9, 700, 31, 64, 3000]], &dev)?),
+    };
+    let text = Tensor::new(&[[12u32, 40, 7, 99, 150, 3, 8, 17]], &dev)?;
+    let speech = Tensor::new(&[[6561u32, 17, 4000, 230, 5, 1200, 64, 77]], &dev)?;
+    let (embeds, _) = f32_t3.prepare_input_embeds(&cond, &text, &speech)?;
+    let n = speech.dim(1)?;
+    let want = teacher_forced_logits(&f32_t3, &embeds, n)?;
+    let got = teacher_forced_logits(&q4k, &embeds, n)?;
+    let (err, same) = logit_agreement(&got, &want)?;
+    let span = {
+        let w = want.flatten_all()?;
+        w.max(0)?.to_scalar::<f32>()? - w.min(0)?.to_scalar::<f32>()?
+    };
+    println!("q4k, 256 wide: max abs logit error {err:e} (f32 span {span:.3}), argmax agreement {:.0}% of {n}", 100.0 * same);
+    assert!(err > 0.0, "nothing was quantised");
+    assert!(
+        err <= 0.1 * span,
+        "logit error {err:e} against a span of {span}"
+    );
+    Ok(())
+}

@@ -242,9 +242,13 @@ mod tests {
             );
             std::fs::write(snap.join(file), b"x").unwrap();
         }
-        std::fs::write(snap.join("vocab.json"), b"{}").unwrap();
+        for file in ["vocab.json", "merges.txt"] {
+            let err = turbo.loader.load(&ctx).err().unwrap();
+            assert!(matches!(err, EngineError::FilesMissing { .. }), "{err}");
+            std::fs::write(snap.join(file), b"{}").unwrap();
+        }
         let err = turbo.loader.load(&ctx).err().unwrap();
         assert!(matches!(err, EngineError::BadFile { .. }), "{err}");
-        assert!(err.to_string().contains("t3_turbo_v1.safetensors"), "{err}");
+        assert!(err.to_string().contains("vocab.json"), "{err}");
     }
 }

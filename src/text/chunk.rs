@@ -38,10 +38,16 @@ fn push_chunk(chunks: &mut Vec<String>, piece: &str) {
             .nth(MAX_CHUNK_CHARS)
             .map_or(rest.len(), |(i, _)| i);
         let head = &rest[..limit];
-        // Prefer a comma, then a space, in the second half of the window.
+        // Prefer a comma, then a space, in the second half of the window, outside
+        // bracketed tags (`[clear throat]`, Kokoro's `[word](/phonemes/)`).
         let cut = [',', ' ']
             .iter()
-            .find_map(|sep| head.rfind(*sep).filter(|&i| i > limit / 2))
+            .find_map(|sep| {
+                head.rmatch_indices(*sep)
+                    .map(|(i, _)| i)
+                    .take_while(|&i| i > limit / 2)
+                    .find(|&i| !inside_tag(rest, i))
+            })
             .map_or(limit, |i| i + 1);
         chunks.push(rest[..cut].trim().to_string());
         rest = rest[cut..].trim_start();
@@ -49,6 +55,18 @@ fn push_chunk(chunks: &mut Vec<String>, piece: &str) {
     if !rest.is_empty() {
         chunks.push(rest.to_string());
     }
+}
+
+/// Whether byte `i` of `text` lies between a `[` and the `]` that closes it.
+fn inside_tag(text: &str, i: usize) -> bool {
+    let brackets = ['[', ']'];
+    let opened = text[..i]
+        .rfind(brackets)
+        .is_some_and(|j| text.as_bytes()[j] == b'[');
+    opened
+        && text[i..]
+            .find(brackets)
+            .is_some_and(|j| text.as_bytes()[i + j] == b']')
 }
 
 #[cfg(test)]
@@ -79,6 +97,17 @@ mod tests {
             joined.split_whitespace().count(),
             long.split_whitespace().count()
         );
+        // A tag is never cut in two; a lone bracket does not stop a cut.
+        for filler in ["word ", "[word "] {
+            let text = format!("{}[clear throat] and more.", filler.repeat(78));
+            let chunks = split_sentences(&text);
+            assert!(chunks.len() > 1);
+            assert!(
+                chunks.iter().any(|c| c.contains("[clear throat]")),
+                "{chunks:?}"
+            );
+            assert!(chunks.iter().all(|c| c.chars().count() <= MAX_CHUNK_CHARS));
+        }
         // No separator at all: hard cut, still on char boundaries.
         let cjk = "語".repeat(1000);
         let chunks = split_sentences(&cjk);

@@ -80,7 +80,8 @@ impl TurboFiles {
     pub fn locate(models_dir: &Path) -> Result<Self, EngineError> {
         let t3 = find_model_file(models_dir, HUB_REPO, MODEL, T3_WEIGHTS).ok_or_else(missing)?;
         let dir = t3.parent().ok_or_else(missing)?.to_path_buf();
-        let tokenizer = dir.join("tokenizer.json").is_file() || dir.join("vocab.json").is_file();
+        let tokenizer = dir.join("tokenizer.json").is_file()
+            || (dir.join("vocab.json").is_file() && dir.join("merges.txt").is_file());
         if !dir.join(S3GEN_WEIGHTS).is_file() || !dir.join(CONDS).is_file() || !tokenizer {
             return Err(missing());
         }
@@ -147,6 +148,26 @@ impl ChatterboxTurboEngine {
         let hift_cfg = overrides.hift.unwrap_or_else(HiFTConfig::s3gen);
         let t3_path = files.dir.join(T3_WEIGHTS);
         let s3gen_path = files.dir.join(S3GEN_WEIGHTS);
+        let tokenizer = TextTokenizer::from_dir(&files.dir)?;
+        // An id past T3's text table could not be embedded; the reference warns when
+        // the tokenizer is not exactly the table's size (the released files match).
+        let table = t3_cfg.t3.text_tokens_dict_size;
+        if tokenizer.len() > table {
+            return Err(bad_file(
+                &files.dir,
+                format!(
+                    "the tokenizer has {} tokens, more than T3's {table} text embeddings",
+                    tokenizer.len()
+                ),
+            ));
+        }
+        if tokenizer.len() != table {
+            tracing::warn!(
+                tokens = tokenizer.len(),
+                embeddings = table,
+                "the tokenizer is smaller than T3's text table"
+            );
+        }
         let open = |path: &Path| SafetensorsFile::open(path).map_err(|e| bad_file(path, e));
         let t3_file = open(&t3_path)?;
         let t3_read = t3_file.loaded();
@@ -175,7 +196,6 @@ impl ChatterboxTurboEngine {
             S3Token2Mel::load(s3_vb.clone(), &s3gen_cfg).map_err(|e| bad_file(&s3gen_path, e))?;
         let hift = HiFTGenerator::load(s3_vb.pp("mel2wav"), &hift_cfg)
             .map_err(|e| bad_file(&s3gen_path, e))?;
-        let tokenizer = TextTokenizer::from_dir(&files.dir)?;
         let conds_path = files.dir.join(CONDS);
         let voice =
             Conditionals::load(&conds_path, device).map_err(|e| bad_file(&conds_path, e))?;
