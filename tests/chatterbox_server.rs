@@ -435,6 +435,79 @@ async fn both_engines_share_the_server_and_its_memory_budget() {
     server.shutdown().await;
 }
 
+/// Awkward input for the real (tiny) Turbo over HTTP: a clear 4xx or audio, never a
+/// 5xx, and the server keeps speaking afterwards.
+#[tokio::test]
+async fn awkward_input_gets_audio_or_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    install_tiny_turbo(&models);
+    let db = format!("sqlite://{}/v.db?mode=rwc", dir.path().display());
+    let mut config = Config::local(&db).unwrap();
+    config.models_dir = models;
+    let server = voxpool::Server::start(config, Registry::builtin())
+        .await
+        .unwrap();
+    let base = format!("http://{}", server.addr());
+    let client = reqwest::Client::new();
+    let long_word = "a".repeat(3000);
+    let many_tags = "[laugh] [sigh] [clear throat] ".repeat(16);
+    let long_text = "This sentence goes on, and on, and on, and on, and on, and on".repeat(8);
+    let inputs: Vec<(&str, Value)> = vec![
+        ("empty", json!("")),
+        ("spaces", json!("   \n\t ")),
+        ("punctuation", json!("?!... ,;")),
+        ("a tag alone", json!("[laugh]")),
+        ("tags", json!(many_tags)),
+        ("unclosed tag", json!("[clear throat")),
+        ("control characters", json!("\u{0}\u{7}\u{1b}[0m hi")),
+        ("emoji and CJK", json!("👋 你好 🎉")),
+        ("one long word", json!(long_word)),
+        ("long text", json!(long_text)),
+        ("a number", json!(12)),
+        ("null", Value::Null),
+    ];
+    for (what, input) in inputs {
+        for extra in [
+            json!({}),
+            json!({"speed": 0.25}),
+            json!({"speed": 4.0}),
+            json!({"stream_format": "sse"}),
+        ] {
+            let mut body = json!({"model": "chatterbox-turbo", "input": input, "voice": "default", "response_format": "pcm"});
+            body.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            let resp = client
+                .post(format!("{base}/v1/audio/speech"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let code = resp.status().as_u16();
+            let bytes = resp.bytes().await.unwrap();
+            assert!(
+                code == 200 || (400..500).contains(&code),
+                "{what} {extra}: {code} {}",
+                String::from_utf8_lossy(&bytes)
+            );
+            if code != 200 {
+                let err: Value = serde_json::from_slice(&bytes).unwrap();
+                assert!(err["error"]["message"].as_str().is_some(), "{what}: {err}");
+            }
+        }
+    }
+    let resp = client
+        .post(format!("{base}/v1/audio/speech"))
+        .json(&json!({"model": "chatterbox-turbo", "input": "Still here.", "voice": "default", "response_format": "pcm"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(!resp.bytes().await.unwrap().is_empty());
+    server.shutdown().await;
+}
+
 /// The prompt tokens of the built-in voice come first in what T3 sees.
 #[test]
 fn prompt_tokens_are_ids() {
