@@ -261,3 +261,34 @@ async fn memory_budget_evicts_the_least_recently_used_idle_model() {
     assert_eq!(srv.knobs.unloads.load(Ordering::SeqCst), 1);
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn a_model_heavier_than_the_whole_budget_is_refused_with_a_message() {
+    let srv = start_with(Options {
+        memory_bytes: 48 << 20,
+        configure: Box::new(|c| c.memory_budget = Some(40 << 20)),
+        ..Options::default()
+    })
+    .await;
+    let (code, body) = srv.post("/model/load", json!({"model": MODEL})).await;
+    assert_eq!(code, 503, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("48 MiB") && message.contains("MODEL_MEMORY_BUDGET allows (40 MiB)"),
+        "{message}"
+    );
+    let (code, _) = srv.speak("Hello.").await;
+    assert_eq!(code, 503);
+    let status = srv.status().await;
+    assert_eq!(status["model_loaded"], false, "{status}");
+    assert!(
+        status["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("MODEL_MEMORY_BUDGET"),
+        "{status}"
+    );
+    // Loaded once, freed at once; the request after it met the cooldown, not a reload.
+    assert_eq!(srv.knobs.loads.load(Ordering::SeqCst), 1);
+    srv.stop().await;
+}

@@ -281,7 +281,8 @@ impl From<EngineError> for ApiError {
             EngineError::FilesMissing { .. }
             | EngineError::NotBuilt { .. }
             | EngineError::BadFile { .. }
-            | EngineError::Device { .. } => Self::unavailable(err.to_string(), None),
+            | EngineError::Device { .. }
+            | EngineError::OverBudget { .. } => Self::unavailable(err.to_string(), None),
             EngineError::Synthesis(_) => {
                 tracing::error!(error = %err, "synthesis failed");
                 Self::internal("-")

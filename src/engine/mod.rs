@@ -146,4 +146,11 @@ pub enum EngineError {
     /// The configured device cannot be opened (no GPU, driver missing).
     #[error("Cannot open device {device}: {reason}")]
     Device { device: String, reason: String },
+    /// The model alone holds more than `MODEL_MEMORY_BUDGET` allows all models together.
+    #[error("{model} holds {} MiB, more than MODEL_MEMORY_BUDGET allows ({} MiB); raise the budget", .bytes.div_ceil(1 << 20), .budget >> 20)]
+    OverBudget {
+        model: String,
+        bytes: u64,
+        budget: u64,
+    },
 }

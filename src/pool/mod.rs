@@ -61,6 +61,7 @@ pub(crate) struct PoolInner {
     ctx: LoadContext,
     store: Store,
     clear_device_cache: bool,
+    memory_budget: Option<u64>,
     pub(crate) force_gc_after_request: bool,
     pub(crate) runtime: tokio::runtime::Handle,
 }
@@ -109,6 +110,7 @@ impl ModelPool {
                 registry,
                 store,
                 clear_device_cache: config.clear_cuda_cache,
+                memory_budget: config.memory_budget,
                 force_gc_after_request: config.force_gc_after_request,
                 runtime: tokio::runtime::Handle::current(),
             }),
@@ -287,9 +289,26 @@ impl PoolInner {
         let loader = Arc::clone(&state.spec.loader);
         let ctx = inner.ctx.clone();
         let span = tracing::Span::current();
+        let budget = inner.memory_budget;
+        let id = model.clone();
         let result = tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
-            loader.load(&ctx)
+            let engine = loader.load(&ctx)?;
+            // A model heavier than the whole budget would be evicted as soon as it is
+            // in the cache and loaded again by every request: refused instead.
+            let bytes = engine.memory_bytes();
+            match budget {
+                Some(budget) if bytes > budget => {
+                    drop(engine);
+                    listener::trim_heap();
+                    Err(crate::engine::EngineError::OverBudget {
+                        model: id,
+                        bytes,
+                        budget,
+                    })
+                }
+                _ => Ok(engine),
+            }
         })
         .await;
         match result {
