@@ -18,6 +18,19 @@ use voxpool::engine::{Registry, SynthRequest, TtsEngine};
 mod common;
 
 use common::tiny_turbo::{install_tiny_cloner, install_tiny_turbo, recording, FIXTURES};
+/// A server for the models in `dir`/models, its SQLite file `dir`/`db`.db; its URL.
+async fn serve(dir: &Path, db: &str, budget: Option<u64>) -> (voxpool::Server, String) {
+    let db = format!("sqlite://{}/{db}.db?mode=rwc", dir.display());
+    let mut config = Config::local(&db).unwrap();
+    config.models_dir = dir.join("models");
+    config.memory_budget = budget;
+    let server = voxpool::Server::start(config, Registry::builtin())
+        .await
+        .unwrap();
+    let base = format!("http://{}", server.addr());
+    (server, base)
+}
+
 /// Mel frames per speech token × samples per mel frame at 24 kHz.
 const SAMPLES_PER_TOKEN: usize = 2 * 480;
 
@@ -162,13 +175,7 @@ async fn chatterbox_turbo_speaks_through_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let models = dir.path().join("models");
     install_tiny_turbo(&models);
-    let db = format!("sqlite://{}/v.db?mode=rwc", dir.path().display());
-    let mut config = Config::local(&db).unwrap();
-    config.models_dir = models;
-    let server = voxpool::Server::start(config, Registry::builtin())
-        .await
-        .unwrap();
-    let base = format!("http://{}", server.addr());
+    let (server, base) = serve(dir.path(), "v", None).await;
     let client = reqwest::Client::new();
 
     let voices: Value = client
@@ -327,16 +334,6 @@ async fn both_engines_share_the_server_and_its_memory_budget() {
     let models = dir.path().join("models");
     install_tiny_turbo(&models);
     common::install_tiny_kokoro(&models);
-    let start = |budget: Option<u64>, db: &str| {
-        let mut config = Config::local(&format!(
-            "sqlite://{}/{db}.db?mode=rwc",
-            dir.path().display()
-        ))
-        .unwrap();
-        config.models_dir = models.clone();
-        config.memory_budget = budget;
-        voxpool::Server::start(config, Registry::builtin())
-    };
     let client = reqwest::Client::new();
     let speak = |base: String, model: &'static str, voice: &'static str| {
         let client = client.clone();
@@ -383,8 +380,7 @@ async fn both_engines_share_the_server_and_its_memory_budget() {
         }
     };
 
-    let server = start(None, "a").await.unwrap();
-    let base = format!("http://{}", server.addr());
+    let (server, base) = serve(dir.path(), "a", None).await;
     let (kokoro, turbo) = (
         speak(base.clone(), "kokoro", "tiny_a").await,
         speak(base.clone(), "chatterbox-turbo", "default").await,
@@ -405,8 +401,7 @@ async fn both_engines_share_the_server_and_its_memory_budget() {
 
     // A budget for the larger model and half the smaller one.
     let budget = k_bytes.max(c_bytes) + k_bytes.min(c_bytes) / 2;
-    let server = start(Some(budget), "b").await.unwrap();
-    let base = format!("http://{}", server.addr());
+    let (server, base) = serve(dir.path(), "b", Some(budget)).await;
     let evicted = |want: (bool, bool)| {
         let base = base.clone();
         async move {
@@ -442,13 +437,7 @@ async fn awkward_input_gets_audio_or_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let models = dir.path().join("models");
     install_tiny_turbo(&models);
-    let db = format!("sqlite://{}/v.db?mode=rwc", dir.path().display());
-    let mut config = Config::local(&db).unwrap();
-    config.models_dir = models;
-    let server = voxpool::Server::start(config, Registry::builtin())
-        .await
-        .unwrap();
-    let base = format!("http://{}", server.addr());
+    let (server, base) = serve(dir.path(), "v", None).await;
     let client = reqwest::Client::new();
     let long_word = "a".repeat(3000);
     let many_tags = "[laugh] [sigh] [clear throat] ".repeat(16);
@@ -527,13 +516,7 @@ async fn chatterbox_turbo_clones_voices_through_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let models = dir.path().join("models");
     let snap = install_tiny_turbo(&models);
-    let db = format!("sqlite://{}/v.db?mode=rwc", dir.path().display());
-    let mut config = Config::local(&db).unwrap();
-    config.models_dir = models;
-    let server = voxpool::Server::start(config, Registry::builtin())
-        .await
-        .unwrap();
-    let base = format!("http://{}", server.addr());
+    let (server, base) = serve(dir.path(), "v", None).await;
     let client = reqwest::Client::new();
     let create = |name: &'static str, sample: Vec<u8>| {
         let (client, base) = (client.clone(), base.clone());
