@@ -20,7 +20,12 @@
 //! | VoiceEncoder | [`voice_encoder_mel`] | 16 kHz clip | `[T, 40]`, `T = 1 + trimmed/160` |
 //!
 //! Every transform is a real FFT in f64 ([`PowerSpectrum`]), then the reference's
-//! filterbank and log; the reference itself works in f32.
+//! filterbank and log; the reference itself works in f32. These front-ends do not use
+//! the vocoders' [`Stft`](crate::engine::nn::stft::Stft): that one is a DFT as a
+//! matrix product over tensors, built for transforms of 16–20 points with a Hann window
+//! as long as the transform, and inverts them; these take 400–1920 points, windows
+//! shorter than the transform (Povey, Hamming), need only the power and run once per
+//! clip, where an FFT in f64 is the tool.
 
 use std::f64::consts::PI;
 
