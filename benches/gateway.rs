@@ -1,7 +1,8 @@
 //! Gateway overhead: requests/s and latency of `POST /v1/audio/speech` with the
 //! test engine, against calling the same engine (and WAV encoder) directly, in one
-//! run; the idle RSS of the real binary after start; and how late an idle model
-//! leaves after its deadline.
+//! run; what a worker process adds per request (the `tone` engine in the server's
+//! process against the same engine in its worker); the idle RSS of the real binary
+//! after start; and how late an idle model leaves after its deadline.
 //!
 //! Run: `cargo bench --bench gateway`.
 
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use test_engine::TestLoader;
 use voxpool::config::{Config, IdleTimeout};
+use voxpool::engine::tone::ToneLoader;
 use voxpool::engine::{LoadContext, Registry, SynthRequest};
 
 const TEXT: &str = "The quick brown fox jumps over the lazy dog.";
@@ -58,10 +60,21 @@ fn rss_kib(pid: u32) -> u64 {
 async fn start(timeout: IdleTimeout, dir: &tempfile::TempDir) -> voxpool::Server {
     let db = format!("sqlite://{}/bench.db?mode=rwc", dir.path().display());
     let mut config = Config::local(&db).expect("config");
+    config.worker_exe = Some(env!("CARGO_BIN_EXE_voxpool").into());
     config.unload_timeout = timeout;
     config.default_model = MODEL.into();
     let (spec, _) = TestLoader::spec(MODEL, 1 << 20);
-    voxpool::Server::start(config, Registry::builtin().with_model(spec))
+    let registry = Registry::builtin()
+        .with_model(spec)
+        .with_model(ToneLoader::spec(
+            "tone-here",
+            ToneLoader {
+                in_process: true,
+                ..ToneLoader::default()
+            },
+        ))
+        .with_model(ToneLoader::spec("tone-worker", ToneLoader::default()));
+    voxpool::Server::start(config, registry)
         .await
         .expect("server")
 }
@@ -100,8 +113,17 @@ fn direct(n: usize) -> Vec<Duration> {
 }
 
 async fn gateway(base: &str, n: usize, concurrency: usize) -> (Vec<Duration>, Duration) {
+    gateway_model(base, MODEL, n, concurrency).await
+}
+
+async fn gateway_model(
+    base: &str,
+    model: &str,
+    n: usize,
+    concurrency: usize,
+) -> (Vec<Duration>, Duration) {
     let client = reqwest::Client::new();
-    let body = json!({"model": MODEL, "input": TEXT, "voice": "alloy", "response_format": "wav"});
+    let body = json!({"model": model, "input": TEXT, "voice": "alloy", "response_format": "wav"});
     let per_worker = n / concurrency;
     let started = Instant::now();
     let mut workers = Vec::new();
@@ -232,6 +254,41 @@ fn main() {
             p50.as_secs_f64() / base_p50.as_secs_f64()
         );
     }
+    // The same engine in the server's process and in a worker, taking turns in
+    // rounds so a change of load falls on both.
+    let mut here = Vec::new();
+    let mut there = Vec::new();
+    rt.block_on(async {
+        for model in ["tone-here", "tone-worker"] {
+            gateway_model(&url, model, 100, 1).await;
+        }
+        for _ in 0..5 {
+            here.extend(gateway_model(&url, "tone-here", 200, 1).await.0);
+            there.extend(gateway_model(&url, "tone-worker", 200, 1).await.0);
+        }
+    });
+    here.sort();
+    there.sort();
+    println!(
+        "\n{:<28} {:>10} {:>10} {:>12}",
+        "tone engine, 1 client", "p50 µs", "p99 µs", "p50 ratio"
+    );
+    for (label, times) in [
+        ("in the server's process", &here),
+        ("in a worker process", &there),
+    ] {
+        println!(
+            "{:<28} {:>10.0} {:>10.0} {:>11.2}x",
+            label,
+            micros(percentile(times, 0.5)),
+            micros(percentile(times, 0.99)),
+            percentile(times, 0.5).as_secs_f64() / percentile(&here, 0.5).as_secs_f64()
+        );
+    }
+    println!(
+        "worker cost per warm request: {:+.3} ms at the median (goal ≤ 2 ms)",
+        (percentile(&there, 0.5).as_secs_f64() - percentile(&here, 0.5).as_secs_f64()) * 1e3
+    );
     rt.block_on(server.shutdown());
 
     match idle_rss_of_binary() {

@@ -76,6 +76,7 @@ async fn measure(label: &str, models: &Path, voice: &str, runs: usize) {
         dir.path().display()
     ))
     .unwrap();
+    config.worker_exe = Some(env!("CARGO_BIN_EXE_voxpool").into());
     config.models_dir = models.to_path_buf();
     let server = voxpool::Server::start(config, Registry::builtin())
         .await

@@ -97,6 +97,66 @@ pub enum Command {
     ///   voxpool cleanup --yes --models-dir /srv/models
     #[command(verbatim_doc_comment)]
     Cleanup(CleanupArgs),
+    /// One model in a process of its own, driven by a server over stdin/stdout
+    /// (started by `voxpool serve`, not by hand).
+    #[command(hide = true)]
+    Worker(WorkerArgs),
+}
+
+/// `voxpool worker`: what the server passes to a worker it starts.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// The engine to host (`kokoro`, `chatterbox-turbo`, `tone`).
+    #[arg(long)]
+    pub engine: String,
+    /// The model id the server knows it by (for logs and messages).
+    #[arg(long)]
+    pub model: String,
+    #[arg(long)]
+    pub models_dir: PathBuf,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    #[arg(long)]
+    pub t3_quant: Option<String>,
+    /// Engine options, `key=value`.
+    #[arg(long = "option")]
+    pub options: Vec<String>,
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+    #[arg(long, default_value = "text")]
+    pub log_format: String,
+}
+
+impl WorkerArgs {
+    /// The worker's engine and where it loads from.
+    pub fn resolve(
+        &self,
+    ) -> Result<(crate::engine::WorkerSpec, crate::engine::LoadContext), String> {
+        let device = DeviceSpec::parse(&self.device)?;
+        let t3_quant = match &self.t3_quant {
+            Some(q) => Some(q.parse().map_err(|e| format!("--t3-quant: {e}"))?),
+            None => None,
+        };
+        let options = self
+            .options
+            .iter()
+            .map(|o| {
+                o.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .ok_or_else(|| format!("--option {o:?}: expected key=value"))
+            })
+            .collect::<Result<_, _>>()?;
+        let spec = crate::engine::WorkerSpec {
+            engine: self.engine.clone(),
+            options,
+        };
+        let ctx = crate::engine::LoadContext {
+            models_dir: self.models_dir.clone(),
+            device,
+            t3_quant,
+        };
+        Ok((spec, ctx))
+    }
 }
 
 /// How to reach a running server.
@@ -503,6 +563,9 @@ pub struct Config {
     pub synthesis_timeout: Option<std::time::Duration>,
     /// `VOXPOOL_VOICES_DIR`: where `POST /load_voice` may read from.
     pub voices_dir: Option<PathBuf>,
+    /// The voxpool binary that runs worker processes; `None`: this executable.
+    /// (A program that embeds the server, such as a test, names the binary.)
+    pub worker_exe: Option<PathBuf>,
 }
 
 /// Per-model admission limits (`MODEL_MAX_CONCURRENCY`, `MODEL_MAX_QUEUE`).
@@ -648,6 +711,7 @@ impl Config {
                 .voices_dir
                 .clone()
                 .filter(|d| !d.as_os_str().is_empty()),
+            worker_exe: None,
         })
     }
 

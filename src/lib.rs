@@ -15,6 +15,7 @@ pub mod pool;
 pub mod store;
 pub mod telemetry;
 pub mod text;
+pub mod worker;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -9,6 +9,7 @@ fn main() -> ExitCode {
     voxpool::engine::nn::quiet_idle_workers();
     let cli = Cli::parse();
     match cli.command {
+        Some(Command::Worker(args)) => voxpool::worker::host::main(&args),
         Some(Command::Openapi) => {
             println!("{}", voxpool::api::spec_json());
             ExitCode::SUCCESS
@@ -108,6 +109,8 @@ where
 }
 
 fn serve(args: &voxpool::config::ServeArgs) -> ExitCode {
+    // The models run in worker processes; this one routes and encodes.
+    voxpool::pool::few_heap_arenas();
     let config = match Config::from_args(args) {
         Ok(c) => c,
         Err(e) => {

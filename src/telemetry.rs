@@ -5,7 +5,8 @@
 //! `time_to_first_audio_seconds{model}` (histograms), `model_loads_total{model,result}`,
 //! `model_load_seconds{model}` (histogram), `model_unloads_total{model}`,
 //! `models_loaded_bytes{model}` and `leases_in_flight{model}` (gauges),
-//! `rate_limited_total`.
+//! `rate_limited_total`, `worker_crashes_total{model}` (workers that ended on
+//! their own) and `gateway_resident_bytes` (the server process's own memory).
 
 use std::sync::OnceLock;
 

@@ -509,6 +509,8 @@ async fn the_same_server_runs_on_postgres() {
 #[tokio::test]
 async fn phonemize_and_speak_phonemes() {
     let srv = start().await;
+    // The phonemizer runs in Kokoro's worker: a tiny checkpoint is enough.
+    common::install_tiny_kokoro(&srv.dir.path().join("models"));
     let (code, body) = srv
         .post(
             "/v1/audio/phonemize",

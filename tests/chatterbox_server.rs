@@ -22,6 +22,7 @@ use common::tiny_turbo::{install_tiny_cloner, install_tiny_turbo, recording, FIX
 async fn serve(dir: &Path, db: &str, budget: Option<u64>) -> (voxpool::Server, String) {
     let db = format!("sqlite://{}/{db}.db?mode=rwc", dir.display());
     let mut config = Config::local(&db).unwrap();
+    config.worker_exe = Some(env!("CARGO_BIN_EXE_voxpool").into());
     config.models_dir = dir.join("models");
     config.memory_budget = budget;
     let server = voxpool::Server::start(config, Registry::builtin())
@@ -381,6 +382,19 @@ async fn both_engines_share_the_server_and_its_memory_budget() {
     };
 
     let (server, base) = serve(dir.path(), "a", None).await;
+    // Each model's memory as the budget counts it: its worker, measured once loaded.
+    for model in ["kokoro", "chatterbox-turbo"] {
+        let resp = reqwest::Client::new()
+            .post(format!("{base}/model/load"))
+            .json(&json!({ "model": model }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let (k_loaded, c_loaded, k_bytes, c_bytes) = loaded(base.clone()).await;
+    assert!(k_loaded && c_loaded);
+    assert!(k_bytes > 0 && c_bytes > 0);
     let (kokoro, turbo) = (
         speak(base.clone(), "kokoro", "tiny_a").await,
         speak(base.clone(), "chatterbox-turbo", "default").await,
@@ -394,9 +408,6 @@ async fn both_engines_share_the_server_and_its_memory_budget() {
     for (i, audio) in together.iter().enumerate() {
         assert_eq!(audio, [&kokoro, &turbo][i % 2], "request {i}");
     }
-    let (k_loaded, c_loaded, k_bytes, c_bytes) = loaded(base.clone()).await;
-    assert!(k_loaded && c_loaded);
-    assert!(k_bytes > 0 && c_bytes > 0);
     server.shutdown().await;
 
     // A budget for the larger model and half the smaller one.

@@ -22,6 +22,7 @@ async fn kokoro_speaks_through_the_server() {
     install_tiny_model(&models);
     let db = format!("sqlite://{}/v.db?mode=rwc", dir.path().display());
     let mut config = Config::local(&db).unwrap();
+    config.worker_exe = Some(env!("CARGO_BIN_EXE_voxpool").into());
     config.models_dir = models.clone();
     let server = voxpool::Server::start(config, Registry::builtin())
         .await
@@ -126,15 +127,21 @@ async fn kokoro_speaks_through_the_server() {
     assert_eq!(status["model_loaded"], true);
     assert_eq!(status["available_languages"], json!(["a", "b"]));
 
-    // Unloading the model also drops the G2P tables it used (this binary's other
+    // The model, and the G2P tables it used, live in its worker: this process (the
+    // server) never built them, and the unload ends the worker (this binary's other
     // tests do not phonemize in-process).
-    assert!(voxpool::text::g2p::is_built("a"));
+    assert!(!voxpool::text::g2p::is_built("a"));
+    let worker = status["worker_pid"].as_u64().expect("a worker pid");
+    assert!(std::path::Path::new(&format!("/proc/{worker}")).exists());
     let resp = client
         .post(format!("{base}/model/unload"))
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
+    let ended = std::fs::read_to_string(format!("/proc/{worker}/stat"))
+        .map_or(true, |stat| stat.contains(") Z "));
+    assert!(ended, "worker {worker} still running after the unload");
     assert!(!voxpool::text::g2p::is_built("a") && !voxpool::text::g2p::is_built("b"));
     server.shutdown().await;
 }
@@ -149,6 +156,7 @@ async fn voices_are_listed_from_the_files_without_loading_the_model() {
     std::fs::copy(voices.join("tiny_a.pt"), voices.join("af_heart.pt")).unwrap();
     let db = format!("sqlite://{}/v.db?mode=rwc", dir.path().display());
     let mut config = Config::local(&db).unwrap();
+    config.worker_exe = Some(env!("CARGO_BIN_EXE_voxpool").into());
     config.models_dir = models.clone();
     let server = voxpool::Server::start(config, Registry::builtin())
         .await

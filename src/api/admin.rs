@@ -39,6 +39,17 @@ pub struct ModelLifecycle {
     /// Why the last load failed, if it did.
     #[oai(nullable)]
     pub last_error: Option<String>,
+    /// The process the model runs in while loaded (each model has its own).
+    #[oai(nullable)]
+    pub worker_pid: Option<u32>,
+}
+
+/// The server's own process, which holds no model.
+#[derive(Object)]
+pub struct GatewayStatus {
+    pub pid: u32,
+    /// Resident memory of the server process, bytes.
+    pub rss_bytes: u64,
 }
 
 /// `GET /model/status`: the seed's eight fields for the selected model, then additions.
@@ -63,8 +74,12 @@ pub struct StatusResponse {
     pub last_load_seconds: Option<f64>,
     #[oai(nullable)]
     pub last_error: Option<String>,
+    /// The worker process of the model, while loaded.
+    #[oai(nullable)]
+    pub worker_pid: Option<u32>,
     /// Every model of the pool.
     pub models: Vec<ModelLifecycle>,
+    pub gateway: GatewayStatus,
 }
 
 /// Selects a model; the default model when absent.
@@ -104,6 +119,7 @@ impl From<&ModelStatus> for ModelLifecycle {
             last_load_seconds: s.last_load_seconds,
             available_languages: s.languages.clone(),
             last_error: s.last_error.clone(),
+            worker_pid: s.worker_pid,
         }
     }
 }
@@ -140,12 +156,17 @@ impl AdminApi {
             .find(|s| s.model == id)
             .map(ModelLifecycle::from)
             .ok_or_else(|| ApiError::internal("-"))?;
+        // What the workers hold on the device (models in this process count their
+        // own bytes when on an accelerator).
         let on_device = state.config.device.is_accelerator();
-        let device_bytes: u64 = if on_device {
-            all.iter().map(|s| s.memory_bytes).sum()
-        } else {
-            0
-        };
+        let device_bytes: u64 = all
+            .iter()
+            .map(|s| match s.worker_pid {
+                Some(_) => s.device_bytes,
+                None if on_device => s.memory_bytes,
+                None => 0,
+            })
+            .sum();
         Ok(Json(StatusResponse {
             model_loaded: me.model_loaded,
             device: state.config.device.to_string(),
@@ -160,7 +181,12 @@ impl AdminApi {
             in_flight: me.in_flight,
             last_load_seconds: me.last_load_seconds,
             last_error: me.last_error,
+            worker_pid: me.worker_pid,
             models: all.iter().map(ModelLifecycle::from).collect(),
+            gateway: GatewayStatus {
+                pid: std::process::id(),
+                rss_bytes: crate::worker::protocol::rss_of(None),
+            },
         }))
     }
 

@@ -277,13 +277,20 @@ impl From<EngineError> for ApiError {
                 Self::not_found(Some("voice"), "voice_not_found", err.to_string())
             }
             EngineError::InvalidInput(_) => Self::invalid(Some("input"), err.to_string()),
-            EngineError::Unsupported { param, .. } => Self::invalid(Some(param), err.to_string()),
+            EngineError::Unsupported { param, .. } => {
+                Self::invalid(Some(param.as_ref()), err.to_string())
+            }
+            // The next request starts a new worker.
+            EngineError::Worker { .. } => {
+                tracing::warn!(error = %err, "request failed with its worker");
+                Self::unavailable(err.to_string(), Some(Duration::from_secs(1)))
+            }
             EngineError::FilesMissing { .. }
             | EngineError::NotBuilt { .. }
             | EngineError::BadFile { .. }
             | EngineError::Device { .. }
             | EngineError::OverBudget { .. } => Self::unavailable(err.to_string(), None),
-            EngineError::Synthesis(_) => {
+            EngineError::Synthesis(_) | EngineError::Panicked => {
                 tracing::error!(error = %err, "synthesis failed");
                 Self::internal("-")
             }

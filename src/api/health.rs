@@ -43,6 +43,8 @@ impl HealthApi {
     /// Prometheus metrics in the text exposition format (names in `src/telemetry.rs`).
     #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
     async fn metrics(&self) -> PlainText<String> {
+        metrics::gauge!("voxpool_gateway_resident_bytes")
+            .set(crate::worker::protocol::rss_of(None) as f64);
         PlainText(crate::telemetry::handle().render())
     }
 }

@@ -18,7 +18,9 @@ use super::error::ApiError;
 use super::{ApiTags, AppState};
 use crate::audio::{self, AudioFormat};
 use crate::engine::kokoro::vocab;
-use crate::engine::{synthesize_all, ClonedVoice, EngineError, OPENAI_ALIASES};
+use crate::engine::{
+    AudioChunk, ChunkSink, ClonedVoice, EngineError, SpeechJob, TtsEngine, OPENAI_ALIASES,
+};
 use crate::store::NewUsage;
 use crate::text::{g2p, split_sentences};
 
@@ -554,33 +556,38 @@ impl PhonemizeApi {
     )]
     async fn phonemize(
         &self,
+        state: Data<&Arc<AppState>>,
         body: Json<PhonemizeRequest>,
     ) -> Result<Json<PhonemizeResponse>, ApiError> {
         let language = body.0.language.unwrap_or_else(|| "a".into());
+        if !g2p::LANGUAGES.contains(&language.as_str()) {
+            return Err(ApiError::invalid(
+                Some("language"),
+                g2p::TextError::UnsupportedLanguage(language).to_string(),
+            ));
+        }
         let input = body.0.input;
-        let phonemes = tokio::task::spawn_blocking(move || g2p::phonemize(&input, &language))
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "phonemizer task failed");
-                ApiError::internal("-")
-            })?
-            .map_err(|e| match e {
-                g2p::TextError::UnsupportedLanguage(_) => {
-                    ApiError::invalid(Some("language"), e.to_string())
-                }
-                g2p::TextError::Empty => ApiError::invalid(Some("input"), e.to_string()),
-            })?;
+        // The phonemizer's tables belong to Kokoro and live in its worker.
+        let lease = state.pool.lease(PHONEMIZER_MODEL).await?;
+        let phonemes =
+            tokio::task::spawn_blocking(move || lease.engine().phonemize(&input, &language))
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "phonemizer task failed");
+                    ApiError::internal("-")
+                })?
+                .map_err(ApiError::from)?;
         let tokens =
             crate::engine::kokoro::vocab::encode(crate::engine::kokoro::vocab::v1_0(), &phonemes)
-                .unwrap_or_else(|_| {
-                    crate::engine::kokoro::vocab::v1_0();
-                    Vec::new()
-                });
+                .unwrap_or_default();
         Ok(Json(PhonemizeResponse { phonemes, tokens }))
     }
 }
 
 pub struct PhonemizeApi;
+
+/// The model whose engine phonemizes.
+const PHONEMIZER_MODEL: &str = "kokoro";
 
 /// Lease the model, then speak sentence by sentence on a blocking thread, encoding
 /// as it goes: the request path without HTTP. The response is returned once the first
@@ -604,17 +611,7 @@ async fn speak(
     let admitted = state.admit(model, peer).await?;
     let lease = state.pool.lease(model).await?;
     if cloned.is_none() && !lease.engine().accepts_voice(&params.voice) {
-        let mut some = lease.engine().voices();
-        some.truncate(8);
-        return Err(ApiError::not_found(
-            Some("voice"),
-            "voice_not_found",
-            format!(
-                "Voice '{}' is not available for model {model}; available voices include: {}",
-                params.voice,
-                some.join(", ")
-            ),
-        ));
+        return Err(unknown_voice(model, &params.voice, lease.engine()));
     }
     let (voice, speed, format, phonemes) = (
         params.voice.clone(),
@@ -659,56 +656,82 @@ async fn speak(
             }
             outcome
         };
-        for (i, text) in chunks.iter().enumerate() {
-            // A panic in an engine fails this request only; the model is reloaded
-            // for the next ones in case the panic left it in a bad state.
-            let spoken = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                synthesize_all(
-                    engine,
-                    std::slice::from_ref(text),
-                    &voice,
-                    speed,
-                    phonemes,
-                    cloned.as_ref(),
-                )
-            }))
-            .unwrap_or_else(|_| {
-                tracing::error!("the engine panicked; the model will be reloaded");
-                let (pool, model) = (pool.clone(), model_label.clone());
-                tokio::runtime::Handle::current().spawn(async move {
-                    let _ = pool.unload(&model).await;
-                });
-                Err(EngineError::Synthesis("the engine panicked".into()))
-            });
-            // The time limit is checked where more sentences would follow: before
-            // anything is sent it is a 504, later the stream is cut.
-            let more = i + 1 < chunks.len();
-            if let Some(limit) = time_limit.filter(|l| more && synthesis_started.elapsed() > *l) {
-                tracing::warn!(
-                    limit_s = limit.as_secs(),
-                    "synthesis stopped at its time limit"
-                );
-                let _ = tx.blocking_send(Err(ApiError::timeout(limit)));
-                return outcome(samples, 504);
-            }
-            let bytes = spoken.map_err(ApiError::from).and_then(|audio| {
-                samples += audio.samples.len();
-                encoder.push(&audio.samples).map_err(ApiError::from)
-            });
-            match bytes {
-                Ok(bytes) if bytes.is_empty() => {}
-                Ok(bytes) => {
-                    if tx.blocking_send(Ok(bytes)).is_err() {
-                        tracing::info!("client went away; synthesis stopped");
-                        return outcome(samples, 499);
+        let job = SpeechJob {
+            chunks,
+            voice,
+            speed,
+            phonemes,
+            cloned,
+        };
+        let total = job.chunks.len();
+        let mut spoken_chunks = 0usize;
+        // Set when the sink stops the job: the status the request ends with.
+        let mut ended: Option<u16> = None;
+        // A panic in an engine in this process fails this request only (one in a
+        // worker comes back as `Panicked`); the model is reloaded for the next
+        // ones in case the panic left it in a bad state.
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut sink = ClientSink {
+                client: &tx,
+                on_chunk: |chunk: Result<AudioChunk, EngineError>| {
+                    spoken_chunks += 1;
+                    // The time limit is checked where more sentences would follow:
+                    // before anything is sent it is a 504, later the stream is cut.
+                    let more = spoken_chunks < total;
+                    if let Some(limit) =
+                        time_limit.filter(|l| more && synthesis_started.elapsed() > *l)
+                    {
+                        tracing::warn!(
+                            limit_s = limit.as_secs(),
+                            "synthesis stopped at its time limit"
+                        );
+                        let _ = tx.blocking_send(Err(ApiError::timeout(limit)));
+                        ended = Some(504);
+                        return false;
                     }
-                }
-                Err(e) => {
-                    let status = error_status(&e);
-                    let _ = tx.blocking_send(Err(e));
-                    return outcome(samples, status);
-                }
-            }
+                    let bytes = chunk
+                        .map_err(|e| speech_error(e, &pool, &model_label, &job.voice, engine))
+                        .and_then(|audio| {
+                            samples += audio.samples.len();
+                            encoder.push(&audio.samples).map_err(ApiError::from)
+                        });
+                    match bytes {
+                        Ok(bytes) if bytes.is_empty() => {}
+                        Ok(bytes) => {
+                            if tx.blocking_send(Ok(bytes)).is_err() {
+                                tracing::info!("client went away; synthesis stopped");
+                                ended = Some(499);
+                                return false;
+                            }
+                        }
+                        Err(e) => {
+                            ended = Some(error_status(&e));
+                            let _ = tx.blocking_send(Err(e));
+                            return false;
+                        }
+                    }
+                    true
+                },
+            };
+            engine.synthesize_each(&job, &mut sink);
+        }));
+        if ended.is_none() && tx.is_closed() {
+            tracing::info!("client went away; synthesis stopped");
+            ended = Some(499);
+        }
+        if ran.is_err() {
+            let e = speech_error(
+                EngineError::Panicked,
+                &pool,
+                &model_label,
+                &job.voice,
+                engine,
+            );
+            ended = Some(error_status(&e));
+            let _ = tx.blocking_send(Err(e));
+        }
+        if let Some(status) = ended {
+            return outcome(samples, status);
         }
         match encoder.finish() {
             Ok(bytes) => {
@@ -767,6 +790,60 @@ async fn speak(
         SpeechResponse::Audio(AudioBody::new(format, Body::from_bytes_stream(body))),
         done,
     ))
+}
+
+/// A speech request's audio on its way to the client: each chunk is encoded and
+/// sent by `on_chunk`; the job is wanted while the client still listens.
+struct ClientSink<'a, F> {
+    client: &'a tokio::sync::mpsc::Sender<Result<Vec<u8>, ApiError>>,
+    on_chunk: F,
+}
+
+impl<F: FnMut(Result<AudioChunk, EngineError>) -> bool> ChunkSink for ClientSink<'_, F> {
+    fn send(&mut self, chunk: Result<AudioChunk, EngineError>) -> bool {
+        (self.on_chunk)(chunk)
+    }
+
+    fn wanted(&self) -> bool {
+        !self.client.is_closed()
+    }
+}
+
+/// 404 for a voice the model does not have, naming some it has.
+fn unknown_voice(model: &str, voice: &str, engine: &dyn TtsEngine) -> ApiError {
+    let mut some = engine.voices();
+    some.truncate(8);
+    ApiError::not_found(
+        Some("voice"),
+        "voice_not_found",
+        format!(
+            "Voice '{voice}' is not available for model {model}; available voices include: {}",
+            some.join(", ")
+        ),
+    )
+}
+
+/// What a failed chunk answers. A panic also has the model reloaded: the engine
+/// may be left in a bad state.
+fn speech_error(
+    error: EngineError,
+    pool: &crate::pool::ModelPool,
+    model: &str,
+    voice: &str,
+    engine: &dyn TtsEngine,
+) -> ApiError {
+    match error {
+        EngineError::UnknownVoice { .. } => unknown_voice(model, voice, engine),
+        EngineError::Panicked => {
+            tracing::error!("the engine panicked; the model will be reloaded");
+            let (pool, model) = (pool.clone(), model.to_string());
+            tokio::runtime::Handle::current().spawn(async move {
+                let _ = pool.unload(&model).await;
+            });
+            ApiError::from(error)
+        }
+        other => ApiError::from(other),
+    }
 }
 
 /// Output tokens reported in SSE `usage`: one per 20 ms of audio.

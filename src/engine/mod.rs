@@ -7,8 +7,12 @@ pub mod chatterbox;
 pub mod kokoro;
 pub mod nn;
 mod registry;
+pub mod tone;
 
-pub use registry::{EngineLoader, LoadContext, ModelSpec, Registry, OPENAI_ALIASES};
+pub use registry::{
+    find_model_file, size_of_files, EngineLoader, LoadContext, ModelSpec, Registry, WorkerSpec,
+    OPENAI_ALIASES,
+};
 
 /// One chunk of text to speak.
 #[derive(Debug, Clone, Copy)]
@@ -26,11 +30,39 @@ pub struct SynthRequest<'a> {
 
 /// A voice cloned from a reference recording: the conditioning its model computed
 /// once, as [`TtsEngine::clone_voice`] returned it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ClonedVoice {
     /// The stored voice's id (`voice_…`), or `current` for the server's current voice.
     pub id: String,
     pub conditioning: std::sync::Arc<[u8]>,
+}
+
+/// A whole speech request: its chunks (sentences) spoken in order with one voice.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SpeechJob {
+    pub chunks: Vec<String>,
+    pub voice: String,
+    pub speed: f32,
+    pub phonemes: bool,
+    pub cloned: Option<ClonedVoice>,
+}
+
+/// Where the audio of a [`SpeechJob`] goes, one chunk at a time.
+pub trait ChunkSink {
+    /// Take one chunk's audio (or the error that ends the job); `false` when no
+    /// more is wanted (the client left, the time limit passed).
+    fn send(&mut self, chunk: Result<AudioChunk, EngineError>) -> bool;
+    /// Whether the job is still wanted while a chunk is being made (the client is
+    /// still there); an engine that can stop early asks.
+    fn wanted(&self) -> bool {
+        true
+    }
+}
+
+impl<F: FnMut(Result<AudioChunk, EngineError>) -> bool> ChunkSink for F {
+    fn send(&mut self, chunk: Result<AudioChunk, EngineError>) -> bool {
+        self(chunk)
+    }
 }
 
 /// Mono audio produced by an engine.
@@ -74,8 +106,35 @@ pub trait TtsEngine: Send + Sync {
     ) -> Result<Vec<u8>, EngineError> {
         let _ = clip;
         Err(EngineError::Unsupported {
-            param: "model",
+            param: "model".into(),
             message: "This model cannot clone voices; use chatterbox-turbo".into(),
+        })
+    }
+    /// Speak every chunk of `job` in order, handing each chunk's audio to `sink` as
+    /// soon as it exists; stops after an error or when `sink` returns `false`. An
+    /// engine in a worker process overrides it to run the whole job there.
+    fn synthesize_each(&self, job: &SpeechJob, sink: &mut dyn ChunkSink) {
+        for text in &job.chunks {
+            let spoken = self.synthesize(&SynthRequest {
+                text,
+                voice: &job.voice,
+                speed: job.speed,
+                phonemes: job.phonemes,
+                cloned: job.cloned.as_ref(),
+            });
+            let failed = spoken.is_err();
+            if !sink.send(spoken) || failed {
+                return;
+            }
+        }
+    }
+    /// Text to phonemes in the engine's alphabet, for `language` (Kokoro's letters).
+    /// Models that read plain text only refuse.
+    fn phonemize(&self, text: &str, language: &str) -> Result<String, EngineError> {
+        let _ = (text, language);
+        Err(EngineError::Unsupported {
+            param: "model".into(),
+            message: "This model reads plain text; phonemes are for kokoro".into(),
         })
     }
     /// Free the weights; with `release_device_cache`, also give the device allocator's
@@ -113,8 +172,8 @@ pub fn synthesize_all(
     })
 }
 
-/// What can go wrong loading or running an engine.
-#[derive(Debug, Clone, thiserror::Error)]
+/// What can go wrong loading or running an engine. Crosses the worker protocol as is.
+#[derive(Debug, Clone, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum EngineError {
     /// The weights are not on disk; `voxpool pull` fetches them.
     #[error("Model files not found in cache. Run: voxpool pull {model}")]
@@ -134,12 +193,19 @@ pub enum EngineError {
     /// A request option this engine cannot honour (`param` names it).
     #[error("{message}")]
     Unsupported {
-        param: &'static str,
+        param: std::borrow::Cow<'static, str>,
         message: String,
     },
     /// The input cannot be spoken (e.g. nothing pronounceable).
     #[error("{0}")]
     InvalidInput(String),
+    /// The engine panicked (a bug); the model is reloaded for the next requests.
+    #[error("synthesis failed: the engine panicked")]
+    Panicked,
+    /// The model's worker process could not start, or ended (crash, signal, out of
+    /// memory) while it had work.
+    #[error("The {model} worker process {reason}")]
+    Worker { model: String, reason: String },
     /// Anything else that failed inside the model.
     #[error("synthesis failed: {0}")]
     Synthesis(String),

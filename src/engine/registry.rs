@@ -33,14 +33,54 @@ impl LoadContext {
     }
 }
 
+/// How a worker process hosts a model: the engine it builds (`voxpool worker
+/// --engine`) and that engine's options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerSpec {
+    pub engine: String,
+    pub options: Vec<(String, String)>,
+}
+
+impl WorkerSpec {
+    pub fn new(engine: &str) -> Self {
+        Self {
+            engine: engine.to_string(),
+            options: Vec::new(),
+        }
+    }
+
+    /// The loader a worker process uses for `engine`.
+    pub fn loader(&self) -> Result<Box<dyn EngineLoader>, String> {
+        match self.engine.as_str() {
+            "kokoro" => Ok(Box::new(super::kokoro::engine::KokoroLoader)),
+            "chatterbox-turbo" => Ok(Box::new(super::chatterbox::tts_turbo::TurboLoader)),
+            "tone" => super::tone::ToneLoader::from_options(&self.options)
+                .map(|l| Box::new(l) as Box<dyn EngineLoader>),
+            other => Err(format!("no engine named {other:?}")),
+        }
+    }
+}
+
 /// Builds an engine from files on disk. Runs on a blocking thread.
 pub trait EngineLoader: Send + Sync {
+    /// Build the engine in this process.
     fn load(&self, ctx: &LoadContext) -> Result<Box<dyn TtsEngine>, EngineError>;
+    /// The worker process the server runs this model in; `None` loads it in the
+    /// server's own process (models an embedding program registers itself).
+    fn worker(&self) -> Option<WorkerSpec> {
+        None
+    }
     /// The voices the model's files on disk offer, found without loading the model
     /// (what `voices()` of the loaded engine lists); empty when the files are missing.
     fn builtin_voices(&self, ctx: &LoadContext) -> Vec<String> {
         let _ = ctx;
         Vec::new()
+    }
+    /// Bytes of the files a load reads, found without loading: what the pool makes
+    /// room for under `MODEL_MEMORY_BUDGET` before it loads. 0 when unknown.
+    fn file_bytes(&self, ctx: &LoadContext) -> u64 {
+        let _ = ctx;
+        0
     }
     /// Whether the model's engine clones voices ([`TtsEngine::clone_voice`]).
     fn clones_voices(&self) -> bool {
@@ -140,6 +180,22 @@ impl Registry {
         };
         self.models.iter().find(|m| m.id == id)
     }
+}
+
+/// Total size of `paths` that exist (files, or the files directly in a folder).
+pub fn size_of_files<'a>(paths: impl IntoIterator<Item = &'a Path>) -> u64 {
+    paths
+        .into_iter()
+        .map(|p| match std::fs::read_dir(p) {
+            Ok(entries) => entries
+                .filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum(),
+            Err(_) => std::fs::metadata(p).map_or(0, |m| m.len()),
+        })
+        .sum()
 }
 
 /// Look for `file` in the Hugging Face cache layout (`models--org--name/snapshots/*/`)

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use super::state::{idle_remaining, ModelState};
 use super::PoolInner;
 use crate::engine::TtsEngine;
+use crate::worker::WorkerHandle;
 
 /// Why a model leaves the pool when it is removed explicitly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +18,8 @@ pub enum UnloadCause {
     Requested = 1,
     AfterRequest = 2,
     Shutdown = 3,
+    WorkerEnded = 4,
+    Budget = 5,
 }
 
 impl UnloadCause {
@@ -24,6 +27,8 @@ impl UnloadCause {
         match v {
             2 => Self::AfterRequest,
             3 => Self::Shutdown,
+            4 => Self::WorkerEnded,
+            5 => Self::Budget,
             _ => Self::Requested,
         }
     }
@@ -33,6 +38,8 @@ impl UnloadCause {
             Self::Requested => "Unloading model on request",
             Self::AfterRequest => "Unloading model after request (idle timeout is 0)",
             Self::Shutdown => "Unloading model at shutdown",
+            Self::WorkerEnded => "Unloading model: its worker process ended",
+            Self::Budget => "Unloading model to stay within MODEL_MEMORY_BUDGET",
         }
     }
 }
@@ -42,6 +49,8 @@ impl UnloadCause {
 pub struct Loaded {
     pub(crate) state: Arc<ModelState>,
     engine: Option<Box<dyn TtsEngine>>,
+    /// The worker process the engine runs in, if it does.
+    worker: Option<WorkerHandle>,
     memory_bytes: u64,
     leases: AtomicUsize,
     cause: AtomicU8,
@@ -53,6 +62,7 @@ pub struct Loaded {
 impl Loaded {
     pub(crate) fn new(
         engine: Box<dyn TtsEngine>,
+        worker: Option<WorkerHandle>,
         state: Arc<ModelState>,
         clear_device_cache: bool,
     ) -> Self {
@@ -61,6 +71,7 @@ impl Loaded {
         Self {
             state,
             engine: Some(engine),
+            worker,
             memory_bytes,
             leases: AtomicUsize::new(0),
             cause: AtomicU8::new(UnloadCause::Requested as u8),
@@ -77,6 +88,10 @@ impl Loaded {
 
     pub fn memory_bytes(&self) -> u64 {
         self.memory_bytes
+    }
+
+    pub fn worker(&self) -> Option<&WorkerHandle> {
+        self.worker.as_ref()
     }
 
     pub fn leases(&self) -> usize {

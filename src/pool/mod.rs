@@ -21,12 +21,12 @@ use moka::policy::EvictionPolicy;
 use tracing::{info, instrument, warn, Instrument};
 
 pub use error::{LoadError, PoolError};
-pub use listener::trim_heap;
+pub use listener::{few_heap_arenas, trim_heap};
 pub use loaded::{Lease, UnloadCause};
 pub use state::{idle_remaining, Admitted, IdleClock, ModelState, QueueFull};
 
 use crate::config::{Config, IdleTimeout};
-use crate::engine::{LoadContext, Registry};
+use crate::engine::{LoadContext, Registry, TtsEngine};
 use crate::store::Store;
 use loaded::Loaded;
 
@@ -46,6 +46,10 @@ pub struct ModelStatus {
     pub last_load_seconds: Option<f64>,
     pub languages: Vec<String>,
     pub last_error: Option<String>,
+    /// The process the model runs in, when it runs in a worker.
+    pub worker_pid: Option<u32>,
+    /// Bytes the model holds on an accelerator (0 on the CPU).
+    pub device_bytes: u64,
 }
 
 /// Cheap to clone; all clones share one pool.
@@ -64,6 +68,10 @@ pub(crate) struct PoolInner {
     memory_budget: Option<u64>,
     pub(crate) force_gc_after_request: bool,
     pub(crate) runtime: tokio::runtime::Handle,
+    /// The binary worker processes run; `None` loads every model in this process.
+    worker_exe: Option<std::path::PathBuf>,
+    log_level: String,
+    log_json: bool,
 }
 
 impl ModelPool {
@@ -113,6 +121,12 @@ impl ModelPool {
                 memory_budget: config.memory_budget,
                 force_gc_after_request: config.force_gc_after_request,
                 runtime: tokio::runtime::Handle::current(),
+                worker_exe: config
+                    .worker_exe
+                    .clone()
+                    .or_else(|| std::env::current_exe().ok()),
+                log_level: config.log_level.clone(),
+                log_json: config.log_format == crate::config::LogFormat::Json,
             }),
         })
     }
@@ -252,6 +266,20 @@ impl ModelPool {
             Some(l) => l.engine().languages(),
             None => state.spec.languages.clone(),
         };
+        // A worker's figures are its own, measured now.
+        let worker = loaded.as_ref().and_then(|l| l.worker().cloned());
+        drop(loaded);
+        let (memory_bytes, device_bytes, worker_pid) = match worker {
+            Some(w) => {
+                let memory = w.memory().await;
+                (
+                    memory.rss_bytes + memory.device_bytes,
+                    memory.device_bytes,
+                    Some(w.pid()),
+                )
+            }
+            None => (state.resident_bytes(), 0, None),
+        };
         // "Loaded" means holding memory: a model stays loaded until its weights are
         // really freed, even after it left the cache.
         Ok(ModelStatus {
@@ -261,10 +289,12 @@ impl ModelPool {
             timeout: state.timeout(),
             idle_seconds: state.clock.idle_for(Instant::now()).as_secs_f64(),
             in_flight: state.in_flight(),
-            memory_bytes: state.resident_bytes(),
+            memory_bytes,
             last_load_seconds: state.last_load_seconds(),
             languages,
             last_error: state.last_error(),
+            worker_pid,
+            device_bytes,
         })
     }
 
@@ -288,31 +318,61 @@ impl PoolInner {
         let started = Instant::now();
         let loader = Arc::clone(&state.spec.loader);
         let ctx = inner.ctx.clone();
-        let span = tracing::Span::current();
         let budget = inner.memory_budget;
-        let id = model.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
-            let engine = loader.load(&ctx)?;
-            // A model heavier than the whole budget would be evicted as soon as it is
-            // in the cache and loaded again by every request: refused instead.
-            let bytes = engine.memory_bytes();
-            match budget {
-                Some(budget) if bytes > budget => {
-                    drop(engine);
-                    listener::trim_heap();
-                    Err(crate::engine::EngineError::OverBudget {
-                        model: id,
-                        bytes,
-                        budget,
-                    })
-                }
-                _ => Ok(engine),
+        inner.make_room(&model, &loader).await;
+        let result = match (loader.worker(), &inner.worker_exe) {
+            (Some(spec), Some(exe)) => {
+                let launch = crate::worker::Launch {
+                    exe: exe.clone(),
+                    model: model.clone(),
+                    spec,
+                    ctx,
+                    log_level: inner.log_level.clone(),
+                    log_json: inner.log_json,
+                    on_exit: Self::exit_notice(&inner, &model),
+                };
+                crate::worker::WorkerEngine::spawn(launch)
+                    .await
+                    .map(|(engine, handle)| (Box::new(engine) as Box<dyn TtsEngine>, Some(handle)))
             }
-        })
-        .await;
+            _ => {
+                let span = tracing::Span::current();
+                tokio::task::spawn_blocking(move || {
+                    let _entered = span.enter();
+                    loader.load(&ctx)
+                })
+                .await
+                .unwrap_or_else(|join_error| {
+                    warn!(model = %model, "Model loader crashed: {join_error}");
+                    Err(crate::engine::EngineError::Worker {
+                        model: model.clone(),
+                        reason: "loader crashed; see the server log".into(),
+                    })
+                })
+                .map(|engine| (engine, None))
+            }
+        };
+        // A model heavier than the whole budget would be evicted as soon as it is
+        // in the cache and loaded again by every request: refused instead.
+        let result = match (result, budget) {
+            (Ok((engine, _)), Some(budget)) if engine.memory_bytes() > budget => {
+                let bytes = engine.memory_bytes();
+                tokio::task::spawn_blocking(move || {
+                    engine.unload(false);
+                    listener::trim_heap();
+                })
+                .await
+                .ok();
+                Err(crate::engine::EngineError::OverBudget {
+                    model: model.clone(),
+                    bytes,
+                    budget,
+                })
+            }
+            (result, _) => result,
+        };
         match result {
-            Ok(Ok(engine)) => {
+            Ok((engine, worker)) => {
                 let took = started.elapsed();
                 state.load_succeeded(took);
                 info!(model = %model, "Model loaded successfully in {:.2}s", took.as_secs_f64());
@@ -324,11 +384,12 @@ impl PoolInner {
                     .increment(engine.memory_bytes() as f64);
                 Ok(Arc::new(Loaded::new(
                     engine,
+                    worker,
                     Arc::clone(&state),
                     inner.clear_device_cache,
                 )))
             }
-            Ok(Err(error)) => {
+            Err(error) => {
                 metrics::counter!("voxpool_model_loads_total", "model" => model.clone(), "result" => "error")
                     .increment(1);
                 let retry_after = state.load_failed(&error);
@@ -339,13 +400,75 @@ impl PoolInner {
                     retry_after,
                 })
             }
-            Err(join_error) => {
-                let error = crate::engine::EngineError::Synthesis(join_error.to_string());
-                let retry_after = state.load_failed(&error);
-                warn!(model = %model, "Model loader crashed: {join_error}");
-                Err(LoadError::Crashed { model, retry_after })
-            }
         }
+    }
+
+    /// Before `model` loads, unload the least recently used idle models until the
+    /// files it reads fit the budget beside the models that stay, so the load does
+    /// not first take the memory and then evict. Models serving requests stay; if
+    /// they alone leave no room, the cache evicts once the model is in.
+    async fn make_room(&self, model: &str, loader: &Arc<dyn crate::engine::EngineLoader>) {
+        let Some(budget) = self.memory_budget else {
+            return;
+        };
+        let needed = {
+            let (loader, ctx) = (Arc::clone(loader), self.ctx.clone());
+            tokio::task::spawn_blocking(move || loader.file_bytes(&ctx))
+                .await
+                .unwrap_or(0)
+        };
+        loop {
+            let mut used = 0u64;
+            let mut victim: Option<(Instant, String)> = None;
+            for (id, loaded) in self.cache.iter() {
+                if id.as_str() == model {
+                    continue;
+                }
+                used += loaded.memory_bytes();
+                let idle_since = loaded.state.clock.last_activity();
+                if loaded.leases() == 0 && victim.as_ref().is_none_or(|(t, _)| idle_since < *t) {
+                    victim = Some((idle_since, id.to_string()));
+                }
+            }
+            let Some((_, victim)) = victim.filter(|_| used + needed > budget) else {
+                return;
+            };
+            self.remove(&victim, UnloadCause::Budget).await;
+        }
+    }
+
+    /// What a worker that ends on its own calls: the pool forgets that instance.
+    fn exit_notice(inner: &Arc<Self>, model: &str) -> crate::worker::ExitNotice {
+        let weak = Arc::downgrade(inner);
+        let model = model.to_string();
+        Box::new(move |pid, how| {
+            if let Some(inner) = weak.upgrade() {
+                let runtime = inner.runtime.clone();
+                runtime.spawn(async move { inner.worker_ended(&model, pid, &how).await });
+            }
+        })
+    }
+
+    /// A worker ended without being asked (crash, signal, out of memory): its
+    /// requests have failed already; the model counts as unloaded, and the next
+    /// request starts a new worker.
+    async fn worker_ended(&self, model: &str, pid: u32, how: &str) {
+        metrics::counter!("voxpool_worker_crashes_total", "model" => model.to_string())
+            .increment(1);
+        let Some(current) = self.cache.get(model).await else {
+            return;
+        };
+        if current.worker().map(|w| w.pid()) != Some(pid) {
+            return;
+        }
+        warn!(
+            model,
+            pid, "The model's worker ended on its own ({how}); the model is unloaded"
+        );
+        current.set_cause(UnloadCause::WorkerEnded);
+        drop(current);
+        self.cache.invalidate(model).await;
+        self.cache.run_pending_tasks().await;
     }
 
     /// Take `model` out of the cache and wait until its memory has been given back.

@@ -4,6 +4,7 @@
 
 pub mod test_engine;
 pub mod tiny_turbo;
+pub mod workloads;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,6 +53,8 @@ pub struct Options {
     pub timeout: IdleTimeout,
     pub memory_bytes: usize,
     pub extra_models: Vec<(String, usize)>,
+    /// Models of the built-in `tone` engine, each in its own worker process.
+    pub tone_models: Vec<(String, voxpool::engine::tone::ToneLoader)>,
     pub configure: Box<dyn FnOnce(&mut Config)>,
     pub dir: Option<Arc<tempfile::TempDir>>,
 }
@@ -62,6 +65,7 @@ impl Default for Options {
             timeout: IdleTimeout::After(Duration::from_secs(300)),
             memory_bytes: 1 << 20,
             extra_models: Vec::new(),
+            tone_models: Vec::new(),
             configure: Box::new(|_| {}),
             dir: None,
         }
@@ -82,12 +86,16 @@ pub async fn start_with(opts: Options) -> TestServer {
     config.unload_timeout = opts.timeout;
     config.default_model = MODEL.into();
     config.models_dir = dir.path().join("models");
+    config.worker_exe = Some(env!("CARGO_BIN_EXE_voxpool").into());
     (opts.configure)(&mut config);
     let (spec, knobs) = TestLoader::spec(MODEL, opts.memory_bytes);
     let mut registry = Registry::builtin().with_model(spec);
     for (id, bytes) in opts.extra_models {
         let (spec, _) = TestLoader::spec(&id, bytes);
         registry = registry.with_model(spec);
+    }
+    for (id, loader) in opts.tone_models {
+        registry = registry.with_model(voxpool::engine::tone::ToneLoader::spec(&id, loader));
     }
     let server = Server::start(config, registry)
         .await
@@ -147,9 +155,28 @@ impl TestServer {
 
     /// Poll `/model/status` until `pred` holds or `limit` passes; returns whether it held.
     pub async fn wait_status(&self, limit: Duration, pred: impl Fn(&Value) -> bool) -> bool {
+        self.wait_status_of(MODEL, limit, pred).await
+    }
+
+    /// `GET` a text body (`/metrics`).
+    pub async fn get_text(&self, path: &str) -> (u16, String) {
+        let resp = self.client.get(self.url(path)).send().await.expect("GET");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap_or_default())
+    }
+
+    /// [`TestServer::wait_status`] for `model`.
+    pub async fn wait_status_of(
+        &self,
+        model: &str,
+        limit: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> bool {
         let deadline = Instant::now() + limit;
         loop {
-            if pred(&self.status().await) {
+            let (code, status) = self.get(&format!("/model/status?model={model}")).await;
+            assert_eq!(code, 200, "{status}");
+            if pred(&status) {
                 return true;
             }
             if Instant::now() > deadline {
@@ -210,12 +237,44 @@ pub fn wav_decode(bytes: &[u8]) -> (u32, Vec<i16>) {
 
 /// Resident set size of this process in bytes.
 pub fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    rss_of("self").expect("VmRSS of this process")
+}
+
+/// Resident set of process `pid` (`"self"` for this one); `None` once it has ended
+/// (a zombie, which holds no memory, counts as ended).
+pub fn rss_of(pid: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    if status
+        .lines()
+        .any(|l| l.starts_with("State:") && l.contains('Z'))
+    {
+        return None;
+    }
     let kb: u64 = status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS line");
-    kb * 1024
+        .and_then(|v| v.parse().ok())?;
+    Some(kb * 1024)
+}
+
+/// Processes whose parent is `pid`.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // The fields after the command name, which is in parentheses.
+                    let rest = &stat[stat.rfind(')')? + 2..];
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
 }

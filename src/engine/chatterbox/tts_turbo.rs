@@ -389,7 +389,7 @@ impl TtsEngine for ChatterboxTurboEngine {
         }
         if req.phonemes {
             return Err(EngineError::Unsupported {
-                param: "input_format",
+                param: "input_format".into(),
                 message: "chatterbox-turbo reads plain text; phoneme input is for kokoro".into(),
             });
         }
@@ -451,6 +451,10 @@ fn builtin_voices() -> Vec<String> {
 pub struct TurboLoader;
 
 impl EngineLoader for TurboLoader {
+    fn worker(&self) -> Option<crate::engine::WorkerSpec> {
+        Some(crate::engine::WorkerSpec::new("chatterbox-turbo"))
+    }
+
     fn load(&self, ctx: &LoadContext) -> Result<Box<dyn TtsEngine>, EngineError> {
         let files = TurboFiles::locate(&ctx.models_dir)?;
         let engine = ChatterboxTurboEngine::load(&files, &ctx.candle_device()?, ctx.t3_quant)?;
@@ -459,6 +463,17 @@ impl EngineLoader for TurboLoader {
 
     fn clones_voices(&self) -> bool {
         true
+    }
+
+    /// The two checkpoints; T3's includes its unused text head, and quantising it at
+    /// load shrinks it, so this is an upper bound.
+    fn file_bytes(&self, ctx: &LoadContext) -> u64 {
+        TurboFiles::locate(&ctx.models_dir).map_or(0, |files| {
+            crate::engine::size_of_files([
+                files.dir.join(T3_WEIGHTS).as_path(),
+                files.dir.join(S3GEN_WEIGHTS).as_path(),
+            ])
+        })
     }
 
     fn builtin_voices(&self, ctx: &LoadContext) -> Vec<String> {

@@ -187,6 +187,16 @@ impl TtsEngine for KokoroEngine {
         })
     }
 
+    fn phonemize(&self, text: &str, language: &str) -> Result<String, EngineError> {
+        g2p::phonemize(text, language).map_err(|e| match e {
+            g2p::TextError::UnsupportedLanguage(_) => EngineError::Unsupported {
+                param: "language".into(),
+                message: e.to_string(),
+            },
+            g2p::TextError::Empty => EngineError::InvalidInput(e.to_string()),
+        })
+    }
+
     fn sample_rate(&self) -> u32 {
         SAMPLE_RATE
     }
@@ -222,11 +232,21 @@ fn synthesis(e: candle_core::Error) -> EngineError {
 pub struct KokoroLoader;
 
 impl EngineLoader for KokoroLoader {
+    fn worker(&self) -> Option<crate::engine::WorkerSpec> {
+        Some(crate::engine::WorkerSpec::new("kokoro"))
+    }
+
     fn load(&self, ctx: &LoadContext) -> Result<Box<dyn TtsEngine>, EngineError> {
         let files = KokoroFiles::locate(&ctx.models_dir)?;
         let cache = ctx.models_dir.join("voxpool-cache").join("kokoro");
         let engine = KokoroEngine::load(&files, &cache, &ctx.candle_device()?)?;
         Ok(Box::new(engine))
+    }
+
+    fn file_bytes(&self, ctx: &LoadContext) -> u64 {
+        KokoroFiles::locate(&ctx.models_dir).map_or(0, |files| {
+            crate::engine::size_of_files([files.weights.as_path(), files.voices.as_path()])
+        })
     }
 
     fn builtin_voices(&self, ctx: &LoadContext) -> Vec<String> {
