@@ -110,7 +110,7 @@ where
 
 fn serve(args: &voxpool::config::ServeArgs) -> ExitCode {
     // The models run in worker processes; this one routes and encodes.
-    voxpool::pool::few_heap_arenas();
+    voxpool::pool::tune_gateway_heap();
     let config = match Config::from_args(args) {
         Ok(c) => c,
         Err(e) => {

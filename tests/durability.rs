@@ -5,43 +5,45 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::workloads::ServeProcess;
 use sea_orm::{ConnectionTrait, Database, Statement};
 
 const MODELS: [&str; 2] = ["kokoro", "chatterbox-turbo"];
 
-/// Start `voxpool serve` on `db`; returns the child and its address.
-fn serve(dir: &std::path::Path, db: &str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_voxpool"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", dir)
-        .env("VOXPOOL_DB_URL", db)
-        .env("VOXPOOL_HOST", "127.0.0.1")
-        .env("PORT", "0")
-        .env("VOXPOOL_MODELS_DIR", dir.join("models"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("server exited before listening")
+/// Start `voxpool serve` on `db` and wait until Chatterbox Turbo (preloaded, in its
+/// worker) can clone; returns the process and its address.
+async fn serve(dir: &std::path::Path, db: &str) -> (ServeProcess, String) {
+    let srv = ServeProcess::start(
+        dir,
+        &dir.join("models"),
+        &[
+            ("VOXPOOL_DB_URL", db),
+            ("MODEL_PRELOAD", "chatterbox-turbo"),
+        ],
+    );
+    let addr = srv.base.trim_start_matches("http://").to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let status: serde_json::Value = srv
+            .client
+            .get(format!("http://{addr}/model/status?model=chatterbox-turbo"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
             .unwrap();
-        if line.contains("voxpool listening") {
-            break line.split("addr=").nth(1).expect("addr").trim().to_string();
+        if status["model_loaded"] == true {
+            break;
         }
-    };
-    // Keep draining the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-    (child, addr)
+        assert!(std::time::Instant::now() < deadline, "Turbo never loaded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (srv, addr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -55,7 +57,7 @@ async fn acknowledged_writes_survive_sigkill() {
     let client = reqwest::Client::new();
     let mut total_acked = 0;
     for round in 0..3 {
-        let (mut child, addr) = serve(dir.path(), &db);
+        let (mut child, addr) = serve(dir.path(), &db).await;
         let stop = Arc::new(AtomicBool::new(false));
         // One writer per model, each waiting for its answer before the next write:
         // `acked` is the last value confirmed, `sent` the one that may be in flight.
@@ -94,8 +96,10 @@ async fn acknowledged_writes_survive_sigkill() {
             .collect();
         // Voice uploads alongside: `created` holds the acknowledged ids, `sending` the
         // name of the one that may be in flight.
+        let uploaded = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let uploader = {
             let (client, addr, stop) = (client.clone(), addr.clone(), stop.clone());
+            let uploaded = Arc::clone(&uploaded);
             tokio::spawn(async move {
                 let mut created = Vec::new();
                 let mut sending = None;
@@ -124,6 +128,7 @@ async fn acknowledged_writes_survive_sigkill() {
                         Ok(r) if r.status() == 200 => {
                             let body: serde_json::Value = r.json().await.unwrap();
                             created.push(body["id"].as_str().unwrap().to_string());
+                            uploaded.fetch_add(1, Ordering::SeqCst);
                         }
                         Ok(r) => panic!("voice upload: {}", r.status()),
                         Err(_) => break, // the server is gone
@@ -132,9 +137,15 @@ async fn acknowledged_writes_survive_sigkill() {
                 (created, sending)
             })
         };
+        // Kill after a while, once an upload has been acknowledged in this round
+        // (a voice's first clone also loads the cloning encoders in the worker).
         tokio::time::sleep(Duration::from_millis(1800 + 200 * round as u64)).await;
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while uploaded.load(Ordering::SeqCst) == 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100 * round as u64)).await;
+        child.kill(); // SIGKILL
         stop.store(true, Ordering::SeqCst);
         let mut expected = Vec::new();
         for (model, acked, sent, task) in writers {
@@ -151,7 +162,7 @@ async fn acknowledged_writes_survive_sigkill() {
 
         // Restart on the same file: the last acknowledged value (or the one in
         // flight at the kill, which may have committed) is what each model has.
-        let (mut child, addr) = serve(dir.path(), &db);
+        let (mut child, addr) = serve(dir.path(), &db).await;
         let voices: serde_json::Value = client
             .get(format!(
                 "http://{addr}/v1/audio/voices?model=chatterbox-turbo"
@@ -219,8 +230,7 @@ async fn acknowledged_writes_survive_sigkill() {
                 "round {round}, {model}: stored {got}, acknowledged {acked}, in flight {sent}"
             );
         }
-        child.kill().unwrap();
-        child.wait().unwrap();
+        child.kill();
     }
     assert!(total_acked >= 30, "only {total_acked} writes acknowledged");
     assert!(

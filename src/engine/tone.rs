@@ -21,8 +21,23 @@ pub fn expected_samples(text: &str, speed: f32) -> usize {
 }
 
 /// Block sizes of the held memory, taken in turn: many buffers below and above
-/// glibc's mmap threshold, like a model's tensors.
+/// glibc's mmap threshold, like a model's tensors, so that freeing them exercises
+/// the allocator's heaps rather than one big `munmap`.
 const BLOCKS: [usize; 3] = [64 << 10, 1 << 20, 96 << 10];
+
+/// `bytes` of memory in blocks, written byte by byte so every page is resident.
+pub fn touched_blocks(bytes: usize) -> Vec<Vec<u8>> {
+    let mut blocks = Vec::new();
+    let mut left = bytes;
+    let mut seed = 1u8;
+    while left > 0 {
+        let n = left.min(BLOCKS[blocks.len() % BLOCKS.len()]);
+        blocks.push((0..n).map(|i| (i as u8).wrapping_mul(seed)).collect());
+        left -= n;
+        seed = seed.wrapping_add(2);
+    }
+    blocks
+}
 
 /// Builds a `tone` engine; in a worker process unless `in_process`.
 #[derive(Debug, Clone, Default)]
@@ -68,18 +83,8 @@ impl EngineLoader for ToneLoader {
         if self.abort_on_load {
             std::process::abort();
         }
-        let mut blocks = Vec::new();
-        let mut left = self.memory_bytes;
-        let mut seed = 1u8;
-        while left > 0 {
-            let n = left.min(BLOCKS[blocks.len() % BLOCKS.len()]);
-            // Written byte by byte: every page is really resident.
-            blocks.push((0..n).map(|i| (i as u8).wrapping_mul(seed)).collect());
-            left -= n;
-            seed = seed.wrapping_add(2);
-        }
         Ok(Box::new(ToneEngine {
-            blocks,
+            blocks: touched_blocks(self.memory_bytes),
             delay: self.delay,
         }))
     }
@@ -122,6 +127,22 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
+/// The pitch a voice speaks at: a cloned voice's follows from its conditioning,
+/// a built-in one's from `checksum` (of the memory the engine holds).
+pub fn pitch(cloned: Option<&super::ClonedVoice>, checksum: u32) -> f32 {
+    match cloned {
+        Some(voice) => 300.0 + (fnv1a(&voice.conditioning) % 300) as f32,
+        None => 220.0 + (checksum % 7) as f32,
+    }
+}
+
+/// `n` samples of a sine at `freq` Hz.
+pub fn sine(freq: f32, n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| 0.3 * (2.0 * std::f32::consts::PI * freq * i as f32 / SAMPLE_RATE as f32).sin())
+        .collect()
+}
+
 impl TtsEngine for ToneEngine {
     fn synthesize(&self, req: &SynthRequest<'_>) -> Result<AudioChunk, EngineError> {
         std::thread::sleep(self.delay);
@@ -130,17 +151,9 @@ impl TtsEngine for ToneEngine {
         }
         // Read the held memory so it is used like weights.
         let checksum: u32 = self.blocks.iter().map(|b| u32::from(b[b.len() / 2])).sum();
-        let freq = match req.cloned {
-            Some(voice) => 300.0 + (fnv1a(&voice.conditioning) % 300) as f32,
-            None => 220.0 + (checksum % 7) as f32,
-        };
-        let samples = (0..expected_samples(req.text, req.speed))
-            .map(|i| {
-                0.3 * (2.0 * std::f32::consts::PI * freq * i as f32 / SAMPLE_RATE as f32).sin()
-            })
-            .collect();
+        let freq = pitch(req.cloned, checksum);
         Ok(AudioChunk {
-            samples,
+            samples: sine(freq, expected_samples(req.text, req.speed)),
             sample_rate: SAMPLE_RATE,
         })
     }

@@ -163,6 +163,7 @@ pub struct Lease {
 impl Lease {
     pub(crate) fn new(loaded: Arc<Loaded>, pool: Arc<PoolInner>) -> Self {
         loaded.leases.fetch_add(1, Ordering::AcqRel);
+        pool.leases.fetch_add(1, Ordering::AcqRel);
         loaded.state.lease_started();
         metrics::gauge!("voxpool_leases_in_flight", "model" => loaded.state.id().to_string())
             .increment(1.0);
@@ -184,6 +185,7 @@ impl Drop for Lease {
         metrics::gauge!("voxpool_leases_in_flight", "model" => self.loaded.state.id().to_string())
             .decrement(1.0);
         let left = self.loaded.leases.fetch_sub(1, Ordering::AcqRel) - 1;
+        let all_idle = self.pool.leases.fetch_sub(1, Ordering::AcqRel) == 1;
         let pool = Arc::clone(&self.pool);
         let instance = Arc::downgrade(&self.loaded);
         let model = self.loaded.state.id().to_string();
@@ -191,7 +193,7 @@ impl Drop for Lease {
             if left == 0 {
                 pool.after_last_lease(&model, instance).await;
             }
-            if pool.force_gc_after_request {
+            if pool.force_gc_after_request || (all_idle && pool.trims_when_idle()) {
                 let _ = tokio::task::spawn_blocking(super::listener::trim_heap).await;
             }
         });

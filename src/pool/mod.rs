@@ -21,7 +21,7 @@ use moka::policy::EvictionPolicy;
 use tracing::{info, instrument, warn, Instrument};
 
 pub use error::{LoadError, PoolError};
-pub use listener::{few_heap_arenas, trim_heap};
+pub use listener::{trim_heap, tune_gateway_heap};
 pub use loaded::{Lease, UnloadCause};
 pub use state::{idle_remaining, Admitted, IdleClock, ModelState, QueueFull};
 
@@ -70,6 +70,9 @@ pub(crate) struct PoolInner {
     pub(crate) runtime: tokio::runtime::Handle,
     /// The binary worker processes run; `None` loads every model in this process.
     worker_exe: Option<std::path::PathBuf>,
+    /// Leases alive over all models: when the last one ends, the server's own heap
+    /// is trimmed (the models' memory is in their workers).
+    pub(crate) leases: std::sync::atomic::AtomicUsize,
     log_level: String,
     log_json: bool,
 }
@@ -125,6 +128,7 @@ impl ModelPool {
                     .worker_exe
                     .clone()
                     .or_else(|| std::env::current_exe().ok()),
+                leases: std::sync::atomic::AtomicUsize::new(0),
                 log_level: config.log_level.clone(),
                 log_json: config.log_format == crate::config::LogFormat::Json,
             }),
@@ -401,6 +405,12 @@ impl PoolInner {
                 })
             }
         }
+    }
+
+    /// Whether the server's heap is trimmed whenever no request holds a model: when
+    /// models run in workers, what requests leave here is small and the trim cheap.
+    pub(crate) fn trims_when_idle(&self) -> bool {
+        self.worker_exe.is_some()
     }
 
     /// Before `model` loads, unload the least recently used idle models until the

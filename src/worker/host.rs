@@ -38,6 +38,14 @@ pub fn main(args: &WorkerArgs) -> ExitCode {
         }
     };
     watch_parent();
+    // Ctrl-C in a terminal, or a service manager stopping the whole group, signals
+    // every process; the server drains its requests and then stops its workers, so
+    // they must not leave first.
+    // SAFETY: setting a signal's disposition to "ignore" has no handler to race with.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+        libc::signal(libc::SIGTERM, libc::SIG_IGN);
+    }
     init_tracing(args);
     let (loader, ctx) = match args
         .resolve()

@@ -11,10 +11,8 @@ use voxpool::engine::{
     AudioChunk, EngineError, EngineLoader, LoadContext, ModelSpec, SynthRequest, TtsEngine,
 };
 
-pub const SAMPLE_RATE: u32 = 24_000;
-/// Samples per character at speed 1.0 (10 ms).
-pub const SAMPLES_PER_CHAR: usize = 240;
-pub const VOICES: [&str; 2] = ["alloy", "test_voice"];
+pub use voxpool::engine::tone::{expected_samples, SAMPLE_RATE, VOICES};
+use voxpool::engine::tone::{pitch, sine, touched_blocks};
 
 /// Knobs a test turns while the server runs.
 #[derive(Default)]
@@ -52,11 +50,6 @@ impl TestLoader {
     }
 }
 
-/// Block sizes of the weights, taken in turn: many buffers below and above glibc's
-/// mmap threshold, like a model's tensors, so that freeing them exercises the
-/// allocator's heaps rather than one big `munmap`.
-const BLOCKS: [usize; 3] = [64 << 10, 1 << 20, 96 << 10];
-
 impl EngineLoader for TestLoader {
     fn clones_voices(&self) -> bool {
         self.knobs.clones.load(Ordering::SeqCst)
@@ -78,21 +71,8 @@ impl EngineLoader for TestLoader {
                 reason: "truncated file".into(),
             });
         }
-        let mut blocks = Vec::new();
-        let mut left = self.memory_bytes;
-        let mut seed = 1u8;
-        let mut i = 0;
-        while left > 0 {
-            let n = left.min(BLOCKS[i % BLOCKS.len()]);
-            i += 1;
-            // Written byte by byte: every page is really resident.
-            let block: Vec<u8> = (0..n).map(|i| (i as u8).wrapping_mul(seed)).collect();
-            blocks.push(block);
-            left -= n;
-            seed = seed.wrapping_add(2);
-        }
         Ok(Box::new(TestEngine {
-            blocks,
+            blocks: touched_blocks(self.memory_bytes),
             knobs: Arc::clone(&self.knobs),
         }))
     }
@@ -101,17 +81,6 @@ impl EngineLoader for TestLoader {
 struct TestEngine {
     blocks: Vec<Vec<u8>>,
     knobs: Arc<Knobs>,
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf29ce484222325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
-    })
-}
-
-/// The samples the test engine produces for `text` at `speed`.
-pub fn expected_samples(text: &str, speed: f32) -> usize {
-    ((text.chars().count() * SAMPLES_PER_CHAR) as f32 / speed).round() as usize
 }
 
 impl TtsEngine for TestEngine {
@@ -125,19 +94,10 @@ impl TtsEngine for TestEngine {
         );
         // Read the weights so they are used like a model's.
         let checksum: u32 = self.blocks.iter().map(|b| u32::from(b[b.len() / 2])).sum();
-        let n = expected_samples(req.text, req.speed);
         // A cloned voice speaks at its own pitch, fixed by its conditioning.
-        let freq = match req.cloned {
-            Some(voice) => 300.0 + (fnv1a(&voice.conditioning) % 300) as f32,
-            None => 220.0 + (checksum % 7) as f32,
-        };
-        let samples = (0..n)
-            .map(|i| {
-                0.3 * (2.0 * std::f32::consts::PI * freq * i as f32 / SAMPLE_RATE as f32).sin()
-            })
-            .collect();
+        let freq = pitch(req.cloned, checksum);
         Ok(AudioChunk {
-            samples,
+            samples: sine(freq, expected_samples(req.text, req.speed)),
             sample_rate: SAMPLE_RATE,
         })
     }

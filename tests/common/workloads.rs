@@ -77,6 +77,19 @@ impl ServeProcess {
         (sum, alive)
     }
 
+    /// Of the server process's resident memory, the part backed by files (its own
+    /// code and read-only data, paged in on first use; the kernel can drop it).
+    pub fn file_backed(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/smaps_rollup", self.pid()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Pss_File:"))
+                    .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            })
+            .map_or(0, |kb| kb * 1024)
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         let resp = self
             .client
