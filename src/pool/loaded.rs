@@ -185,7 +185,9 @@ impl Drop for Lease {
         metrics::gauge!("voxpool_leases_in_flight", "model" => self.loaded.state.id().to_string())
             .decrement(1.0);
         let left = self.loaded.leases.fetch_sub(1, Ordering::AcqRel) - 1;
-        let all_idle = self.pool.leases.fetch_sub(1, Ordering::AcqRel) == 1;
+        if self.pool.leases.fetch_sub(1, Ordering::AcqRel) == 1 && self.pool.trims_when_idle() {
+            self.pool.trim_pending.store(true, Ordering::Release);
+        }
         let pool = Arc::clone(&self.pool);
         let instance = Arc::downgrade(&self.loaded);
         let model = self.loaded.state.id().to_string();
@@ -193,7 +195,7 @@ impl Drop for Lease {
             if left == 0 {
                 pool.after_last_lease(&model, instance).await;
             }
-            if pool.force_gc_after_request || (all_idle && pool.trims_when_idle()) {
+            if pool.force_gc_after_request {
                 let _ = tokio::task::spawn_blocking(super::listener::trim_heap).await;
             }
         });

@@ -73,6 +73,8 @@ pub(crate) struct PoolInner {
     /// Leases alive over all models: when the last one ends, the server's own heap
     /// is trimmed (the models' memory is in their workers).
     pub(crate) leases: std::sync::atomic::AtomicUsize,
+    /// Set when the last lease ends; the housekeeper trims the heap then.
+    pub(crate) trim_pending: std::sync::atomic::AtomicBool,
     log_level: String,
     log_json: bool,
 }
@@ -129,6 +131,7 @@ impl ModelPool {
                     .clone()
                     .or_else(|| std::env::current_exe().ok()),
                 leases: std::sync::atomic::AtomicUsize::new(0),
+                trim_pending: std::sync::atomic::AtomicBool::new(false),
                 log_level: config.log_level.clone(),
                 log_json: config.log_format == crate::config::LogFormat::Json,
             }),
@@ -155,6 +158,14 @@ impl ModelPool {
                 tick.tick().await;
                 let Some(inner) = weak.upgrade() else { break };
                 inner.cache.run_pending_tasks().await;
+                // At most one trim per period, and only while nothing is in flight.
+                if inner
+                    .trim_pending
+                    .swap(false, std::sync::atomic::Ordering::AcqRel)
+                    && inner.leases.load(std::sync::atomic::Ordering::Acquire) == 0
+                {
+                    let _ = tokio::task::spawn_blocking(trim_heap).await;
+                }
             }
         })
     }
@@ -407,8 +418,9 @@ impl PoolInner {
         }
     }
 
-    /// Whether the server's heap is trimmed whenever no request holds a model: when
-    /// models run in workers, what requests leave here is small and the trim cheap.
+    /// Whether the server's heap is trimmed once no request holds a model (by the
+    /// housekeeper, at most twice a second): when models run in workers, what
+    /// requests leave here is small and the trim cheap.
     pub(crate) fn trims_when_idle(&self) -> bool {
         self.worker_exe.is_some()
     }

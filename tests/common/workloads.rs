@@ -77,17 +77,21 @@ impl ServeProcess {
         (sum, alive)
     }
 
-    /// Of the server process's resident memory, the part backed by files (its own
-    /// code and read-only data, paged in on first use; the kernel can drop it).
-    pub fn file_backed(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/smaps_rollup", self.pid()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("Pss_File:"))
-                    .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-            })
-            .map_or(0, |kb| kb * 1024)
+    /// Anonymous resident memory (what the processes own, not the binary's code and
+    /// data read from its file) of the server and its workers.
+    pub fn anon_all(&self) -> u64 {
+        let status_kb = |pid: u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("RssAnon:"))
+                        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                })
+                .unwrap_or(0)
+        };
+        let workers = super::children_of(self.pid());
+        (status_kb(self.pid()) + workers.into_iter().map(status_kb).sum::<u64>()) * 1024
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
