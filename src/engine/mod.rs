@@ -155,21 +155,31 @@ pub fn synthesize_all(
     phonemes: bool,
     cloned: Option<&ClonedVoice>,
 ) -> Result<AudioChunk, EngineError> {
-    let mut samples = Vec::new();
-    for text in chunks {
-        let chunk = engine.synthesize(&SynthRequest {
-            text,
-            voice,
-            speed,
-            phonemes,
-            cloned,
-        })?;
-        samples.extend_from_slice(&chunk.samples);
-    }
-    Ok(AudioChunk {
-        samples,
+    let job = SpeechJob {
+        chunks: chunks.to_vec(),
+        voice: voice.to_string(),
+        speed,
+        phonemes,
+        cloned: cloned.cloned(),
+    };
+    synthesize_job(engine, &job)
+}
+
+/// Speak every chunk of `job` and join the audio; the first error ends it.
+pub fn synthesize_job(engine: &dyn TtsEngine, job: &SpeechJob) -> Result<AudioChunk, EngineError> {
+    let mut out = Ok(AudioChunk {
+        samples: Vec::new(),
         sample_rate: engine.sample_rate(),
-    })
+    });
+    engine.synthesize_each(job, &mut |chunk: Result<AudioChunk, EngineError>| {
+        match (&mut out, chunk) {
+            (Ok(all), Ok(chunk)) => all.samples.extend(chunk.samples),
+            (_, Err(e)) => out = Err(e),
+            (Err(_), Ok(_)) => {}
+        }
+        out.is_ok()
+    });
+    out
 }
 
 /// What can go wrong loading or running an engine. Crosses the worker protocol as is.

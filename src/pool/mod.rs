@@ -352,19 +352,20 @@ impl PoolInner {
             }
             _ => {
                 let span = tracing::Span::current();
-                tokio::task::spawn_blocking(move || {
+                let loading = tokio::task::spawn_blocking(move || {
                     let _entered = span.enter();
                     loader.load(&ctx)
-                })
-                .await
-                .unwrap_or_else(|join_error| {
-                    warn!(model = %model, "Model loader crashed: {join_error}");
-                    Err(crate::engine::EngineError::Worker {
-                        model: model.clone(),
-                        reason: "loader crashed; see the server log".into(),
-                    })
-                })
-                .map(|engine| (engine, None))
+                });
+                match loading.await {
+                    Ok(loaded) => loaded.map(|engine| (engine, None)),
+                    // The loader panicked (a bug in an engine): reported, not propagated.
+                    Err(join_error) => {
+                        let error = crate::engine::EngineError::Synthesis(join_error.to_string());
+                        let retry_after = state.load_failed(&error);
+                        warn!(model = %model, "Model loader crashed: {join_error}");
+                        return Err(LoadError::Crashed { model, retry_after });
+                    }
+                }
             }
         };
         // A model heavier than the whole budget would be evicted as soon as it is

@@ -401,19 +401,7 @@ impl TtsEngine for WorkerEngine {
             phonemes: req.phonemes,
             cloned: req.cloned.cloned(),
         };
-        let mut out = Ok(AudioChunk {
-            samples: Vec::new(),
-            sample_rate: self.sample_rate(),
-        });
-        self.synthesize_each(&job, &mut |chunk: Result<AudioChunk, EngineError>| {
-            match (&mut out, chunk) {
-                (Ok(all), Ok(chunk)) => all.samples.extend(chunk.samples),
-                (_, Err(e)) => out = Err(e),
-                (Err(_), Ok(_)) => {}
-            }
-            true
-        });
-        out
+        crate::engine::synthesize_job(self, &job)
     }
 
     /// The whole job runs in the worker, which speaks the next chunk while this
