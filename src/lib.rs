@@ -1,9 +1,27 @@
 //! voxpool: a self-hosted, OpenAI-compatible speech server.
 //!
-//! The request path: HTTP ([`api`]) → rate limit ([`limit`]) → validation →
-//! [`pool::ModelPool::lease`] (loads on a miss, one load for all waiters) → text
-//! chunks ([`text`]) → [`engine::TtsEngine::synthesize`] → encoder ([`audio`]) →
-//! response → lease dropped → usage row ([`store`]).
+//! The layers, calls going down only:
+//!
+//! ```text
+//!   main.rs, cmd/      CLI; config/ parses flags and environment into typed settings
+//!        |
+//!   api/               HTTP: typed requests, auth, rate limit (limit/), errors -> statuses
+//!        |
+//!   synthesis/         the request path: resolve model and voice, admit, lease,
+//!        |             sentence loop (render), time limit, panics, cancellation, metrics
+//!   pool/              load on a miss, idle clock, unload, memory budget
+//!        |
+//!   worker/            one process per loaded model, framed messages over stdin/stdout
+//!        |
+//!   engine/            TtsEngine, registry, kokoro/, chatterbox/, nn/ (shared tensor code)
+//!
+//!   below them all:    text/ (sentences, G2P), audio/ (encoders), store/ (database)
+//! ```
+//!
+//! One request: HTTP ([`api`]) → rate limit ([`limit`]) → parsed `CreateSpeechRequest`
+//! → [`synthesis::Synthesizer::speak`] → admission → [`pool::ModelPool::lease`] (loads on
+//! a miss, one load for all waiters) → sentences ([`text`]) → the engine in its worker
+//! → encoder ([`audio`]) → response → lease dropped → usage row ([`store`]).
 
 pub mod api;
 pub mod audio;
@@ -13,6 +31,7 @@ pub mod engine;
 pub mod limit;
 pub mod pool;
 pub mod store;
+pub mod synthesis;
 pub mod telemetry;
 pub mod text;
 pub mod worker;
@@ -109,6 +128,12 @@ impl Server {
         let auth = api::auth::Auth::new(config.api_key.as_ref().map(|k| k.expose()), store.clone())
             .await?;
         let background = tokio_util::task::TaskTracker::new();
+        let speech = synthesis::Synthesizer::new(
+            pool.clone(),
+            store.clone(),
+            Arc::new(synthesis::VoiceBook::default()),
+            config.synthesis_timeout,
+        );
         let state = Arc::new(api::AppState {
             auth: Arc::new(auth),
             config: Arc::new(config),
@@ -116,7 +141,7 @@ impl Server {
             store: store.clone(),
             started_unix: chrono::Utc::now().timestamp(),
             background: background.clone(),
-            voices: api::voices::VoiceBook::default(),
+            speech,
             connections,
         });
         let app = api::app(state, limiter);

@@ -1,8 +1,9 @@
 //! Prometheus metrics: one process-wide recorder, rendered by `GET /metrics`.
 //!
 //! Names (all prefixed `voxpool_`): `requests_total{route,status}`,
-//! `speech_audio_seconds_total{model}`, `synthesis_seconds{model}` and
-//! `time_to_first_audio_seconds{model}` (histograms), `model_loads_total{model,result}`,
+//! `speech_audio_seconds{model}` (its `_sum` is the audio spoken, to the sample),
+//! `synthesis_seconds{model}` and `time_to_first_audio_seconds{model}`
+//! (histograms), `model_loads_total{model,result}`,
 //! `model_load_seconds{model}` (histogram), `model_unloads_total{model}`,
 //! `models_loaded_bytes{model}` and `leases_in_flight{model}` (gauges),
 //! `rate_limited_total`, `worker_crashes_total{model}` (workers that ended on

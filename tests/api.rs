@@ -459,8 +459,10 @@ async fn timeout_never_keeps_the_model() {
     .await;
     assert_eq!(srv.speak("Hi.").await.0, 200);
     assert_eq!(srv.status().await["unload_timeout"], -1);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(srv.status().await["model_loaded"], true);
+    assert!(
+        srv.holds_for(Duration::from_millis(1500), |s| s["model_loaded"] == true)
+            .await
+    );
     srv.stop().await;
 }
 

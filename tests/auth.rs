@@ -5,8 +5,9 @@ mod common;
 
 use common::{start, start_with, Options, MODEL};
 use serde_json::{json, Value};
-use voxpool::api::auth::{hex, sha256};
+use voxpool::api::auth::sha256;
 use voxpool::config::Secret;
+use voxpool::store::hex;
 
 async fn call(
     srv: &common::TestServer,

@@ -137,14 +137,25 @@ async fn acknowledged_writes_survive_sigkill() {
                 (created, sending)
             })
         };
-        // Kill after a while, once an upload has been acknowledged in this round
-        // (a voice's first clone also loads the cloning encoders in the worker).
-        tokio::time::sleep(Duration::from_millis(1800 + 200 * round as u64)).await;
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while uploaded.load(Ordering::SeqCst) == 0 && std::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        // Kill once an upload has been acknowledged in this round (a voice's first
+        // clone also loads the cloning encoders in the worker) and every writer has
+        // had a number of writes confirmed that grows with the round, so each round
+        // kills at a different point of the writes.
+        let writes = 5 + 10 * round;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let ready = || {
+            uploaded.load(Ordering::SeqCst) > 0
+                && writers.iter().all(|(_, acked, _, _)| {
+                    acked.load(Ordering::SeqCst) >= 60 + round * 100_000 + writes
+                })
+        };
+        while !ready() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        tokio::time::sleep(Duration::from_millis(100 * round as u64)).await;
+        assert!(
+            ready(),
+            "round {round}: no upload or too few writes in 30 s"
+        );
         child.kill(); // SIGKILL
         stop.store(true, Ordering::SeqCst);
         let mut expected = Vec::new();

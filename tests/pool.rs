@@ -83,11 +83,17 @@ async fn a_request_in_flight_across_the_deadline_keeps_the_model() {
         let srv = srv.clone();
         tokio::spawn(async move { srv.speak("Slow one.").await })
     };
-    // Well past the 1 s deadline, the model is still there and busy.
-    tokio::time::sleep(Duration::from_millis(2200)).await;
-    let status = srv.status().await;
-    assert_eq!(status["model_loaded"], true, "{status}");
-    assert_eq!(status["in_flight"], 1, "{status}");
+    // Once the request runs, and until well past the 1 s deadline, the model is
+    // there and busy.
+    assert!(
+        srv.wait_status(Duration::from_secs(5), |s| s["in_flight"] == 1)
+            .await
+    );
+    assert!(
+        srv.holds_for(Duration::from_millis(2200), |s| s["model_loaded"] == true
+            && s["in_flight"] == 1)
+            .await
+    );
     let (code, wav) = req.await.unwrap();
     assert_eq!(code, 200);
     assert!(common::wav_samples(&wav).1 > 0);
@@ -221,8 +227,12 @@ async fn zero_timeout_unloads_after_each_request() {
 async fn a_new_timeout_applies_to_the_running_idle_clock() {
     let srv = start_with(Options::default()).await;
     assert_eq!(srv.speak("Hi.").await.0, 200);
-    tokio::time::sleep(Duration::from_millis(3000)).await;
-    assert_eq!(srv.status().await["model_loaded"], true);
+    // Idle for 3 s, still loaded (its timeout is longer).
+    assert!(
+        srv.wait_status(Duration::from_secs(10), |s| s["model_loaded"] == true
+            && s["time_since_last_activity"].as_f64() >= Some(3.0))
+            .await
+    );
     // Idle for 3 s already: a 2 s timeout means it leaves now, not 2 s from now.
     let pool = srv.server.as_ref().unwrap().pool().clone();
     pool.set_timeout(MODEL, secs(2)).await.unwrap();

@@ -8,6 +8,7 @@ use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
+use super::auth::ApiKey;
 use super::error::ApiError;
 use super::{ApiTags, AppState};
 use crate::config::IdleTimeout;
@@ -145,6 +146,7 @@ impl AdminApi {
     #[oai(path = "/model/status", method = "get", operation_id = "modelStatus")]
     async fn status(
         &self,
+        _key: ApiKey,
         state: Data<&Arc<AppState>>,
         /// Model to describe; the default model when absent.
         model: Query<Option<String>>,
@@ -155,7 +157,9 @@ impl AdminApi {
             .iter()
             .find(|s| s.model == id)
             .map(ModelLifecycle::from)
-            .ok_or_else(|| ApiError::internal("-"))?;
+            .ok_or_else(|| {
+                ApiError::internal(format_args!("{id} is missing from the pool's statuses"))
+            })?;
         // What the workers hold on the device (models in this process count their
         // own bytes when on an accelerator).
         let on_device = state.config.device.is_accelerator();
@@ -197,6 +201,7 @@ impl AdminApi {
     #[oai(path = "/model/unload", method = "post", operation_id = "unloadModel")]
     async fn unload(
         &self,
+        _key: ApiKey,
         state: Data<&Arc<AppState>>,
         body: Json<ModelSelector>,
     ) -> Result<Json<MessageResponse>, ApiError> {
@@ -211,6 +216,7 @@ impl AdminApi {
     #[oai(path = "/model/load", method = "post", operation_id = "loadModel")]
     async fn load(
         &self,
+        _key: ApiKey,
         state: Data<&Arc<AppState>>,
         body: Json<ModelSelector>,
     ) -> Result<Json<MessageResponse>, ApiError> {
@@ -231,6 +237,7 @@ impl AdminApi {
     )]
     async fn timeout(
         &self,
+        _key: ApiKey,
         state: Data<&Arc<AppState>>,
         body: Json<TimeoutRequest>,
     ) -> Result<Json<MessageResponse>, ApiError> {

@@ -13,11 +13,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use poem::http::StatusCode;
-use poem::{Endpoint, IntoResponse, Request, Response};
+use poem::{Endpoint, IntoResponse, Request, RequestBody, Response};
+use poem_openapi::registry::{MetaSecurityScheme, Registry};
+use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
-use crate::store::Store;
+use crate::store::{hex, Store};
 
 /// How often an open server looks for a newly created key.
 const KEY_RECHECK: Duration = Duration::from_secs(1);
@@ -48,11 +50,6 @@ pub fn sha256(key: &str) -> [u8; 32] {
 /// Equal digests, in time independent of where they differ.
 fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Lowercase hex, as keys' digests are stored.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Auth {
@@ -186,6 +183,54 @@ pub async fn require_key<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<
         }
     }
     ep.call(req).await.map(IntoResponse::into_response)
+}
+
+/// The bearer key in the OpenAPI document (`securitySchemes.ApiKey`), taken by every
+/// operation that [`require_key`] guards. It checks nothing itself: the middleware
+/// has, before the operation runs. The requirement is optional in the document
+/// (`{}` beside `ApiKey`) because a server without keys is open.
+pub struct ApiKey;
+
+impl<'a> ApiExtractor<'a> for ApiKey {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        registry.create_security_scheme(
+            "ApiKey",
+            MetaSecurityScheme {
+                ty: "http",
+                description: Some(
+                    "`Authorization: Bearer <key>`. Needed once the server has keys \
+                     (`VOXPOOL_API_KEY` or `voxpool keys create`); `/model/*` and \
+                     `/load_voice*` need an admin key.",
+                ),
+                name: None,
+                key_in: None,
+                scheme: Some("bearer"),
+                bearer_format: None,
+                flows: None,
+                openid_connect_url: None,
+            },
+        );
+    }
+
+    fn security_schemes() -> Vec<&'static str> {
+        vec!["ApiKey"]
+    }
+
+    fn has_security_fallback() -> bool {
+        true
+    }
+
+    async fn from_request(
+        _request: &'a Request,
+        _body: &mut RequestBody,
+        _param_opts: ExtractParamOptions<()>,
+    ) -> poem::Result<Self> {
+        Ok(Self)
+    }
 }
 
 #[cfg(test)]

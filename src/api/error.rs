@@ -12,6 +12,7 @@ use crate::audio::AudioError;
 use crate::engine::EngineError;
 use crate::pool::{LoadError, PoolError};
 use crate::store::StoreError;
+use crate::synthesis::SpeechError;
 
 /// The body of every error response.
 #[derive(Debug, Clone, Object)]
@@ -84,6 +85,10 @@ pub enum ApiError {
     /// Synthesis ran past `SYNTHESIS_TIMEOUT`.
     #[oai(status = 504)]
     Timeout(Json<ErrorBody>),
+    /// The client closed its connection first (nginx's 499): recorded in usage and
+    /// logs, never read.
+    #[oai(status = 499)]
+    ClientClosed(Json<ErrorBody>),
 }
 
 /// Whole seconds for `Retry-After`, never zero.
@@ -92,6 +97,23 @@ fn retry_secs(d: Duration) -> u64 {
 }
 
 impl ApiError {
+    /// The HTTP status this error is sent with (also what usage rows record).
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::BadRequest(_) => 400,
+            Self::Unauthorized(_) => 401,
+            Self::Forbidden(_) => 403,
+            Self::NotFound(_) => 404,
+            Self::PayloadTooLarge(_) => 413,
+            Self::TooManyRequests(..) => 429,
+            Self::ClientClosed(_) => 499,
+            Self::Internal(_) => 500,
+            Self::NotImplemented(_) => 501,
+            Self::Unavailable(..) => 503,
+            Self::Timeout(_) => 504,
+        }
+    }
+
     /// The message the client will read.
     pub fn message(&self) -> &str {
         match self {
@@ -103,6 +125,7 @@ impl ApiError {
             | Self::Internal(b)
             | Self::NotImplemented(b)
             | Self::Timeout(b)
+            | Self::ClientClosed(b)
             | Self::TooManyRequests(b, _)
             | Self::Unavailable(b, _) => &b.0.error.message,
         }
@@ -110,7 +133,7 @@ impl ApiError {
 
     /// The client closed its connection before the answer; nobody reads this one.
     pub fn client_gone() -> Self {
-        Self::BadRequest(body(
+        Self::ClientClosed(body(
             "the client closed the connection",
             "invalid_request_error",
             None,
@@ -180,16 +203,8 @@ impl ApiError {
         )
     }
 
-    pub fn timeout(limit: Duration) -> Self {
-        Self::Timeout(body(
-            format!(
-                "Synthesis took longer than the server's limit of {} s (SYNTHESIS_TIMEOUT); send shorter input.",
-                limit.as_secs()
-            ),
-            "server_error",
-            None,
-            Some("timeout"),
-        ))
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Self::Timeout(body(message, "server_error", None, Some("timeout")))
     }
 
     pub fn not_implemented(message: impl Into<String>) -> Self {
@@ -201,16 +216,22 @@ impl ApiError {
         ))
     }
 
-    /// A server fault: the client learns only the request id; the detail is logged.
-    pub fn internal(request_id: &str) -> Self {
-        Self::Internal(body(
-            format!(
-                "The server had an error while processing your request (request id {request_id})."
-            ),
-            "server_error",
-            None,
-            None,
-        ))
+    /// A server fault: `detail` is logged, the client learns only the request id
+    /// (which the error middleware adds, through [`ApiError::server_error`]).
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "server error");
+        Self::server_error(None)
+    }
+
+    /// The one body of every 500: the request id to report, nothing of the cause.
+    pub fn server_error(request_id: Option<&str>) -> Self {
+        let message = match request_id {
+            Some(id) => {
+                format!("The server had an error while processing your request (request id {id}).")
+            }
+            None => "The server had an error while processing your request.".to_string(),
+        };
+        Self::Internal(body(message, "server_error", None, None))
     }
 
     /// An error response with any status, for statuses poem produces itself.
@@ -229,8 +250,8 @@ impl ApiError {
     }
 }
 
-impl From<LoadError> for ApiError {
-    fn from(err: LoadError) -> Self {
+impl From<&LoadError> for ApiError {
+    fn from(err: &LoadError) -> Self {
         let retry = Some(err.retry_after());
         match err {
             LoadError::Failed { source, .. } => Self::unavailable(source.to_string(), retry),
@@ -242,15 +263,14 @@ impl From<LoadError> for ApiError {
     }
 }
 
-impl From<PoolError> for ApiError {
-    fn from(err: PoolError) -> Self {
-        let message = err.to_string();
+impl From<&PoolError> for ApiError {
+    fn from(err: &PoolError) -> Self {
         match err {
-            PoolError::UnknownModel(model) => Self::unknown_model(&model),
+            PoolError::UnknownModel(model) => Self::unknown_model(model),
             PoolError::Load(load) => load.into(),
             PoolError::Busy { .. } => Self::TooManyRequests(
                 body(
-                    message,
+                    err.to_string(),
                     "rate_limit_error",
                     Some("model"),
                     Some("model_busy"),
@@ -262,17 +282,15 @@ impl From<PoolError> for ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(err: StoreError) -> Self {
-        tracing::error!(error = %err, "database error");
-        // The request id is filled in by the error middleware for every 500.
-        Self::internal("-")
+impl From<&StoreError> for ApiError {
+    fn from(err: &StoreError) -> Self {
+        Self::internal(format_args!("database error: {err}"))
     }
 }
 
-impl From<EngineError> for ApiError {
-    fn from(err: EngineError) -> Self {
-        match &err {
+impl From<&EngineError> for ApiError {
+    fn from(err: &EngineError) -> Self {
+        match err {
             EngineError::UnknownVoice { .. } => {
                 Self::not_found(Some("voice"), "voice_not_found", err.to_string())
             }
@@ -291,26 +309,64 @@ impl From<EngineError> for ApiError {
             | EngineError::Device { .. }
             | EngineError::OverBudget { .. } => Self::unavailable(err.to_string(), None),
             EngineError::Synthesis(_) | EngineError::Panicked => {
-                tracing::error!(error = %err, "synthesis failed");
-                Self::internal("-")
+                Self::internal(format_args!("synthesis failed: {err}"))
             }
         }
     }
 }
 
-impl From<AudioError> for ApiError {
-    fn from(err: AudioError) -> Self {
+impl From<&AudioError> for ApiError {
+    fn from(err: &AudioError) -> Self {
         match err {
             AudioError::Unsupported(_) => {
                 Self::invalid_code("response_format", "unsupported_format", err.to_string())
             }
-            AudioError::Encode(_) => {
-                tracing::error!(error = %err, "encoding failed");
-                Self::internal("-")
-            }
+            AudioError::Encode(_) => Self::internal(format_args!("encoding failed: {err}")),
         }
     }
 }
+
+impl From<&SpeechError> for ApiError {
+    fn from(err: &SpeechError) -> Self {
+        let message = err.to_string();
+        match err {
+            SpeechError::UnknownModel(model) => Self::unknown_model(model),
+            SpeechError::UnknownVoice { .. } | SpeechError::NoSuchVoice(_) => {
+                Self::not_found(Some("voice"), "voice_not_found", message)
+            }
+            SpeechError::NoCurrentVoice | SpeechError::VoiceOfAnotherModel { .. } => {
+                Self::invalid(Some("voice"), message)
+            }
+            SpeechError::BadPhonemes(_) => Self::invalid_code("input", "unknown_phonemes", message),
+            SpeechError::Pool(e) => e.into(),
+            SpeechError::Engine(e) => e.into(),
+            SpeechError::Audio(e) => e.into(),
+            SpeechError::Store(e) => e.into(),
+            SpeechError::TimedOut(_) => Self::timeout(message),
+            SpeechError::ClientGone => Self::client_gone(),
+            SpeechError::Internal(detail) => Self::internal(detail),
+        }
+    }
+}
+
+/// `?` on the domain errors: each maps as its reference does.
+macro_rules! from_owned {
+    ($($ty:ty),*) => {$(
+        impl From<$ty> for ApiError {
+            fn from(err: $ty) -> Self {
+                Self::from(&err)
+            }
+        }
+    )*};
+}
+from_owned!(
+    LoadError,
+    PoolError,
+    StoreError,
+    EngineError,
+    AudioError,
+    SpeechError
+);
 
 #[cfg(test)]
 mod tests {

@@ -6,6 +6,7 @@ use poem::web::Data;
 use poem_openapi::payload::{Html, Json, PlainText};
 use poem_openapi::{Object, OpenApi};
 
+use super::auth::ApiKey;
 use super::error::ApiError;
 use super::{ApiTags, AppState};
 
@@ -42,7 +43,7 @@ impl HealthApi {
 
     /// Prometheus metrics in the text exposition format (names in `src/telemetry.rs`).
     #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
-    async fn metrics(&self) -> PlainText<String> {
+    async fn metrics(&self, _key: ApiKey) -> PlainText<String> {
         metrics::gauge!("voxpool_gateway_resident_bytes")
             .set(crate::worker::protocol::rss_of(None) as f64);
         PlainText(crate::telemetry::handle().render())

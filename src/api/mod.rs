@@ -16,6 +16,7 @@ use std::time::Instant;
 use poem::http::{header, HeaderValue, Method, StatusCode};
 use poem::middleware::CatchPanic;
 use poem::{Body, Endpoint, EndpointExt, IntoResponse, Request, Response, Route};
+use poem_openapi::error::ParseRequestPayloadError;
 use poem_openapi::{OpenApiService, Tags};
 use tracing::Instrument;
 
@@ -23,6 +24,7 @@ use crate::config::Config;
 use crate::limit::{ClientRateLimit, RateLimited, RateLimiter};
 use crate::pool::ModelPool;
 use crate::store::Store;
+use crate::synthesis::{ClientGone, Synthesizer};
 use error::ApiError;
 
 /// Largest request body on any route (voice uploads are up to 10 MiB).
@@ -52,41 +54,18 @@ pub struct AppState {
     pub started_unix: i64,
     /// Work that outlives its request (a stream's usage row): shutdown waits for it.
     pub background: tokio_util::task::TaskTracker,
-    /// Cloned voices' conditioning and the server's current voice.
-    pub voices: voices::VoiceBook,
+    /// The request path: resolve, admit, lease, speak.
+    pub speech: Synthesizer,
     /// Open client connections, to notice a client that hangs up while queued.
     pub connections: conn::Connections,
 }
 
 impl AppState {
-    /// A place among the requests `model` serves at once (429 when its queue is
-    /// full). A request whose client (`peer`) hangs up while it waits gives its place
-    /// up instead of holding it until its turn.
-    pub async fn admit(
-        &self,
-        model: &str,
-        peer: Option<std::net::SocketAddr>,
-    ) -> Result<crate::pool::Admitted, ApiError> {
-        let admit = self.pool.admit(model);
-        tokio::pin!(admit);
-        let Some(peer) = peer else {
-            return Ok(admit.await?);
-        };
-        let mut check = tokio::time::interval(std::time::Duration::from_millis(100));
-        check.tick().await;
-        loop {
-            tokio::select! {
-                admitted = &mut admit => return Ok(admitted?),
-                _ = check.tick() => {
-                    if self.connections.closed(peer) {
-                        metrics::counter!("voxpool_admission_abandoned_total", "model" => model.to_string())
-                            .increment(1);
-                        tracing::info!("client went away while queued; place given up");
-                        return Err(ApiError::client_gone());
-                    }
-                }
-            }
-        }
+    /// Whether the client at `peer` has hung up, for the synthesis layer to ask
+    /// while a request waits or speaks.
+    pub fn client_gone(&self, peer: Option<std::net::SocketAddr>) -> ClientGone {
+        let connections = self.connections.clone();
+        Arc::new(move || peer.is_some_and(|p| connections.closed(p)))
     }
 }
 
@@ -187,7 +166,7 @@ async fn openai_errors<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Re
         };
         if resp.status() == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!("request failed with a server error");
-            resp = ApiError::internal(&request_id).into_response();
+            resp = ApiError::server_error(Some(&request_id)).into_response();
         }
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert("x-request-id", v);
@@ -217,6 +196,9 @@ fn error_response(err: poem::Error, method: &Method, path: &str) -> Response {
     if let Some(limited) = err.downcast_ref::<RateLimited>() {
         metrics::counter!("voxpool_rate_limited_total").increment(1);
         return ApiError::rate_limited(limited.retry_after).into_response();
+    }
+    if let Some(parse) = err.downcast_ref::<ParseRequestPayloadError>() {
+        return speech::field_error(&parse.reason).into_response();
     }
     let status = err.status();
     match status {

@@ -7,6 +7,7 @@ use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
+use super::auth::ApiKey;
 use super::error::ApiError;
 use super::{ApiTags, AppState};
 use crate::engine::OPENAI_ALIASES;
@@ -55,7 +56,7 @@ impl ModelsApi {
 impl ModelsApi {
     /// List models, including the OpenAI aliases of the default model.
     #[oai(path = "/v1/models", method = "get", operation_id = "listModels")]
-    async fn list(&self, state: Data<&Arc<AppState>>) -> Json<ModelList> {
+    async fn list(&self, _key: ApiKey, state: Data<&Arc<AppState>>) -> Json<ModelList> {
         Json(ModelList {
             object: "list".into(),
             data: Self::all(&state),
@@ -70,6 +71,7 @@ impl ModelsApi {
     )]
     async fn retrieve(
         &self,
+        _key: ApiKey,
         state: Data<&Arc<AppState>>,
         model: Path<String>,
     ) -> Result<Json<Model>, ApiError> {

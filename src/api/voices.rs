@@ -4,8 +4,7 @@
 //! the server's current voice (`"voice": "current"`).
 
 use std::path::{Component, PathBuf};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::Arc;
 
 use poem::web::Data;
 // poem-openapi recognises path parameters by the type's name, `Path`.
@@ -14,21 +13,18 @@ use poem_openapi::payload::Json;
 use poem_openapi::types::multipart::Upload;
 use poem_openapi::{Multipart, Object, OpenApi};
 
+use super::auth::ApiKey;
 use super::error::ApiError;
 use super::{ApiTags, AppState};
 use crate::audio::clip::{self, ReferenceClip};
-use crate::engine::ClonedVoice;
 use crate::store::{NewVoice, VoiceRow};
+use crate::synthesis::voices::{CURRENT_VOICE, VOICE_ID_PREFIX};
+use crate::synthesis::SpeechError;
 
 /// Largest reference recording accepted.
 pub const MAX_SAMPLE_BYTES: usize = 10 << 20;
 /// Longest voice name.
 const MAX_NAME_CHARS: usize = 64;
-/// The voice name that means the server's current voice.
-pub const CURRENT_VOICE: &str = "current";
-/// Prefix of stored voices' ids.
-pub const VOICE_ID_PREFIX: &str = "voice_";
-
 /// One voice, in the shape of OpenAI's `audio.voice` objects.
 #[derive(Object, Debug, Clone, PartialEq)]
 pub struct Voice {
@@ -116,106 +112,6 @@ struct LoadVoiceResponse {
     model: String,
 }
 
-/// Stored voices' conditioning (briefly cached: a voice deleted on another replica
-/// stops being served within the cache's lifetime) and the server's current voice.
-pub struct VoiceBook {
-    cache: moka::future::Cache<String, Arc<(String, ClonedVoice)>>,
-    current: RwLock<Option<(String, ClonedVoice)>>,
-}
-
-impl Default for VoiceBook {
-    fn default() -> Self {
-        Self {
-            cache: moka::future::Cache::builder()
-                .max_capacity(256)
-                .time_to_live(Duration::from_secs(10))
-                .build(),
-            current: RwLock::new(None),
-        }
-    }
-}
-
-/// A voice a speech request resolved to: its model and what the engine needs.
-pub struct ResolvedVoice {
-    pub model: String,
-    pub cloned: ClonedVoice,
-}
-
-impl VoiceBook {
-    /// Resolve `voice` when it names a cloned voice (`voice_…` or `current`); `None`
-    /// for every other name (the model's own voices).
-    pub async fn resolve(
-        &self,
-        state: &AppState,
-        voice: &str,
-    ) -> Result<Option<ResolvedVoice>, ApiError> {
-        if voice == CURRENT_VOICE {
-            let current = self.current.read().unwrap_or_else(|e| e.into_inner());
-            return match &*current {
-                Some((model, cloned)) => Ok(Some(ResolvedVoice {
-                    model: model.clone(),
-                    cloned: cloned.clone(),
-                })),
-                None => Err(ApiError::invalid(Some("voice"), "No voice has been loaded")),
-            };
-        }
-        if !voice.starts_with(VOICE_ID_PREFIX) {
-            return Ok(None);
-        }
-        let store = state.store.clone();
-        let id = voice.to_string();
-        let found = self
-            .cache
-            .try_get_with(id.clone(), async move {
-                match store.voice_conditioning(&id).await {
-                    Ok(Some(row)) => Ok(Arc::new((
-                        row.model,
-                        ClonedVoice {
-                            id,
-                            conditioning: row.conditioning.into(),
-                        },
-                    ))),
-                    Ok(None) => Err(false),
-                    Err(e) => {
-                        tracing::error!(error = %e, "database error");
-                        Err(true)
-                    }
-                }
-            })
-            .await;
-        match found {
-            Ok(entry) => Ok(Some(ResolvedVoice {
-                model: entry.0.clone(),
-                cloned: entry.1.clone(),
-            })),
-            Err(db_error) if *db_error => Err(ApiError::internal("-")),
-            Err(_) => Err(unknown_voice(voice)),
-        }
-    }
-
-    async fn forget(&self, id: &str) {
-        self.cache.invalidate(id).await;
-    }
-
-    fn set_current(&self, model: String, conditioning: Vec<u8>) {
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some((
-            model,
-            ClonedVoice {
-                id: CURRENT_VOICE.into(),
-                conditioning: conditioning.into(),
-            },
-        ));
-    }
-}
-
-fn unknown_voice(id: &str) -> ApiError {
-    ApiError::not_found(
-        Some("voice"),
-        "voice_not_found",
-        format!("Voice '{id}' does not exist"),
-    )
-}
-
 pub struct VoicesApi;
 
 #[OpenApi(tag = "ApiTags::Audio")]
@@ -226,6 +122,7 @@ impl VoicesApi {
     #[oai(path = "/v1/audio/voices", method = "get", operation_id = "listVoices")]
     async fn list(
         &self,
+        _key: ApiKey,
         state: Data<&Arc<AppState>>,
         model: Query<Option<String>>,
     ) -> Result<Json<VoiceList>, ApiError> {
@@ -250,6 +147,7 @@ impl VoicesApi {
     )]
     async fn get(
         &self,
+        _key: ApiKey,
         state: Data<&Arc<AppState>>,
         id: Path<String>,
     ) -> Result<Json<Voice>, ApiError> {
@@ -264,7 +162,7 @@ impl VoicesApi {
             .into_iter()
             .find(|v| v.id == id)
             .map(Json)
-            .ok_or_else(|| unknown_voice(&id))
+            .ok_or_else(|| SpeechError::NoSuchVoice(id.clone()).into())
     }
 
     /// Clone a voice from a reference recording.
@@ -280,6 +178,7 @@ impl VoicesApi {
     )]
     async fn create(
         &self,
+        _key: ApiKey,
         req: &poem::Request,
         state: Data<&Arc<AppState>>,
         form: CreateVoiceForm,
@@ -318,12 +217,13 @@ impl VoicesApi {
     )]
     async fn delete(
         &self,
+        _key: ApiKey,
         state: Data<&Arc<AppState>>,
         id: Path<String>,
     ) -> Result<Json<DeletedVoice>, ApiError> {
         let id = id.0;
         if id.starts_with(VOICE_ID_PREFIX) && state.store.delete_voice(&id).await? {
-            state.voices.forget(&id).await;
+            state.speech.voices().forget(&id).await;
             tracing::info!(voice = %id, "voice deleted");
             return Ok(Json(DeletedVoice {
                 id,
@@ -338,7 +238,7 @@ impl VoicesApi {
                 format!("'{id}' is a built-in voice; only cloned voices can be deleted"),
             ));
         }
-        Err(unknown_voice(&id))
+        Err(SpeechError::NoSuchVoice(id).into())
     }
 }
 
@@ -354,6 +254,7 @@ impl LoadVoiceApi {
     #[oai(path = "/load_voice", method = "post", operation_id = "loadVoice")]
     async fn load_voice(
         &self,
+        _key: ApiKey,
         req: &poem::Request,
         state: Data<&Arc<AppState>>,
         body: Json<LoadVoiceRequest>,
@@ -367,7 +268,7 @@ impl LoadVoiceApi {
             move || confine(dir.as_deref(), &requested)
         })
         .await
-        .map_err(|_| ApiError::internal("-"))??;
+        .map_err(ApiError::internal)??;
         if size > MAX_SAMPLE_BYTES as u64 {
             return Err(too_large("path"));
         }
@@ -375,7 +276,10 @@ impl LoadVoiceApi {
             .await
             .map_err(|_| file_not_found(&requested))?;
         let conditioning = clone_voice(&state, &model, sample, peer).await?;
-        state.voices.set_current(model.clone(), conditioning);
+        state
+            .speech
+            .voices()
+            .set_current(model.clone(), conditioning);
         tracing::info!(model = %model, "current voice loaded from a file");
         Ok(Json(loaded(model)))
     }
@@ -389,6 +293,7 @@ impl LoadVoiceApi {
     )]
     async fn load_voice_upload(
         &self,
+        _key: ApiKey,
         req: &poem::Request,
         state: Data<&Arc<AppState>>,
         form: LoadVoiceUpload,
@@ -403,7 +308,10 @@ impl LoadVoiceApi {
         })?;
         let sample = read_upload(upload, "file").await?;
         let conditioning = clone_voice(&state, &model, sample, peer).await?;
-        state.voices.set_current(model.clone(), conditioning);
+        state
+            .speech
+            .voices()
+            .set_current(model.clone(), conditioning);
         tracing::info!(model = %model, "current voice loaded from an upload");
         Ok(Json(loaded(model)))
     }
@@ -554,26 +462,12 @@ async fn clone_voice(
 ) -> Result<Vec<u8>, ApiError> {
     let clip: ReferenceClip = tokio::task::spawn_blocking(move || clip::prepare(&sample))
         .await
-        .map_err(|_| ApiError::internal("-"))?
+        .map_err(ApiError::internal)?
         .map_err(|e| ApiError::invalid(Some("audio_sample"), e.to_string()))?;
-    let admitted = state.admit(model, peer).await?;
-    let lease = state.pool.lease(model).await?;
-    let started = std::time::Instant::now();
-    let conditioning = tokio::task::spawn_blocking(move || {
-        let _admitted = admitted;
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            lease.engine().clone_voice(&clip)
-        }))
-    })
-    .await
-    .map_err(|_| ApiError::internal("-"))?
-    .map_err(|_| {
-        tracing::error!("the engine panicked while cloning a voice");
-        ApiError::internal("-")
-    })??;
-    metrics::histogram!("voxpool_voice_clone_seconds", "model" => model.to_string())
-        .record(started.elapsed().as_secs_f64());
-    Ok(conditioning)
+    Ok(state
+        .speech
+        .clone_voice(model, clip, &state.client_gone(peer))
+        .await?)
 }
 
 /// Built-in voices of one model or all, read from the model files on disk.

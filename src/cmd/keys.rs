@@ -2,8 +2,9 @@
 
 use std::io::Write;
 
-use crate::api::auth::{hex, sha256};
+use crate::api::auth::sha256;
 use crate::config::{KeysAction, KeysArgs};
+use crate::store::hex;
 use crate::store::Store;
 
 /// Exit code 2: bad arguments or settings; 1: the database failed or the key is unknown.

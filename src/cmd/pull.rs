@@ -123,7 +123,7 @@ fn verify(pointer: &Path) -> Result<u64, String> {
         }
     }
     if is_sha256 {
-        let got = crate::api::auth::hex(&hasher.finalize());
+        let got = crate::store::hex(&hasher.finalize());
         if !got.eq_ignore_ascii_case(&name) {
             let _ = std::fs::remove_file(&blob);
             let _ = std::fs::remove_file(pointer);

@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use crate::audio::{self, AudioFormat};
 use crate::config::{DeviceSpec, SpeakArgs};
-use crate::engine::{synthesize_all, LoadContext, Registry, TtsEngine};
-use crate::text::split_sentences;
+use crate::engine::{AudioChunk, LoadContext, Registry, SpeechJob, TtsEngine};
+use crate::synthesis;
 
 /// Why `speak` stopped; the exit code follows the kind.
 #[derive(Debug, thiserror::Error)]
@@ -73,26 +73,32 @@ pub fn run(
     let voice = pick_voice(engine.as_ref(), args.voice.as_deref())?;
 
     let speak_to = |text: &str, path: &Path, out: &mut dyn Write| -> Result<(), SpeakError> {
-        let chunks = if args.phonemes {
-            vec![text.trim().to_string()]
-        } else {
-            split_sentences(text)
-        };
+        let chunks = synthesis::plan(text);
         if chunks.iter().all(|c| c.trim().is_empty()) {
             return Err(SpeakError::Usage(
                 "nothing to speak: the text is empty".into(),
             ));
         }
         let started = Instant::now();
-        let audio = synthesize_all(
-            engine.as_ref(),
-            &chunks,
-            &voice,
-            args.speed,
-            args.phonemes,
-            None,
-        )
-        .map_err(|e| SpeakError::Failed(e.to_string()))?;
+        let job = SpeechJob {
+            chunks,
+            voice: voice.clone(),
+            speed: args.speed,
+            phonemes: args.phonemes,
+            cloned: None,
+        };
+        // The server's sentence loop, with nobody to leave and no time limit.
+        let mut audio = AudioChunk {
+            samples: Vec::new(),
+            sample_rate: engine.sample_rate(),
+        };
+        let rendered = synthesis::render(engine.as_ref(), &job, None, &|| true, &mut |chunk| {
+            audio.samples.extend(chunk.samples);
+            Ok(true)
+        });
+        if let Some(e) = rendered.error {
+            return Err(SpeakError::Failed(e.to_string()));
+        }
         let bytes = audio::encode(format, &audio.samples, audio.sample_rate)
             .map_err(|e| SpeakError::Failed(e.to_string()))?;
         std::fs::write(path, bytes)

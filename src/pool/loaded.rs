@@ -135,7 +135,7 @@ impl Drop for Loaded {
             if let Some(engine) = engine {
                 engine.unload(clear);
             }
-            super::listener::trim_heap();
+            super::memory::trim_heap();
             state.instance_freed(bytes);
             tracing::info!(model = %state.id(), "Model unloaded successfully");
             metrics::counter!("voxpool_model_unloads_total", "model" => state.id().to_string())
@@ -196,7 +196,7 @@ impl Drop for Lease {
                 pool.after_last_lease(&model, instance).await;
             }
             if pool.force_gc_after_request {
-                let _ = tokio::task::spawn_blocking(super::listener::trim_heap).await;
+                let _ = tokio::task::spawn_blocking(super::memory::trim_heap).await;
             }
         });
     }

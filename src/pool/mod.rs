@@ -10,6 +10,7 @@ mod error;
 mod expiry;
 mod listener;
 mod loaded;
+mod memory;
 mod state;
 
 use std::collections::HashMap;
@@ -21,8 +22,8 @@ use moka::policy::EvictionPolicy;
 use tracing::{info, instrument, warn, Instrument};
 
 pub use error::{LoadError, PoolError};
-pub use listener::{trim_heap, tune_gateway_heap};
 pub use loaded::{Lease, UnloadCause};
+pub use memory::{trim_heap, tune_gateway_heap};
 pub use state::{idle_remaining, Admitted, IdleClock, ModelState, QueueFull};
 
 use crate::config::{Config, IdleTimeout};
@@ -375,7 +376,7 @@ impl PoolInner {
                 let bytes = engine.memory_bytes();
                 tokio::task::spawn_blocking(move || {
                     engine.unload(false);
-                    listener::trim_heap();
+                    memory::trim_heap();
                 })
                 .await
                 .ok();

@@ -118,7 +118,9 @@ pub struct QueueFull {
 
 /// A request's place among those a model serves at once; freed on drop.
 #[derive(Debug)]
-pub struct Admitted(#[allow(dead_code)] OwnedSemaphorePermit);
+pub struct Admitted {
+    _permit: OwnedSemaphorePermit,
+}
 
 impl ModelState {
     pub fn new(spec: ModelSpec, timeout: IdleTimeout, epoch: Instant, limits: Admission) -> Self {
@@ -155,7 +157,7 @@ impl ModelState {
     /// queue is already full. A caller whose future is dropped leaves the queue.
     pub async fn admit(&self) -> Result<Admitted, QueueFull> {
         if let Ok(permit) = Arc::clone(&self.admission).try_acquire_owned() {
-            return Ok(Admitted(permit));
+            return Ok(Admitted { _permit: permit });
         }
         struct Waiting<'a>(&'a AtomicUsize);
         impl Drop for Waiting<'_> {
@@ -175,7 +177,7 @@ impl ModelState {
             .acquire_owned()
             .await
             .expect("the admission semaphore is never closed");
-        Ok(Admitted(permit))
+        Ok(Admitted { _permit: permit })
     }
 
     /// Requests waiting for a place.

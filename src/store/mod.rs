@@ -135,6 +135,11 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// Lowercase hex, as keys' digests are stored.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -67,7 +67,7 @@ impl Store {
             // Microseconds: what every backend keeps, so the row reads back equal.
             created_at: Utc::now().trunc_subsecs(6),
             sample_bytes: new.sample.len() as i64,
-            sample_sha256: crate::api::auth::hex(&Sha256::digest(new.sample)),
+            sample_sha256: crate::store::hex(&Sha256::digest(new.sample)),
         };
         voice::ActiveModel {
             id: Set(row.id.clone()),

@@ -158,6 +158,19 @@ impl TestServer {
         self.wait_status_of(MODEL, limit, pred).await
     }
 
+    /// Poll `/model/status` for `window`; returns whether `pred` held every time
+    /// (for what must stay true, such as a model that must not be unloaded).
+    pub async fn holds_for(&self, window: Duration, pred: impl Fn(&Value) -> bool) -> bool {
+        let deadline = Instant::now() + window;
+        while Instant::now() < deadline {
+            if !pred(&self.status().await) {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        pred(&self.status().await)
+    }
+
     /// `GET` a text body (`/metrics`).
     pub async fn get_text(&self, path: &str) -> (u16, String) {
         let resp = self.client.get(self.url(path)).send().await.expect("GET");

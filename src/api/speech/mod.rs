@@ -1,0 +1,196 @@
+//! `POST /v1/audio/speech` (OpenAI's text-to-speech endpoint) and
+//! `POST /v1/audio/phonemize`: parse, call the synthesis layer, answer.
+
+mod request;
+mod response;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use poem::web::Data;
+use poem::Body;
+use poem_openapi::payload::{Binary, Json};
+use poem_openapi::{Object, OpenApi};
+
+use super::auth::ApiKey;
+use super::error::ApiError;
+use super::{ApiTags, AppState};
+use crate::store::NewUsage;
+use crate::synthesis::{Outcome, Speech, SpeechRequest};
+use crate::text::g2p;
+
+pub use request::{field_error, CreateSpeechRequest, MAX_INPUT_CHARS};
+pub use response::{AudioBody, SpeechResponse};
+
+/// Request body of `POST /v1/audio/phonemize`.
+#[derive(Object)]
+#[oai(deny_unknown_fields)]
+struct PhonemizeRequest {
+    /// Text to convert.
+    #[oai(validator(min_length = 1, max_length = 4096))]
+    input: String,
+    /// `a` (American English, default) or `b` (British English).
+    language: Option<String>,
+}
+
+/// Kokoro phonemes for a text, and their token ids.
+#[derive(Object)]
+struct PhonemizeResponse {
+    /// Phonemes in Kokoro's alphabet; edit and send back with `input_format: "phonemes"`.
+    phonemes: String,
+    /// Token ids of the phonemes in the Kokoro v1.0 vocabulary.
+    tokens: Vec<u32>,
+}
+
+pub struct SpeechApi;
+
+#[OpenApi(tag = "ApiTags::Audio")]
+impl SpeechApi {
+    /// Generate audio from text.
+    ///
+    /// OpenAI's speech endpoint. The model is loaded on first use and unloaded
+    /// after its idle timeout.
+    #[oai(
+        path = "/v1/audio/speech",
+        method = "post",
+        operation_id = "createSpeech"
+    )]
+    async fn create_speech(
+        &self,
+        _key: ApiKey,
+        req: &poem::Request,
+        state: Data<&Arc<AppState>>,
+        body: Json<CreateSpeechRequest>,
+    ) -> Result<SpeechResponse, ApiError> {
+        let started = Instant::now();
+        let (request, sse) = body.0.validate()?;
+        let peer = super::conn::peer_of(req);
+        let mut usage = NewUsage {
+            key_id: None,
+            model: request.model.clone(),
+            voice: request.voice.chars().take(200).collect(),
+            characters: request.input.chars().count(),
+            audio_seconds: 0.0,
+            latency_ms: 0,
+            status: 200,
+        };
+        // Every request that reached the synthesis layer leaves a usage row, failures
+        // included; a streamed response's row is written when its last chunk is spoken.
+        let speech = match state.speech.speak(&request, state.client_gone(peer)).await {
+            Ok(speech) => speech,
+            Err(e) => {
+                let err = ApiError::from(&*e);
+                usage.status = err.status();
+                usage.latency_ms = millis_since(started);
+                if let Err(e) = state.store.record_usage(&usage).await {
+                    tracing::error!(error = %e, "could not record usage");
+                }
+                return Err(err);
+            }
+        };
+        usage.model = speech.model.clone();
+        let streams = speech.streams;
+        let (resp, finished) = respond(&state, speech, &request, sse, peer);
+        let store = state.store.clone();
+        let record = async move {
+            let outcome = finished.await.unwrap_or_else(|e| Outcome {
+                audio_seconds: 0.0,
+                error: Some(Arc::new(crate::synthesis::SpeechError::Internal(
+                    e.to_string(),
+                ))),
+            });
+            usage.audio_seconds = outcome.audio_seconds;
+            usage.status = outcome
+                .error
+                .as_deref()
+                .map_or(200, |e| ApiError::from(e).status());
+            usage.latency_ms = millis_since(started);
+            if let Err(e) = store.record_usage(&usage).await {
+                tracing::error!(error = %e, "could not record usage");
+            }
+        };
+        // A whole-file response is complete already: its row is written before it is
+        // sent. A stream's row follows its last chunk.
+        if streams {
+            state.background.spawn(record);
+        } else {
+            record.await;
+        }
+        Ok(resp)
+    }
+}
+
+fn millis_since(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The response for speech under way, and the synthesis task.
+fn respond(
+    state: &AppState,
+    speech: Speech,
+    request: &SpeechRequest,
+    sse: bool,
+    peer: Option<std::net::SocketAddr>,
+) -> (SpeechResponse, tokio::task::JoinHandle<Outcome>) {
+    let Speech {
+        first,
+        rest,
+        outcome,
+        finished,
+        ..
+    } = speech;
+    if sse {
+        let input_tokens = request.input.chars().count();
+        let body = response::sse_events(first, rest, outcome, input_tokens);
+        let resp = SpeechResponse::Audio(AudioBody::Events(Binary(Body::from_bytes_stream(body))));
+        return (resp, finished);
+    }
+    drop(outcome);
+    let connections = state.connections.clone();
+    let cut = move || {
+        if let Some(peer) = peer {
+            connections.abort(peer);
+        }
+    };
+    let body = response::audio_stream(first, rest, cut);
+    let resp = SpeechResponse::Audio(AudioBody::new(
+        request.format,
+        Body::from_bytes_stream(body),
+    ));
+    (resp, finished)
+}
+
+pub struct PhonemizeApi;
+
+#[OpenApi(tag = "ApiTags::Audio")]
+impl PhonemizeApi {
+    /// Convert text to Kokoro phonemes.
+    ///
+    /// Shows how a text will be pronounced; the phonemes can be edited and spoken
+    /// with `input_format: "phonemes"` on `/v1/audio/speech`.
+    #[oai(
+        path = "/v1/audio/phonemize",
+        method = "post",
+        operation_id = "phonemize"
+    )]
+    async fn phonemize(
+        &self,
+        _key: ApiKey,
+        state: Data<&Arc<AppState>>,
+        body: Json<PhonemizeRequest>,
+    ) -> Result<Json<PhonemizeResponse>, ApiError> {
+        let language = body.0.language.unwrap_or_else(|| "a".into());
+        if !g2p::LANGUAGES.contains(&language.as_str()) {
+            return Err(ApiError::invalid(
+                Some("language"),
+                g2p::TextError::UnsupportedLanguage(language).to_string(),
+            ));
+        }
+        let (phonemes, tokens) = state
+            .speech
+            .phonemize(body.0.input, language)
+            .await
+            .map_err(|e| ApiError::from(&e))?;
+        Ok(Json(PhonemizeResponse { phonemes, tokens }))
+    }
+}

@@ -1,0 +1,410 @@
+//! The request path, without HTTP: from a validated speech request to a stream of
+//! encoded audio, or a domain error.
+//!
+//! [`Synthesizer::speak`] resolves the model and the voice, waits for a place among
+//! the model's requests (admission), leases the model from the pool (loading it on a
+//! miss, in its worker process), then runs [`render`] on a blocking thread: the
+//! sentence loop with its time limit, panic recovery and cancellation. The HTTP
+//! handler parses, calls it, and maps [`SpeechError`] to a status; `voxpool speak`
+//! runs the same [`render`] on a model it loads itself.
+
+mod render;
+pub mod voices;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
+
+use crate::audio::clip::ReferenceClip;
+use crate::audio::stream::StreamEncoder;
+use crate::audio::{AudioError, AudioFormat};
+use crate::engine::kokoro::vocab;
+use crate::engine::{AudioChunk, ClonedVoice, EngineError, SpeechJob, TtsEngine, OPENAI_ALIASES};
+use crate::pool::{Admitted, ModelPool, PoolError};
+use crate::store::StoreError;
+use crate::text::split_sentences;
+
+pub use render::{render, Rendered};
+pub use voices::{ResolvedVoice, VoiceBook};
+
+/// A validated speech request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpeechRequest {
+    /// A model id or alias.
+    pub model: String,
+    pub input: String,
+    /// A voice of the model, an OpenAI voice name, a stored voice id or `current`.
+    pub voice: String,
+    pub format: AudioFormat,
+    /// 0.25 to 4.0.
+    pub speed: f32,
+    /// `input` is Kokoro phonemes rather than text.
+    pub phonemes: bool,
+}
+
+/// Why a request got no (or not all its) audio.
+#[derive(Debug, thiserror::Error)]
+pub enum SpeechError {
+    #[error("The model '{0}' does not exist")]
+    UnknownModel(String),
+    /// The model has no such voice; `some` lists a few it has.
+    #[error("Voice '{voice}' is not available for model {model}; available voices include: {}", some.join(", "))]
+    UnknownVoice {
+        model: String,
+        voice: String,
+        some: Vec<String>,
+    },
+    /// No stored voice has this id.
+    #[error("Voice '{0}' does not exist")]
+    NoSuchVoice(String),
+    #[error("No voice has been loaded")]
+    NoCurrentVoice,
+    #[error("Voice '{voice}' was cloned for model {model}; use that model (or tts-1)")]
+    VoiceOfAnotherModel { voice: String, model: String },
+    #[error("{0}")]
+    BadPhonemes(String),
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    #[error(transparent)]
+    Engine(EngineError),
+    #[error(transparent)]
+    Audio(#[from] AudioError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Synthesis ran past `SYNTHESIS_TIMEOUT`.
+    #[error("Synthesis took longer than the server's limit of {} s (SYNTHESIS_TIMEOUT); send shorter input.", .0.as_secs())]
+    TimedOut(Duration),
+    /// The client closed its connection; nobody reads the answer.
+    #[error("the client closed the connection")]
+    ClientGone,
+    /// A task of the request path died (a bug); the detail is logged.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<EngineError> for SpeechError {
+    fn from(e: EngineError) -> Self {
+        Self::Engine(e)
+    }
+}
+
+/// How a request's audio ended: seconds spoken, and the error that ended it early.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub audio_seconds: f64,
+    pub error: Option<Arc<SpeechError>>,
+}
+
+/// A request's audio as it is spoken: the first bytes (already there), then the rest.
+pub struct Speech {
+    /// The model that speaks (an alias resolved; a cloned voice's model).
+    pub model: String,
+    /// Whether the format streams; a whole-file format's bytes all come at once.
+    pub streams: bool,
+    pub first: Vec<u8>,
+    /// The following pieces; an error ends the stream (the response is cut).
+    pub rest: mpsc::Receiver<Result<Vec<u8>, Arc<SpeechError>>>,
+    /// The outcome, sent just before `rest` closes.
+    pub outcome: oneshot::Receiver<Outcome>,
+    /// The outcome, once the synthesis task has ended.
+    pub finished: tokio::task::JoinHandle<Outcome>,
+}
+
+/// Whether the client is gone; asked while a request waits and while it speaks.
+pub type ClientGone = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// The request path. Cheap to clone.
+#[derive(Clone)]
+pub struct Synthesizer {
+    pool: ModelPool,
+    store: crate::store::Store,
+    voices: Arc<VoiceBook>,
+    time_limit: Option<Duration>,
+}
+
+/// How often a queued request checks that its client is still there.
+const CLIENT_CHECK: Duration = Duration::from_millis(100);
+
+impl Synthesizer {
+    pub fn new(
+        pool: ModelPool,
+        store: crate::store::Store,
+        voices: Arc<VoiceBook>,
+        time_limit: Option<Duration>,
+    ) -> Self {
+        Self {
+            pool,
+            store,
+            voices,
+            time_limit,
+        }
+    }
+
+    pub fn voices(&self) -> &VoiceBook {
+        &self.voices
+    }
+
+    /// The model id `name` resolves to, and the cloned voice when `voice` names one.
+    /// A cloned voice belongs to the model that cloned it; OpenAI's model names
+    /// follow the voice.
+    pub async fn resolve(
+        &self,
+        name: &str,
+        voice: &str,
+    ) -> Result<(String, Option<ClonedVoice>), SpeechError> {
+        let spec = self
+            .pool
+            .registry()
+            .resolve(name)
+            .ok_or_else(|| SpeechError::UnknownModel(name.to_string()))?;
+        let mut model = spec.id.clone();
+        let cloned = self.voices.resolve(&self.store, voice).await?;
+        if let Some(resolved) = &cloned {
+            if OPENAI_ALIASES.contains(&name) {
+                model = resolved.model.clone();
+            } else if resolved.model != model {
+                return Err(SpeechError::VoiceOfAnotherModel {
+                    voice: voice.to_string(),
+                    model: resolved.model.clone(),
+                });
+            }
+        }
+        Ok((model, cloned.map(|v| v.cloned)))
+    }
+
+    /// A place among the requests `model` serves at once (`Busy` when its queue is
+    /// full). A request whose client hangs up while it waits gives its place up.
+    pub async fn admit(&self, model: &str, gone: &ClientGone) -> Result<Admitted, SpeechError> {
+        let admit = self.pool.admit(model);
+        tokio::pin!(admit);
+        let mut check = tokio::time::interval(CLIENT_CHECK);
+        check.tick().await;
+        loop {
+            tokio::select! {
+                admitted = &mut admit => return Ok(admitted?),
+                _ = check.tick() => {
+                    if gone() {
+                        metrics::counter!("voxpool_admission_abandoned_total", "model" => model.to_string())
+                            .increment(1);
+                        tracing::info!("client went away while queued; place given up");
+                        return Err(SpeechError::ClientGone);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Speak `request`. Returns once the first bytes exist (an error in the first
+    /// sentence is still the request's error); the rest follows as it is spoken. A
+    /// client that leaves stops the synthesis, which releases the model.
+    pub async fn speak(
+        &self,
+        request: &SpeechRequest,
+        gone: ClientGone,
+    ) -> Result<Speech, Arc<SpeechError>> {
+        let (model, cloned) = self.resolve(&request.model, &request.voice).await?;
+        let span = tracing::info_span!(
+            "speech",
+            model = %model,
+            voice = %request.voice,
+            characters = request.input.chars().count(),
+            format = request.format.name(),
+            audio_seconds = tracing::field::Empty,
+        );
+        self.speak_with(model, request, cloned, gone)
+            .instrument(span)
+            .await
+    }
+
+    async fn speak_with(
+        &self,
+        model: String,
+        request: &SpeechRequest,
+        cloned: Option<ClonedVoice>,
+        gone: ClientGone,
+    ) -> Result<Speech, Arc<SpeechError>> {
+        if !request.format.is_supported() {
+            return Err(SpeechError::Audio(AudioError::Unsupported(request.format)).into());
+        }
+        let started = Instant::now();
+        let admitted = self.admit(&model, &gone).await?;
+        let lease = self.pool.lease(&model).await.map_err(SpeechError::from)?;
+        if cloned.is_none() && !lease.engine().accepts_voice(&request.voice) {
+            return Err(unknown_voice(&model, &request.voice, lease.engine()).into());
+        }
+        let job = SpeechJob {
+            chunks: plan(&request.input),
+            voice: request.voice.clone(),
+            speed: request.speed,
+            phonemes: request.phonemes,
+            cloned,
+        };
+        let encoder = StreamEncoder::new(
+            request.format,
+            lease.engine().sample_rate(),
+            job.chunks.len(),
+        )
+        .map_err(SpeechError::from)?;
+        let streams = encoder.streams();
+        let (tx, mut rx) = mpsc::channel::<Result<Vec<u8>, Arc<SpeechError>>>(1);
+        let (outcome_tx, outcome_rx) = oneshot::channel::<Outcome>();
+        let time_limit = self.time_limit;
+        let pool = self.pool.clone();
+        let span = tracing::Span::current();
+        let label = model.clone();
+        // Synthesis is CPU-bound (or waits on a worker): keep it off the async
+        // reactor. The lease moves along and is dropped when the job ends.
+        let finished = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let _admitted = admitted;
+            let engine = lease.engine();
+            let synthesis_started = Instant::now();
+            let wanted = || !tx.is_closed() && !gone();
+            let send = |bytes: Vec<u8>| bytes.is_empty() || tx.blocking_send(Ok(bytes)).is_ok();
+            let mut encoder = encoder;
+            let mut out = |audio: AudioChunk| Ok(send(encoder.push(&audio.samples)?));
+            let mut rendered = render(engine, &job, time_limit, &wanted, &mut out);
+            if rendered.error.is_none() {
+                rendered.error = match encoder.finish() {
+                    Ok(bytes) => (!send(bytes)).then_some(SpeechError::ClientGone),
+                    Err(e) => Some(e.into()),
+                };
+            }
+            let error = rendered.error.map(|e| {
+                let e = Arc::new(explain(e, &pool, &label, &job.voice, engine));
+                if !matches!(*e, SpeechError::ClientGone) {
+                    let _ = tx.blocking_send(Err(e.clone()));
+                }
+                e
+            });
+            let audio_seconds = rendered.samples as f64 / f64::from(engine.sample_rate().max(1));
+            tracing::Span::current().record("audio_seconds", audio_seconds);
+            metrics::histogram!("voxpool_speech_audio_seconds", "model" => label.clone())
+                .record(audio_seconds);
+            metrics::histogram!("voxpool_synthesis_seconds", "model" => label)
+                .record(synthesis_started.elapsed().as_secs_f64());
+            let outcome = Outcome {
+                audio_seconds,
+                error,
+            };
+            let _ = outcome_tx.send(outcome.clone());
+            outcome
+        });
+        // The first bytes decide the request's fate: an error before them is its error.
+        let first = match rx.recv().await {
+            Some(Ok(bytes)) => bytes,
+            Some(Err(e)) => return Err(e),
+            None => Vec::new(),
+        };
+        metrics::histogram!("voxpool_time_to_first_audio_seconds", "model" => model.clone())
+            .record(started.elapsed().as_secs_f64());
+        Ok(Speech {
+            model,
+            streams,
+            first,
+            rest: rx,
+            outcome: outcome_rx,
+            finished,
+        })
+    }
+
+    /// Kokoro phonemes for `input` in `language` (`a` or `b`), and their token ids.
+    /// The phonemizer's tables belong to Kokoro and live in its worker.
+    pub async fn phonemize(
+        &self,
+        input: String,
+        language: String,
+    ) -> Result<(String, Vec<u32>), SpeechError> {
+        let lease = self.pool.lease(PHONEMIZER_MODEL).await?;
+        let phonemes =
+            tokio::task::spawn_blocking(move || lease.engine().phonemize(&input, &language))
+                .await
+                .map_err(|e| SpeechError::Internal(format!("phonemizer task failed: {e}")))??;
+        let tokens = vocab::encode(vocab::v1_0(), &phonemes)
+            .map_err(|unknown| SpeechError::BadPhonemes(unknown_symbols(&unknown)))?;
+        Ok((phonemes, tokens))
+    }
+
+    /// Have `model` compute a voice's conditioning from a prepared recording
+    /// (admitted like a speech request, on a blocking thread).
+    pub async fn clone_voice(
+        &self,
+        model: &str,
+        clip: ReferenceClip,
+        gone: &ClientGone,
+    ) -> Result<Vec<u8>, SpeechError> {
+        let admitted = self.admit(model, gone).await?;
+        let lease = self.pool.lease(model).await?;
+        let started = Instant::now();
+        let conditioning = tokio::task::spawn_blocking(move || {
+            let _admitted = admitted;
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                lease.engine().clone_voice(&clip)
+            }))
+        })
+        .await
+        .map_err(|e| SpeechError::Internal(format!("voice cloning task failed: {e}")))?
+        .map_err(|_| SpeechError::Engine(EngineError::Panicked))??;
+        metrics::histogram!("voxpool_voice_clone_seconds", "model" => model.to_string())
+            .record(started.elapsed().as_secs_f64());
+        Ok(conditioning)
+    }
+}
+
+/// The model whose engine phonemizes.
+const PHONEMIZER_MODEL: &str = "kokoro";
+
+/// The chunks a text is spoken in: its sentences (phoneme input too).
+pub fn plan(input: &str) -> Vec<String> {
+    split_sentences(input)
+}
+
+/// "Symbols not in Kokoro's phoneme vocabulary: 'x' (U+0078), …".
+pub fn unknown_symbols(unknown: &[char]) -> String {
+    let list: Vec<String> = unknown
+        .iter()
+        .map(|c| format!("'{c}' (U+{:04X})", *c as u32))
+        .collect();
+    format!(
+        "Symbols not in Kokoro's phoneme vocabulary: {}",
+        list.join(", ")
+    )
+}
+
+/// The voice is not one of the model's, with some it has.
+fn unknown_voice(model: &str, voice: &str, engine: &dyn TtsEngine) -> SpeechError {
+    let mut some = engine.voices();
+    some.truncate(8);
+    SpeechError::UnknownVoice {
+        model: model.to_string(),
+        voice: voice.to_string(),
+        some,
+    }
+}
+
+/// A rendering error as the request reports it. After a panic the model is also
+/// reloaded: the engine may be left in a bad state.
+fn explain(
+    error: SpeechError,
+    pool: &ModelPool,
+    model: &str,
+    voice: &str,
+    engine: &dyn TtsEngine,
+) -> SpeechError {
+    match error {
+        SpeechError::Engine(EngineError::UnknownVoice { .. }) => {
+            unknown_voice(model, voice, engine)
+        }
+        SpeechError::Engine(EngineError::Panicked) => {
+            tracing::error!("the engine panicked; the model will be reloaded");
+            let (pool, model) = (pool.clone(), model.to_string());
+            tokio::runtime::Handle::current().spawn(async move {
+                let _ = pool.unload(&model).await;
+            });
+            error
+        }
+        other => other,
+    }
+}
