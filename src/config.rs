@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::engine::DeviceSpec;
+
 /// Self-hosted, OpenAI-compatible speech server.
 #[derive(Debug, Parser)]
 #[command(name = "voxpool", version, args_conflicts_with_subcommands = true)]
@@ -440,67 +442,6 @@ impl IdleTimeout {
         u64::try_from(secs)
             .map(|s| Self::After(Duration::from_secs(s)))
             .unwrap_or(Self::Never)
-    }
-}
-
-/// Where models run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeviceSpec {
-    Cpu,
-    Cuda(usize),
-    Metal,
-}
-
-impl DeviceSpec {
-    /// Parse `MODEL_DEVICE`. Empty means automatic: CUDA when this build has it, else CPU.
-    pub fn parse(value: &str) -> Result<Self, String> {
-        let v = value.trim().to_ascii_lowercase();
-        let spec = match v.as_str() {
-            "" | "auto" => return Ok(Self::auto()),
-            "cpu" => Self::Cpu,
-            "cuda" | "gpu" => Self::Cuda(0),
-            "metal" | "mps" => Self::Metal,
-            other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
-                Some(Ok(n)) => Self::Cuda(n),
-                _ => return Err("expected cpu, cuda, cuda:N, metal or empty for automatic".into()),
-            },
-        };
-        match spec {
-            Self::Cpu => Ok(spec),
-            // Refusing here beats reporting a device the models are not really on.
-            #[cfg(feature = "cuda")]
-            Self::Cuda(_) => Ok(spec),
-            #[cfg(not(feature = "cuda"))]
-            Self::Cuda(_) => {
-                Err("this build has no CUDA support (build with --features cuda); use cpu".into())
-            }
-            Self::Metal => Err("this build has no Metal support; use cpu".into()),
-        }
-    }
-
-    /// CUDA device 0 when this build has CUDA and a GPU answers, else the CPU.
-    fn auto() -> Self {
-        #[cfg(feature = "cuda")]
-        if candle_core::utils::cuda_is_available() && candle_core::Device::new_cuda(0).is_ok() {
-            return Self::Cuda(0);
-        }
-        Self::Cpu
-    }
-
-    /// True when models live in device memory rather than RAM.
-    pub fn is_accelerator(self) -> bool {
-        !matches!(self, Self::Cpu)
-    }
-}
-
-impl fmt::Display for DeviceSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Cpu => f.write_str("cpu"),
-            Self::Cuda(0) => f.write_str("cuda"),
-            Self::Cuda(n) => write!(f, "cuda:{n}"),
-            Self::Metal => f.write_str("metal"),
-        }
     }
 }
 

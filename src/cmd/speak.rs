@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::audio::{self, AudioFormat};
-use crate::config::{DeviceSpec, SpeakArgs};
-use crate::engine::{synthesize_all, LoadContext, Registry, TtsEngine};
+use crate::config::SpeakArgs;
+use crate::engine::{synthesize_all, DeviceSpec, LoadContext, Registry, TtsEngine};
 use crate::text::split_sentences;
 
 /// Why `speak` stopped; the exit code follows the kind.
