@@ -206,6 +206,9 @@ pub struct PullArgs {
     /// Folder with model weights (as for `serve`).
     #[arg(long, env = "VOXPOOL_MODELS_DIR")]
     pub models_dir: Option<PathBuf>,
+    /// The Hugging Face hub to download from (a mirror, for instance).
+    #[arg(long, env = "HF_ENDPOINT", default_value = "https://huggingface.co")]
+    pub hf_endpoint: String,
 }
 
 impl PullArgs {
@@ -504,8 +507,9 @@ pub struct Config {
     pub synthesis_timeout: Option<std::time::Duration>,
     /// `VOXPOOL_VOICES_DIR`: where `POST /load_voice` may read from.
     pub voices_dir: Option<PathBuf>,
-    /// The voxpool binary that runs worker processes; `None`: this executable.
-    /// (A program that embeds the server, such as a test, names the binary.)
+    /// The voxpool binary that runs worker processes: this executable by default (a
+    /// program that embeds the server, such as a test, names the binary); `None`:
+    /// models load in this process.
     pub worker_exe: Option<PathBuf>,
 }
 
@@ -652,7 +656,7 @@ impl Config {
                 .voices_dir
                 .clone()
                 .filter(|d| !d.as_os_str().is_empty()),
-            worker_exe: None,
+            worker_exe: std::env::current_exe().ok(),
         })
     }
 

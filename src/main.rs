@@ -59,15 +59,13 @@ fn main() -> ExitCode {
             voxpool::cmd::client::timeout(&args.server, args.seconds, args.model.as_deref(), out)
                 .await
         }),
-        Some(Command::Pull(args)) => {
-            match voxpool::cmd::pull::run(&args.model, &args.models_dir(), std::io::stdout()) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err((code, message)) => {
-                    eprintln!("voxpool: {message}");
-                    ExitCode::from(code)
-                }
+        Some(Command::Pull(args)) => match voxpool::cmd::pull::run(&args, std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err((code, message)) => {
+                eprintln!("voxpool: {message}");
+                ExitCode::from(code)
             }
-        }
+        },
         Some(Command::Cleanup(args)) => {
             let stdin = std::io::stdin().lock();
             match voxpool::cmd::cleanup::run(&args.models_dir(), args.yes, stdin, std::io::stdout())
