@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::engine::nn::CpuThreads;
 use crate::engine::DeviceSpec;
 
 /// Self-hosted, OpenAI-compatible speech server.
@@ -696,6 +697,38 @@ impl ServeArgs {
             synthesis_timeout: "300".into(),
             voices_dir: None,
         }
+    }
+}
+
+/// Where candle reads the thread count from (rayon too), before working it out.
+const THREADS_ENV: &str = "RAYON_NUM_THREADS";
+/// Where candle's CPU worker threads read their spin limit from.
+const SPIN_LIMIT_ENV: &str = "CANDLE_BARRIER_POOL_SPIN_LIMIT";
+
+/// Candle's CPU thread settings for this process: `RAYON_NUM_THREADS` and
+/// `CANDLE_BARRIER_POOL_SPIN_LIMIT` where the user set them, else the count candle
+/// detects and voxpool's spin limit ([`CpuThreads`] says why).
+pub fn cpu_threads() -> CpuThreads {
+    let number = |name: &str| non_empty_env(name).and_then(|v| v.trim().parse().ok());
+    CpuThreads {
+        count: number(THREADS_ENV)
+            .filter(|n| *n > 0)
+            .unwrap_or_else(CpuThreads::detected_count),
+        spin_limit: number(SPIN_LIMIT_ENV)
+            .and_then(|n: usize| u32::try_from(n).ok())
+            .unwrap_or(CpuThreads::SPIN_LIMIT),
+    }
+}
+
+/// Write `threads` where candle and rayon read them, leaving alone a variable the
+/// user set. It sets environment variables, so it must run before any other thread
+/// starts (the start of `main`); worker processes inherit them.
+pub fn apply_cpu_threads(threads: CpuThreads) {
+    if std::env::var_os(SPIN_LIMIT_ENV).is_none() {
+        std::env::set_var(SPIN_LIMIT_ENV, threads.spin_limit.to_string());
+    }
+    if std::env::var_os(THREADS_ENV).is_none() {
+        std::env::set_var(THREADS_ENV, threads.count.to_string());
     }
 }
 

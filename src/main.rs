@@ -5,8 +5,8 @@ use tracing_subscriber::EnvFilter;
 use voxpool::config::{Cli, Command, Config, LogFormat};
 
 fn main() -> ExitCode {
-    // Before any thread starts: it sets an environment variable.
-    voxpool::engine::nn::quiet_idle_workers();
+    // Before any thread starts: candle reads its thread settings from the environment.
+    voxpool::config::apply_cpu_threads(voxpool::config::cpu_threads());
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Worker(args)) => voxpool::worker::host::main(&args),
