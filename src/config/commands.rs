@@ -11,7 +11,11 @@ use crate::engine::DeviceSpec;
 
 /// Self-hosted, OpenAI-compatible speech server.
 #[derive(Debug, Parser)]
-#[command(name = "voxpool", version)]
+#[command(
+    name = "voxpool",
+    version,
+    override_usage = "voxpool [SERVE OPTIONS]\n       voxpool <COMMAND>"
+)]
 #[command(
     after_help = "Without a subcommand voxpool serves, taking the options of `voxpool serve --help`.\n\n\
     Examples:\n  voxpool                         # serve on 0.0.0.0:5005\n  \
