@@ -367,7 +367,7 @@ impl Drop for Reference {
 
 fn main() -> candle_core::Result<()> {
     // As the server does (see its `main`).
-    voxpool::engine::nn::quiet_idle_workers();
+    voxpool::config::apply_cpu_threads(voxpool::config::cpu_threads());
     let t3_dir = env_path("CHATTERBOX_T3_FULL", "/tmp/t3-full");
     let s3gen_dir = env_path("S3GEN_FULL_DIR", "/tmp/s3gen-full");
     let hift_dir = env_path("VOXPOOL_HIFT_FULL", "/tmp/hift-full");

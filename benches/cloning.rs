@@ -64,7 +64,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     // As the server does (see its `main`).
-    voxpool::engine::nn::quiet_idle_workers();
+    voxpool::config::apply_cpu_threads(voxpool::config::cpu_threads());
     let dir = PathBuf::from(
         std::env::var("VOXPOOL_CLONE_FULL").unwrap_or_else(|_| "/tmp/clone-full".into()),
     );

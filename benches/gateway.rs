@@ -83,7 +83,7 @@ fn direct(n: usize) -> Vec<Duration> {
     let (spec, _) = TestLoader::spec(MODEL, 1 << 20);
     let ctx = LoadContext {
         models_dir: std::env::temp_dir(),
-        device: voxpool::config::DeviceSpec::Cpu,
+        device: voxpool::engine::DeviceSpec::Cpu,
         t3_quant: None,
     };
     let engine = spec.loader.load(&ctx).expect("load");

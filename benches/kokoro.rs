@@ -36,7 +36,7 @@ fn token_ids(n: usize) -> Vec<u32> {
 
 fn main() -> candle_core::Result<()> {
     // As the server does (see its `main`).
-    voxpool::engine::nn::quiet_idle_workers();
+    voxpool::config::apply_cpu_threads(voxpool::config::cpu_threads());
     let weights = std::env::var("KOKORO_FULL")
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from("/tmp/kokoro-full/full.safetensors"));

@@ -136,7 +136,7 @@ fn whole_flow(dir: &str) -> Result<()> {
 
 fn main() -> Result<()> {
     // As the server does (see its `main`).
-    voxpool::engine::nn::quiet_idle_workers();
+    voxpool::config::apply_cpu_threads(voxpool::config::cpu_threads());
     voxpool::engine::nn::reuse_freed_heap();
     println!(
         "threads {}, load average {}",

@@ -1,21 +1,23 @@
 use std::process::ExitCode;
 
-use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use voxpool::config::{Cli, Command, Config, LogFormat};
 
 fn main() -> ExitCode {
-    // Before any thread starts: it sets an environment variable.
-    voxpool::engine::nn::quiet_idle_workers();
-    let cli = Cli::parse();
+    // Before any thread starts: candle reads its thread settings from the environment.
+    voxpool::config::apply_cpu_threads(voxpool::config::cpu_threads());
+    let cli = match Cli::try_parse_args() {
+        Ok(cli) => cli,
+        Err(e) => return parse_failure(e),
+    };
     match cli.command {
-        Some(Command::Worker(args)) => voxpool::worker::host::main(&args),
-        Some(Command::Openapi) => {
+        Command::Worker(args) => voxpool::worker::host::main(&args),
+        Command::Openapi => {
             println!("{}", voxpool::api::spec_json());
             ExitCode::SUCCESS
         }
-        Some(Command::Serve(args)) => serve(&args),
-        Some(Command::Keys(args)) => {
+        Command::Serve(args) => serve(&args),
+        Command::Keys(args) => {
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -31,7 +33,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Some(Command::Speak(args)) => {
+        Command::Speak(args) => {
             let registry = voxpool::engine::Registry::builtin();
             let stdin = std::io::stdin().lock();
             match voxpool::cmd::speak::run(&args, &registry, stdin, std::io::stderr()) {
@@ -42,33 +44,31 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Some(Command::Status(args)) => {
+        Command::Status(args) => {
             client(
                 |out| async move { voxpool::cmd::client::status(&args.server, args.json, out).await },
             )
         }
-        Some(Command::Load(args)) => client(|out| async move {
+        Command::Load(args) => client(|out| async move {
             voxpool::cmd::client::load_or_unload(&args.server, args.model.as_deref(), true, out)
                 .await
         }),
-        Some(Command::Unload(args)) => client(|out| async move {
+        Command::Unload(args) => client(|out| async move {
             voxpool::cmd::client::load_or_unload(&args.server, args.model.as_deref(), false, out)
                 .await
         }),
-        Some(Command::Timeout(args)) => client(|out| async move {
+        Command::Timeout(args) => client(|out| async move {
             voxpool::cmd::client::timeout(&args.server, args.seconds, args.model.as_deref(), out)
                 .await
         }),
-        Some(Command::Pull(args)) => {
-            match voxpool::cmd::pull::run(&args.model, &args.models_dir(), std::io::stdout()) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err((code, message)) => {
-                    eprintln!("voxpool: {message}");
-                    ExitCode::from(code)
-                }
+        Command::Pull(args) => match voxpool::cmd::pull::run(&args, std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err((code, message)) => {
+                eprintln!("voxpool: {message}");
+                ExitCode::from(code)
             }
-        }
-        Some(Command::Cleanup(args)) => {
+        },
+        Command::Cleanup(args) => {
             let stdin = std::io::stdin().lock();
             match voxpool::cmd::cleanup::run(&args.models_dir(), args.yes, stdin, std::io::stdout())
             {
@@ -79,7 +79,18 @@ fn main() -> ExitCode {
                 }
             }
         }
-        None => serve(&cli.serve),
+    }
+}
+
+/// A rejected setting reads like the server's other configuration errors (exit 2);
+/// clap reports the rest (usage, `--help`, `--version`) itself.
+fn parse_failure(err: clap::Error) -> ExitCode {
+    match voxpool::config::rejected_setting(&err) {
+        Some(setting) => {
+            eprintln!("voxpool: {setting}");
+            ExitCode::from(2)
+        }
+        None => err.exit(),
     }
 }
 

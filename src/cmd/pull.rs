@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use hf_hub::api::sync::{ApiBuilder, ApiError};
 use sha2::{Digest, Sha256};
 
+use crate::config::PullArgs;
 use crate::engine::chatterbox::tts_turbo::{self, HUB_REPO as TURBO_REPO};
 use crate::engine::kokoro::weights::{self, HUB_REPO as KOKORO_REPO};
 use crate::engine::Registry;
@@ -54,7 +55,10 @@ fn plan(model: &str) -> Option<Plan> {
 }
 
 /// Exit code 2 for an unknown model, 1 for every other failure.
-pub fn run(model: &str, models_dir: &Path, mut out: impl Write) -> Result<(), (u8, String)> {
+pub fn run(args: &PullArgs, mut out: impl Write) -> Result<(), (u8, String)> {
+    let model = args.model.as_str();
+    let models_dir = &args.models_dir();
+    let endpoint = args.hf_endpoint.as_str();
     let registry = Registry::builtin();
     let id = registry
         .resolve(model)
@@ -64,12 +68,13 @@ pub fn run(model: &str, models_dir: &Path, mut out: impl Write) -> Result<(), (u
     std::fs::create_dir_all(models_dir)
         .map_err(|e| (1, format!("cannot create {}: {e}", models_dir.display())))?;
     let api = ApiBuilder::from_env()
+        .with_endpoint(endpoint.to_string())
         .with_cache_dir(models_dir.to_path_buf())
         .with_progress(true)
         .build()
-        .map_err(|e| (1, hub_error(&e)))?;
+        .map_err(|e| (1, hub_error(&e, endpoint)))?;
     let repo = api.model(plan.repo.to_string());
-    let info = repo.info().map_err(|e| (1, hub_error(&e)))?;
+    let info = repo.info().map_err(|e| (1, hub_error(&e, endpoint)))?;
     let listed: Vec<String> = info.siblings.into_iter().map(|s| s.rfilename).collect();
     if let Some(missing) = plan
         .required
@@ -84,7 +89,7 @@ pub fn run(model: &str, models_dir: &Path, mut out: impl Write) -> Result<(), (u
         .collect();
     let mut bytes = 0u64;
     for file in &files {
-        let path = repo.get(file).map_err(|e| (1, hub_error(&e)))?;
+        let path = repo.get(file).map_err(|e| (1, hub_error(&e, endpoint)))?;
         bytes += verify(&path).map_err(|e| (1, format!("{file}: {e}")))?;
     }
     let _ = writeln!(
@@ -136,8 +141,7 @@ fn verify(pointer: &Path) -> Result<u64, String> {
 }
 
 /// A message a person can act on, for hub failures.
-fn hub_error(err: &ApiError) -> String {
-    let endpoint = std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into());
+fn hub_error(err: &ApiError, endpoint: &str) -> String {
     let text = err.to_string();
     match err {
         ApiError::RequestError(_)

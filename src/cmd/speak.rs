@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::audio::{self, AudioFormat};
-use crate::config::{DeviceSpec, SpeakArgs};
-use crate::engine::{AudioChunk, LoadContext, Registry, SpeechJob, TtsEngine};
+use crate::config::SpeakArgs;
+use crate::engine::{AudioChunk, DeviceSpec, LoadContext, Registry, SpeechJob, TtsEngine};
 use crate::synthesis;
 
 /// Why `speak` stopped; the exit code follows the kind.

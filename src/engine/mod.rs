@@ -4,11 +4,13 @@
 //! the pool or the database; the pool sees engines only through [`TtsEngine`].
 
 pub mod chatterbox;
+mod device;
 pub mod kokoro;
 pub mod nn;
 mod registry;
 pub mod tone;
 
+pub use device::DeviceSpec;
 pub use registry::{
     find_model_file, size_of_files, EngineLoader, LoadContext, ModelSpec, Registry, WorkerSpec,
     OPENAI_ALIASES,

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::DeviceSpec;
 use super::{EngineError, TtsEngine};
-use crate::config::DeviceSpec;
 
 /// OpenAI model names that stand for the default model.
 pub const OPENAI_ALIASES: [&str; 3] = ["tts-1", "tts-1-hd", "gpt-4o-mini-tts"];

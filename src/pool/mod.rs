@@ -127,10 +127,7 @@ impl ModelPool {
                 memory_budget: config.memory_budget,
                 force_gc_after_request: config.force_gc_after_request,
                 runtime: tokio::runtime::Handle::current(),
-                worker_exe: config
-                    .worker_exe
-                    .clone()
-                    .or_else(|| std::env::current_exe().ok()),
+                worker_exe: config.worker_exe.clone(),
                 leases: std::sync::atomic::AtomicUsize::new(0),
                 trim_pending: std::sync::atomic::AtomicBool::new(false),
                 log_level: config.log_level.clone(),

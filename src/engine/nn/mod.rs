@@ -22,37 +22,35 @@ pub mod safetensors_file;
 pub use safetensors_file::SafetensorsFile;
 pub mod stft;
 
-/// The environment variable with which candle's CPU worker threads are told how long
-/// to spin for more work before they sleep.
-pub const WORKER_SPIN_ENV: &str = "CANDLE_BARRIER_POOL_SPIN_LIMIT";
-/// voxpool's default for it (candle's own is 25 000).
-const WORKER_SPIN_LIMIT: &str = "100";
-
-/// Lets candle's CPU worker threads sleep soon after their work runs out, unless
-/// `CANDLE_BARRIER_POOL_SPIN_LIMIT` is set. Candle's default keeps them spinning for
-/// 25 000 rounds after every operation, on the same cores the matrix products' worker
-/// threads then need: on 2 cores that made Chatterbox's S3Gen flow ~20% slower and
-/// T3 no faster (`cargo bench --bench chatterbox`); Kokoro is unaffected. It sets an
-/// environment variable, so it must run before any other thread starts (the start
-/// of `main`).
-///
-/// It also fixes the thread count: candle works it out again on every call of
-/// `get_num_threads` (matrix products and most ops ask), and on Linux without a CPU
-/// list in the environment that means parsing `/proc/cpuinfo` each time (~4% of a
-/// Chatterbox decode step). Setting `RAYON_NUM_THREADS`, which candle reads first, to
-/// the count it would have found keeps the same threads and skips the parsing.
-pub fn quiet_idle_workers() {
-    if std::env::var_os(WORKER_SPIN_ENV).is_none() {
-        std::env::set_var(WORKER_SPIN_ENV, WORKER_SPIN_LIMIT);
-    }
-    if std::env::var_os(THREADS_ENV).is_none() {
-        let threads = candle_core::utils::get_num_threads();
-        std::env::set_var(THREADS_ENV, threads.to_string());
-    }
+/// How candle's CPU backend runs its worker threads. Candle reads both settings from
+/// the environment, so the binary's configuration (`config::cpu_threads`) works them
+/// out and writes them there before any other thread starts; a worker process
+/// inherits them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuThreads {
+    /// Threads for matrix products and parallel ops. Candle works the count out again
+    /// on every call of `get_num_threads` (matrix products and most ops ask), and on
+    /// Linux without a CPU list in the environment that means parsing `/proc/cpuinfo`
+    /// each time (~4% of a Chatterbox decode step); given once, the same threads run
+    /// and the parsing is skipped.
+    pub count: usize,
+    /// Rounds an idle worker thread spins for more work before it sleeps. Candle's
+    /// default keeps them spinning for 25 000 rounds after every operation, on the same
+    /// cores the matrix products' worker threads then need: on 2 cores that made
+    /// Chatterbox's S3Gen flow ~20% slower and T3 no faster (`cargo bench --bench
+    /// chatterbox`); Kokoro is unaffected.
+    pub spin_limit: u32,
 }
 
-/// The thread count candle (and rayon) read before working it out themselves.
-const THREADS_ENV: &str = "RAYON_NUM_THREADS";
+impl CpuThreads {
+    /// voxpool's spin limit: workers sleep soon after their work runs out.
+    pub const SPIN_LIMIT: u32 = 100;
+
+    /// The thread count candle works out for this machine.
+    pub fn detected_count() -> usize {
+        candle_core::utils::get_num_threads()
+    }
+}
 
 /// Bytes of freed heap glibc may keep for reuse before returning them to the system.
 const KEEP_FREED_BYTES: libc::c_int = 1 << 30;
