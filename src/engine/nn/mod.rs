@@ -20,6 +20,7 @@ pub mod norm;
 pub mod ops;
 pub mod safetensors_file;
 pub use safetensors_file::SafetensorsFile;
+pub mod source;
 pub mod stft;
 
 /// The environment variable with which candle's CPU worker threads are told how long
