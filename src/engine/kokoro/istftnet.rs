@@ -9,10 +9,10 @@ use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Conv1d, ConvTranspose1dConfig, Linear, VarBuilder};
 
 use super::config::{IstftnetConfig, KokoroConfig};
+use crate::engine::nn::depthwise::DepthwiseConvTranspose1d;
 use crate::engine::nn::norm::{InstanceNorm1d, Modulation};
 use crate::engine::nn::ops::{
     add_scaled_into, leaky_relu, reflection_pad1d, upsample_nearest2x, with_cpu_f32,
-    DepthwiseConvTranspose1d,
 };
 use crate::engine::nn::source::{PhaseIntegration, SineGenConfig, SourceModuleHnNSF, SourceNoise};
 use crate::engine::nn::stft::Stft;

@@ -11,6 +11,8 @@ pub mod conv;
 mod fftconv;
 pub use conv::GemmConv1d;
 pub mod conv_transpose;
+pub mod depthwise;
+pub mod fast_math;
 pub use conv_transpose::GemmConvTranspose1d;
 pub mod linear;
 pub use linear::TransposedLinear;
@@ -22,6 +24,7 @@ pub mod safetensors_file;
 pub use safetensors_file::SafetensorsFile;
 pub mod source;
 pub mod stft;
+pub mod threads;
 
 /// The environment variable with which candle's CPU worker threads are told how long
 /// to spin for more work before they sleep.
