@@ -4,15 +4,14 @@
 //! the pool or the database; the pool sees engines only through [`TtsEngine`].
 
 pub mod chatterbox;
+pub mod files;
 pub mod kokoro;
 pub mod nn;
 mod registry;
 pub mod tone;
 
-pub use registry::{
-    find_model_file, size_of_files, EngineLoader, LoadContext, ModelSpec, Registry, WorkerSpec,
-    OPENAI_ALIASES,
-};
+pub use files::{find_model_file, size_of_files};
+pub use registry::{EngineLoader, LoadContext, ModelSpec, Registry, WorkerSpec, OPENAI_ALIASES};
 
 /// One chunk of text to speak.
 #[derive(Debug, Clone, Copy)]

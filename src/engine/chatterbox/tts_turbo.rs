@@ -27,8 +27,8 @@ use super::t3::inference::SamplingParams;
 use super::t3::T3;
 use super::text::{punc_norm, TextTokenizer};
 use crate::audio::clip::ReferenceClip;
+use crate::engine::files::find_model_file;
 use crate::engine::nn::safetensors_file::{var_builder, SafetensorsFile};
-use crate::engine::registry::find_model_file;
 use crate::engine::{
     AudioChunk, ClonedVoice, EngineError, EngineLoader, LoadContext, SynthRequest, TtsEngine,
 };
@@ -469,7 +469,7 @@ impl EngineLoader for TurboLoader {
     /// load shrinks it, so this is an upper bound.
     fn file_bytes(&self, ctx: &LoadContext) -> u64 {
         TurboFiles::locate(&ctx.models_dir).map_or(0, |files| {
-            crate::engine::size_of_files([
+            crate::engine::files::size_of_files([
                 files.dir.join(T3_WEIGHTS).as_path(),
                 files.dir.join(S3GEN_WEIGHTS).as_path(),
             ])

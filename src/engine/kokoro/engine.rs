@@ -245,7 +245,7 @@ impl EngineLoader for KokoroLoader {
 
     fn file_bytes(&self, ctx: &LoadContext) -> u64 {
         KokoroFiles::locate(&ctx.models_dir).map_or(0, |files| {
-            crate::engine::size_of_files([files.weights.as_path(), files.voices.as_path()])
+            crate::engine::files::size_of_files([files.weights.as_path(), files.voices.as_path()])
         })
     }
 

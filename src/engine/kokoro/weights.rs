@@ -11,8 +11,8 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 use super::config::KokoroConfig;
+use crate::engine::files::find_model_file;
 use crate::engine::nn::safetensors_file::var_builder;
-use crate::engine::registry::find_model_file;
 use crate::engine::EngineError;
 
 pub const HUB_REPO: &str = "hexgrad/Kokoro-82M";
