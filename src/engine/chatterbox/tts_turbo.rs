@@ -251,7 +251,7 @@ impl ChatterboxTurboEngine {
         // may fill what is left of the position table (8196 for Turbo, far beyond its
         // 1000-token limit; smaller checkpoints stop earlier instead of failing).
         let prompt = match &voice.t3.cond_prompt_speech_tokens {
-            Some(t) => t.dim(1).map_err(synthesis)?,
+            Some(t) => t.dim(1).map_err(EngineError::from)?,
             None => 0,
         };
         let room = self
@@ -271,7 +271,7 @@ impl ChatterboxTurboEngine {
         let mut tokens = self
             .t3
             .inference(&ids, &voice.t3, &params, rng)
-            .map_err(synthesis)?;
+            .map_err(EngineError::from)?;
         tokens.retain(|&t| t < SPEECH_VOCAB);
         tokens.extend([SILENCE_TOKEN; 3]);
         Ok(tokens)
@@ -294,7 +294,7 @@ impl ChatterboxTurboEngine {
                 .flatten_all()?
                 .to_vec1::<f32>()
         };
-        run().map_err(synthesis)
+        run().map_err(EngineError::from)
     }
 }
 
@@ -348,7 +348,7 @@ impl ChatterboxTurboEngine {
         }
         drop(cache);
         let conds = Conditionals::from_bytes(&voice.conditioning, &self.device).map_err(|e| {
-            EngineError::Synthesis(format!("voice {} cannot be read: {e}", voice.id))
+            EngineError::compute_in(format_args!("voice {} cannot be read", voice.id), e)
         })?;
         let conds = Arc::new(conds);
         let mut cache = self.cloned.lock().unwrap_or_else(|e| e.into_inner());
@@ -372,10 +372,6 @@ fn standard_normal(
         .map(|_| rng.sample::<f32, _>(rand_distr::StandardNormal))
         .collect();
     Tensor::from_vec(values, shape, device)
-}
-
-fn synthesis(e: candle_core::Error) -> EngineError {
-    EngineError::Synthesis(e.to_string())
 }
 
 impl TtsEngine for ChatterboxTurboEngine {
@@ -421,10 +417,11 @@ impl TtsEngine for ChatterboxTurboEngine {
     }
 
     fn clone_voice(&self, clip: &ReferenceClip) -> Result<Vec<u8>, EngineError> {
-        let voice = self.cloner()?.conditionals(clip).map_err(synthesis)?;
-        voice
-            .to_bytes()
-            .map_err(|e| EngineError::Synthesis(e.to_string()))
+        let voice = self
+            .cloner()?
+            .conditionals(clip)
+            .map_err(EngineError::from)?;
+        voice.to_bytes().map_err(EngineError::compute)
     }
 
     fn voices(&self) -> Vec<String> {

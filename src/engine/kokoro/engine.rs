@@ -116,7 +116,7 @@ impl KokoroEngine {
         padded.push(0);
         let input = Tensor::new(padded.as_slice(), &self.device)
             .and_then(|t| t.unsqueeze(0))
-            .map_err(synthesis)?;
+            .map_err(EngineError::from)?;
         Ok(Some((input, style)))
     }
 
@@ -133,7 +133,7 @@ impl KokoroEngine {
         let out = self
             .model
             .forward_with_tokens(&input, &style, speed, None)
-            .map_err(synthesis)?;
+            .map_err(EngineError::from)?;
         Ok(out.audio)
     }
 
@@ -150,7 +150,7 @@ impl KokoroEngine {
         };
         self.model
             .predict_durations(&input, &style, speed)
-            .map_err(synthesis)
+            .map_err(EngineError::from)
     }
 }
 
@@ -222,10 +222,6 @@ impl TtsEngine for KokoroEngine {
     fn memory_bytes(&self) -> u64 {
         self.memory_bytes
     }
-}
-
-fn synthesis(e: candle_core::Error) -> EngineError {
-    EngineError::Synthesis(e.to_string())
 }
 
 /// Loads Kokoro from the models folder for the pool.

@@ -143,10 +143,10 @@ impl VoiceLibrary {
                 .pack(name)?
                 .style_for(phonemes)
                 .and_then(|s| s.affine(f64::from(weight / total), 0.0))
-                .map_err(|e| EngineError::Synthesis(e.to_string()))?;
+                .map_err(EngineError::from)?;
             acc = Some(match acc {
                 None => s,
-                Some(a) => (a + s).map_err(|e| EngineError::Synthesis(e.to_string()))?,
+                Some(a) => (a + s).map_err(EngineError::from)?,
             });
         }
         acc.ok_or_else(|| EngineError::InvalidInput("no voice given".into()))
