@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 use super::model::KModel;
 use super::voices::VoiceLibrary;
@@ -80,16 +80,21 @@ impl KokoroEngine {
                 reason: "config.json has no vocab".into(),
             });
         }
-        let vb = files.var_builder(cache_dir, device)?;
+        let weights = files.weights_file(cache_dir)?;
+        let read = weights.loaded();
+        let vb = weights.into_var_builder(DType::F32, device);
         let model = KModel::load(vb, &cfg).map_err(|e| EngineError::BadFile {
             model: "kokoro".into(),
             path: files.weights.display().to_string(),
             reason: e.to_string(),
         })?;
-        let memory_bytes = std::fs::metadata(&files.weights).map_or(0, |m| m.len());
+        let voices = VoiceLibrary::new(files.voices.clone(), device.clone());
+        // The tensors the model read, and every voice pack on disk as f32 (the
+        // library keeps each one it loads).
+        let memory_bytes = read.get() + voices.bytes_when_all_loaded(2 * cfg.style_dim);
         Ok(Self {
             model,
-            voices: VoiceLibrary::new(files.voices.clone(), device.clone()),
+            voices,
             cfg,
             device: device.clone(),
             memory_bytes,
