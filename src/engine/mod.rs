@@ -8,6 +8,7 @@ pub mod files;
 pub mod kokoro;
 pub mod nn;
 mod registry;
+pub mod seed;
 pub mod tone;
 
 use std::sync::Arc;

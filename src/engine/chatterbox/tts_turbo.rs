@@ -29,6 +29,7 @@ use super::text::{punc_norm, TextTokenizer};
 use crate::audio::clip::ReferenceClip;
 use crate::engine::files::find_model_file;
 use crate::engine::nn::safetensors_file::{var_builder, SafetensorsFile};
+use crate::engine::seed::Fnv1a64;
 use crate::engine::{
     AudioChunk, ClonedVoice, EngineError, EngineLoader, LoadContext, SynthRequest, TtsEngine,
 };
@@ -360,6 +361,18 @@ impl ChatterboxTurboEngine {
     }
 }
 
+/// The sampling seed of one chunk: FNV-1a over the text's bytes, a 0xff byte (never
+/// in UTF-8, so the text ends there), then 0 and the built-in voice's name, or 1 and
+/// the cloned voice's conditioning bytes.
+fn request_seed(text: &str, cloned: Option<&ClonedVoice>) -> u64 {
+    let h = Fnv1a64::new().bytes(text.as_bytes()).bytes(&[0xff]);
+    match cloned {
+        Some(voice) => h.bytes(&[1]).bytes(&voice.conditioning),
+        None => h.bytes(&[0]).bytes(BUILTIN_VOICE.as_bytes()),
+    }
+    .finish()
+}
+
 /// `torch.randn(shape)` from `rng`, so a seed fixes the whole call (as the vocoder's
 /// `SourceNoise::draw` does).
 fn standard_normal(
@@ -390,16 +403,8 @@ impl TtsEngine for ChatterboxTurboEngine {
             });
         }
         // Sampling is seeded by the input: the same text in the same voice gives the
-        // same audio, whatever else runs at the same time.
-        let seed = {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            req.text.hash(&mut h);
-            match &cloned {
-                Some(_) => req.cloned.map(|v| &v.conditioning[..]).hash(&mut h),
-                None => BUILTIN_VOICE.hash(&mut h),
-            }
-            h.finish()
-        };
+        // same audio, whatever else runs at the same time, and after an upgrade.
+        let seed = request_seed(req.text, req.cloned);
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let voice = cloned.as_deref().unwrap_or(&self.voice);
         let tokens = self.speech_tokens_for(req.text, voice, &mut rng)?;
@@ -477,6 +482,34 @@ impl EngineLoader for TurboLoader {
         match TurboFiles::locate(&ctx.models_dir) {
             Ok(_) => builtin_voices(),
             Err(_) => Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seed_is_fixed_by_the_text_and_the_voice() {
+        // Pinned: a change here changes every request's audio.
+        assert_eq!(request_seed("Hello.", None), 0x7eae_a046_1f49_0e5d);
+        let voice = ClonedVoice {
+            id: "voice_1".into(),
+            conditioning: vec![1u8, 2, 3].into(),
+        };
+        let other = ClonedVoice {
+            id: "voice_1".into(),
+            conditioning: vec![1u8, 2, 4].into(),
+        };
+        let seeds = [
+            request_seed("Hello.", None),
+            request_seed("Hello!", None),
+            request_seed("Hello.", Some(&voice)),
+            request_seed("Hello.", Some(&other)),
+        ];
+        for (i, a) in seeds.iter().enumerate() {
+            assert!(seeds[i + 1..].iter().all(|b| a != b), "{seeds:x?}");
         }
     }
 }
