@@ -1,6 +1,7 @@
 //! The source tree's structure, checked: no two files of `src/` depend on each other
 //! through `crate::`/`super::` paths (directly or around a longer loop), and only
-//! the configuration and `main.rs` touch the process environment.
+//! the configuration and `main.rs` touch the process environment, no file is over
+//! 800 lines before its tests, and nothing silences the dead-code lint.
 //!
 //! A file's dependencies are the files its paths resolve to: `use` items (groups
 //! expanded) and paths written inline, with `pub use` re-exports followed to the
@@ -322,4 +323,27 @@ fn use_trees_expand_and_super_resolves() {
         absolute(&module, "super::memory::trim_heap"),
         vec!["pool", "memory", "trim_heap"]
     );
+}
+
+#[test]
+fn source_files_stay_small_and_hold_no_dead_code() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut problems = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let name = file.strip_prefix(&src).unwrap().display().to_string();
+        let before_tests = text.split("#[cfg(test)]").next().unwrap_or_default();
+        let lines = before_tests.lines().count();
+        if lines > 800 {
+            problems.push(format!(
+                "{name}: {lines} lines before its tests (at most 800)"
+            ));
+        }
+        if text.contains("allow(dead_code)") {
+            problems.push(format!("{name}: allow(dead_code)"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use voxpool::config::Config;
 use voxpool::engine::kokoro::engine::KokoroEngine;
 use voxpool::engine::kokoro::weights::KokoroFiles;
-use voxpool::engine::Registry;
+use voxpool::engine::{Registry, TtsEngine};
 
 mod common;
 
@@ -327,4 +327,37 @@ fn speak_command_writes_audio_files() {
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
     assert!(!dir.path().join("b.wav").exists());
+}
+
+#[test]
+fn memory_is_the_tensors_held_not_the_checkpoint_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    install_tiny_model(&models);
+    let files = KokoroFiles::locate(&models).unwrap();
+    let cache = dir.path().join("cache");
+    let engine = KokoroEngine::load(&files, &cache, &Device::Cpu).unwrap();
+    // What the model reads of the checkpoint (not every stored tensor is a weight).
+    let file = files.weights_file(&cache).unwrap();
+    let stored = file.bytes_under("", candle_core::DType::F32);
+    let read = file.loaded();
+    let cfg = files.read_config().unwrap();
+    voxpool::engine::kokoro::model::KModel::load(
+        file.into_var_builder(candle_core::DType::F32, &Device::Cpu),
+        &cfg,
+    )
+    .unwrap();
+    assert!(read.get() > 0 && read.get() <= stored);
+    let voices = engine
+        .voices()
+        .iter()
+        .filter(|v| v.starts_with("tiny_"))
+        .count() as u64;
+    let library = voxpool::engine::kokoro::voices::VoiceLibrary::new(files.voices, Device::Cpu);
+    assert_eq!(
+        library.style("tiny_a", 1).unwrap().dims(),
+        [1, 2 * cfg.style_dim]
+    );
+    let pack = (voxpool::engine::kokoro::voices::PACK_ROWS * 2 * cfg.style_dim * 4) as u64;
+    assert_eq!(engine.memory_bytes(), read.get() + voices * pack);
 }

@@ -304,11 +304,10 @@ impl From<&EngineError> for ApiError {
                 Self::unavailable(err.to_string(), Some(Duration::from_secs(1)))
             }
             EngineError::FilesMissing { .. }
-            | EngineError::NotBuilt { .. }
             | EngineError::BadFile { .. }
             | EngineError::Device { .. }
             | EngineError::OverBudget { .. } => Self::unavailable(err.to_string(), None),
-            EngineError::Synthesis(_) | EngineError::Panicked => {
+            EngineError::Compute { .. } | EngineError::Synthesis(_) | EngineError::Panicked => {
                 Self::internal(format_args!("synthesis failed: {err}"))
             }
         }

@@ -5,16 +5,20 @@
 
 pub mod chatterbox;
 mod device;
+pub mod files;
 pub mod kokoro;
+mod loader;
 pub mod nn;
 mod registry;
+pub mod seed;
 pub mod tone;
 
+use std::sync::Arc;
+
 pub use device::DeviceSpec;
-pub use registry::{
-    find_model_file, size_of_files, EngineLoader, LoadContext, ModelSpec, Registry, WorkerSpec,
-    OPENAI_ALIASES,
-};
+pub use files::{find_model_file, size_of_files};
+pub use loader::{EngineLoader, LoadContext, ModelSpec, WorkerSpec};
+pub use registry::{Registry, OPENAI_ALIASES};
 
 /// One chunk of text to speak.
 #[derive(Debug, Clone, Copy)]
@@ -147,26 +151,6 @@ pub trait TtsEngine: Send + Sync {
     }
 }
 
-/// Speak `chunks` one after the other with the same voice and speed; the audio of
-/// all of them, joined.
-pub fn synthesize_all(
-    engine: &dyn TtsEngine,
-    chunks: &[String],
-    voice: &str,
-    speed: f32,
-    phonemes: bool,
-    cloned: Option<&ClonedVoice>,
-) -> Result<AudioChunk, EngineError> {
-    let job = SpeechJob {
-        chunks: chunks.to_vec(),
-        voice: voice.to_string(),
-        speed,
-        phonemes,
-        cloned: cloned.cloned(),
-    };
-    synthesize_job(engine, &job)
-}
-
 /// Speak every chunk of `job` and join the audio; the first error ends it.
 pub fn synthesize_job(engine: &dyn TtsEngine, job: &SpeechJob) -> Result<AudioChunk, EngineError> {
     let mut out = Ok(AudioChunk {
@@ -190,9 +174,6 @@ pub enum EngineError {
     /// The weights are not on disk; `voxpool pull` fetches them.
     #[error("Model files not found in cache. Run: voxpool pull {model}")]
     FilesMissing { model: String },
-    /// The weights are there but this build cannot run the model yet.
-    #[error("The {model} engine is not available in this build of voxpool")]
-    NotBuilt { model: String },
     /// A file exists but cannot be used.
     #[error("Cannot load {model} from {path}: {reason}")]
     BadFile {
@@ -218,7 +199,18 @@ pub enum EngineError {
     /// memory) while it had work.
     #[error("The {model} worker process {reason}")]
     Worker { model: String, reason: String },
-    /// Anything else that failed inside the model.
+    /// A computation inside the model failed (a tensor op, a stored voice that cannot
+    /// be read). `message` is the error's whole text, which is what crosses the worker
+    /// protocol; in-process the error itself stays reachable as the source.
+    #[error("synthesis failed: {message}")]
+    Compute {
+        message: String,
+        #[serde(skip)]
+        #[source]
+        source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    },
+    /// Anything else that failed around the model, with no error value to keep (a
+    /// synthesis thread that could not be joined, an unexpected worker reply).
     #[error("synthesis failed: {0}")]
     Synthesis(String),
     /// The configured device cannot be opened (no GPU, driver missing).
@@ -231,4 +223,31 @@ pub enum EngineError {
         bytes: u64,
         budget: u64,
     },
+}
+
+impl EngineError {
+    /// A failure inside the model, `error` kept as the source.
+    pub fn compute(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Compute {
+            message: error.to_string(),
+            source: Some(Arc::new(error)),
+        }
+    }
+
+    /// [`Self::compute`] with what was being done said first: `"{context}: {error}"`.
+    pub fn compute_in(
+        context: impl std::fmt::Display,
+        error: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Compute {
+            message: format!("{context}: {error}"),
+            source: Some(Arc::new(error)),
+        }
+    }
+}
+
+impl From<candle_core::Error> for EngineError {
+    fn from(error: candle_core::Error) -> Self {
+        Self::compute(error)
+    }
 }

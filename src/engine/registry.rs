@@ -1,54 +1,13 @@
 //! The models this server can serve, their aliases and how to load each.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::DeviceSpec;
-use super::{EngineError, TtsEngine};
+use super::loader::{EngineLoader, ModelSpec, WorkerSpec};
 
 /// OpenAI model names that stand for the default model.
 pub const OPENAI_ALIASES: [&str; 3] = ["tts-1", "tts-1-hd", "gpt-4o-mini-tts"];
 
-/// Where and on what a model is loaded.
-#[derive(Debug, Clone)]
-pub struct LoadContext {
-    pub models_dir: PathBuf,
-    pub device: DeviceSpec,
-    /// Chatterbox Turbo's T3 weight storage, when the operator chose one.
-    pub t3_quant: Option<super::chatterbox::config::T3Quant>,
-}
-
-impl LoadContext {
-    /// The candle device the engines run on.
-    pub fn candle_device(&self) -> Result<candle_core::Device, EngineError> {
-        let device = match self.device {
-            DeviceSpec::Cpu => Ok(candle_core::Device::Cpu),
-            DeviceSpec::Cuda(n) => candle_core::Device::new_cuda(n),
-            DeviceSpec::Metal => candle_core::Device::new_metal(0),
-        };
-        device.map_err(|e| EngineError::Device {
-            device: self.device.to_string(),
-            reason: e.to_string(),
-        })
-    }
-}
-
-/// How a worker process hosts a model: the engine it builds (`voxpool worker
-/// --engine`) and that engine's options.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WorkerSpec {
-    pub engine: String,
-    pub options: Vec<(String, String)>,
-}
-
 impl WorkerSpec {
-    pub fn new(engine: &str) -> Self {
-        Self {
-            engine: engine.to_string(),
-            options: Vec::new(),
-        }
-    }
-
     /// The loader a worker process uses for `engine`.
     pub fn loader(&self) -> Result<Box<dyn EngineLoader>, String> {
         match self.engine.as_str() {
@@ -58,51 +17,6 @@ impl WorkerSpec {
                 .map(|l| Box::new(l) as Box<dyn EngineLoader>),
             other => Err(format!("no engine named {other:?}")),
         }
-    }
-}
-
-/// Builds an engine from files on disk. Runs on a blocking thread.
-pub trait EngineLoader: Send + Sync {
-    /// Build the engine in this process.
-    fn load(&self, ctx: &LoadContext) -> Result<Box<dyn TtsEngine>, EngineError>;
-    /// The worker process the server runs this model in; `None` loads it in the
-    /// server's own process (models an embedding program registers itself).
-    fn worker(&self) -> Option<WorkerSpec> {
-        None
-    }
-    /// The voices the model's files on disk offer, found without loading the model
-    /// (what `voices()` of the loaded engine lists); empty when the files are missing.
-    fn builtin_voices(&self, ctx: &LoadContext) -> Vec<String> {
-        let _ = ctx;
-        Vec::new()
-    }
-    /// Bytes of the files a load reads, found without loading: what the pool makes
-    /// room for under `MODEL_MEMORY_BUDGET` before it loads. 0 when unknown.
-    fn file_bytes(&self, ctx: &LoadContext) -> u64 {
-        let _ = ctx;
-        0
-    }
-    /// Whether the model's engine clones voices ([`TtsEngine::clone_voice`]).
-    fn clones_voices(&self) -> bool {
-        false
-    }
-}
-
-/// One model the server offers.
-#[derive(Clone)]
-pub struct ModelSpec {
-    pub id: String,
-    pub owned_by: String,
-    /// Languages this build can really speak with the model (empty when not built).
-    pub languages: Vec<String>,
-    pub loader: Arc<dyn EngineLoader>,
-}
-
-impl std::fmt::Debug for ModelSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ModelSpec")
-            .field("id", &self.id)
-            .finish_non_exhaustive()
     }
 }
 
@@ -182,47 +96,10 @@ impl Registry {
     }
 }
 
-/// Total size of `paths` that exist (files, or the files directly in a folder).
-pub fn size_of_files<'a>(paths: impl IntoIterator<Item = &'a Path>) -> u64 {
-    paths
-        .into_iter()
-        .map(|p| match std::fs::read_dir(p) {
-            Ok(entries) => entries
-                .filter_map(Result::ok)
-                .filter_map(|e| e.metadata().ok())
-                .filter(|m| m.is_file())
-                .map(|m| m.len())
-                .sum(),
-            Err(_) => std::fs::metadata(p).map_or(0, |m| m.len()),
-        })
-        .sum()
-}
-
-/// Look for `file` in the Hugging Face cache layout (`models--org--name/snapshots/*/`)
-/// or in a plain `<models_dir>/<model>/` folder.
-pub fn find_model_file(
-    models_dir: &Path,
-    hub_repo: &str,
-    model: &str,
-    file: &str,
-) -> Option<PathBuf> {
-    let local = models_dir.join(model).join(file);
-    if local.is_file() {
-        return Some(local);
-    }
-    let snapshots = models_dir
-        .join(format!("models--{}", hub_repo.replace('/', "--")))
-        .join("snapshots");
-    std::fs::read_dir(snapshots)
-        .ok()?
-        .filter_map(Result::ok)
-        .map(|e| e.path().join(file))
-        .find(|p| p.is_file())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::{DeviceSpec, EngineError, LoadContext};
 
     #[test]
     fn aliases_resolve_to_the_default_model() {

@@ -198,6 +198,29 @@ mod tests {
     }
 
     #[test]
+    fn a_computation_error_crosses_as_its_text_and_keeps_its_source_in_process() {
+        let cause = candle_core::Error::Msg("shape mismatch".into());
+        let error = EngineError::compute_in("voice v cannot be read", cause);
+        assert_eq!(
+            error.to_string(),
+            "synthesis failed: voice v cannot be read: shape mismatch"
+        );
+        let source = std::error::Error::source(&error).expect("the error is kept");
+        assert_eq!(source.to_string(), "shape mismatch");
+        let frame = encode(&Reply::Failed {
+            id: 3,
+            error: error.clone(),
+        });
+        match decode::<Reply>(&frame).unwrap() {
+            Reply::Failed { error: back, .. } => {
+                assert_eq!(back.to_string(), error.to_string());
+                assert!(std::error::Error::source(&back).is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn own_rss_is_read() {
         assert!(rss_of(None) > 1 << 20);
         assert_eq!(rss_of(Some(u32::MAX)), 0);

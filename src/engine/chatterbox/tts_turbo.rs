@@ -27,8 +27,9 @@ use super::t3::inference::SamplingParams;
 use super::t3::T3;
 use super::text::{punc_norm, TextTokenizer};
 use crate::audio::clip::ReferenceClip;
+use crate::engine::files::find_model_file;
 use crate::engine::nn::safetensors_file::{var_builder, SafetensorsFile};
-use crate::engine::registry::find_model_file;
+use crate::engine::seed::Fnv1a64;
 use crate::engine::{
     AudioChunk, ClonedVoice, EngineError, EngineLoader, LoadContext, SynthRequest, TtsEngine,
 };
@@ -251,7 +252,7 @@ impl ChatterboxTurboEngine {
         // may fill what is left of the position table (8196 for Turbo, far beyond its
         // 1000-token limit; smaller checkpoints stop earlier instead of failing).
         let prompt = match &voice.t3.cond_prompt_speech_tokens {
-            Some(t) => t.dim(1).map_err(synthesis)?,
+            Some(t) => t.dim(1).map_err(EngineError::from)?,
             None => 0,
         };
         let room = self
@@ -271,7 +272,7 @@ impl ChatterboxTurboEngine {
         let mut tokens = self
             .t3
             .inference(&ids, &voice.t3, &params, rng)
-            .map_err(synthesis)?;
+            .map_err(EngineError::from)?;
         tokens.retain(|&t| t < SPEECH_VOCAB);
         tokens.extend([SILENCE_TOKEN; 3]);
         Ok(tokens)
@@ -294,7 +295,7 @@ impl ChatterboxTurboEngine {
                 .flatten_all()?
                 .to_vec1::<f32>()
         };
-        run().map_err(synthesis)
+        run().map_err(EngineError::from)
     }
 }
 
@@ -348,7 +349,7 @@ impl ChatterboxTurboEngine {
         }
         drop(cache);
         let conds = Conditionals::from_bytes(&voice.conditioning, &self.device).map_err(|e| {
-            EngineError::Synthesis(format!("voice {} cannot be read: {e}", voice.id))
+            EngineError::compute_in(format_args!("voice {} cannot be read", voice.id), e)
         })?;
         let conds = Arc::new(conds);
         let mut cache = self.cloned.lock().unwrap_or_else(|e| e.into_inner());
@@ -358,6 +359,18 @@ impl ChatterboxTurboEngine {
         }
         Ok(conds)
     }
+}
+
+/// The sampling seed of one chunk: FNV-1a over the text's bytes, a 0xff byte (never
+/// in UTF-8, so the text ends there), then 0 and the built-in voice's name, or 1 and
+/// the cloned voice's conditioning bytes.
+fn request_seed(text: &str, cloned: Option<&ClonedVoice>) -> u64 {
+    let h = Fnv1a64::new().bytes(text.as_bytes()).bytes(&[0xff]);
+    match cloned {
+        Some(voice) => h.bytes(&[1]).bytes(&voice.conditioning),
+        None => h.bytes(&[0]).bytes(BUILTIN_VOICE.as_bytes()),
+    }
+    .finish()
 }
 
 /// `torch.randn(shape)` from `rng`, so a seed fixes the whole call (as the vocoder's
@@ -372,10 +385,6 @@ fn standard_normal(
         .map(|_| rng.sample::<f32, _>(rand_distr::StandardNormal))
         .collect();
     Tensor::from_vec(values, shape, device)
-}
-
-fn synthesis(e: candle_core::Error) -> EngineError {
-    EngineError::Synthesis(e.to_string())
 }
 
 impl TtsEngine for ChatterboxTurboEngine {
@@ -394,16 +403,8 @@ impl TtsEngine for ChatterboxTurboEngine {
             });
         }
         // Sampling is seeded by the input: the same text in the same voice gives the
-        // same audio, whatever else runs at the same time.
-        let seed = {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            req.text.hash(&mut h);
-            match &cloned {
-                Some(_) => req.cloned.map(|v| &v.conditioning[..]).hash(&mut h),
-                None => BUILTIN_VOICE.hash(&mut h),
-            }
-            h.finish()
-        };
+        // same audio, whatever else runs at the same time, and after an upgrade.
+        let seed = request_seed(req.text, req.cloned);
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let voice = cloned.as_deref().unwrap_or(&self.voice);
         let tokens = self.speech_tokens_for(req.text, voice, &mut rng)?;
@@ -421,10 +422,11 @@ impl TtsEngine for ChatterboxTurboEngine {
     }
 
     fn clone_voice(&self, clip: &ReferenceClip) -> Result<Vec<u8>, EngineError> {
-        let voice = self.cloner()?.conditionals(clip).map_err(synthesis)?;
-        voice
-            .to_bytes()
-            .map_err(|e| EngineError::Synthesis(e.to_string()))
+        let voice = self
+            .cloner()?
+            .conditionals(clip)
+            .map_err(EngineError::from)?;
+        voice.to_bytes().map_err(EngineError::compute)
     }
 
     fn voices(&self) -> Vec<String> {
@@ -469,7 +471,7 @@ impl EngineLoader for TurboLoader {
     /// load shrinks it, so this is an upper bound.
     fn file_bytes(&self, ctx: &LoadContext) -> u64 {
         TurboFiles::locate(&ctx.models_dir).map_or(0, |files| {
-            crate::engine::size_of_files([
+            crate::engine::files::size_of_files([
                 files.dir.join(T3_WEIGHTS).as_path(),
                 files.dir.join(S3GEN_WEIGHTS).as_path(),
             ])
@@ -480,6 +482,34 @@ impl EngineLoader for TurboLoader {
         match TurboFiles::locate(&ctx.models_dir) {
             Ok(_) => builtin_voices(),
             Err(_) => Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seed_is_fixed_by_the_text_and_the_voice() {
+        // Pinned: a change here changes every request's audio.
+        assert_eq!(request_seed("Hello.", None), 0x7eae_a046_1f49_0e5d);
+        let voice = ClonedVoice {
+            id: "voice_1".into(),
+            conditioning: vec![1u8, 2, 3].into(),
+        };
+        let other = ClonedVoice {
+            id: "voice_1".into(),
+            conditioning: vec![1u8, 2, 4].into(),
+        };
+        let seeds = [
+            request_seed("Hello.", None),
+            request_seed("Hello!", None),
+            request_seed("Hello.", Some(&voice)),
+            request_seed("Hello.", Some(&other)),
+        ];
+        for (i, a) in seeds.iter().enumerate() {
+            assert!(seeds[i + 1..].iter().all(|b| a != b), "{seeds:x?}");
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 use super::model::KModel;
 use super::voices::VoiceLibrary;
@@ -80,16 +80,21 @@ impl KokoroEngine {
                 reason: "config.json has no vocab".into(),
             });
         }
-        let vb = files.var_builder(cache_dir, device)?;
+        let weights = files.weights_file(cache_dir)?;
+        let read = weights.loaded();
+        let vb = weights.into_var_builder(DType::F32, device);
         let model = KModel::load(vb, &cfg).map_err(|e| EngineError::BadFile {
             model: "kokoro".into(),
             path: files.weights.display().to_string(),
             reason: e.to_string(),
         })?;
-        let memory_bytes = std::fs::metadata(&files.weights).map_or(0, |m| m.len());
+        let voices = VoiceLibrary::new(files.voices.clone(), device.clone());
+        // The tensors the model read, and every voice pack on disk as f32 (the
+        // library keeps each one it loads).
+        let memory_bytes = read.get() + voices.bytes_when_all_loaded(2 * cfg.style_dim);
         Ok(Self {
             model,
-            voices: VoiceLibrary::new(files.voices.clone(), device.clone()),
+            voices,
             cfg,
             device: device.clone(),
             memory_bytes,
@@ -116,7 +121,7 @@ impl KokoroEngine {
         padded.push(0);
         let input = Tensor::new(padded.as_slice(), &self.device)
             .and_then(|t| t.unsqueeze(0))
-            .map_err(synthesis)?;
+            .map_err(EngineError::from)?;
         Ok(Some((input, style)))
     }
 
@@ -133,7 +138,7 @@ impl KokoroEngine {
         let out = self
             .model
             .forward_with_tokens(&input, &style, speed, None)
-            .map_err(synthesis)?;
+            .map_err(EngineError::from)?;
         Ok(out.audio)
     }
 
@@ -150,7 +155,7 @@ impl KokoroEngine {
         };
         self.model
             .predict_durations(&input, &style, speed)
-            .map_err(synthesis)
+            .map_err(EngineError::from)
     }
 }
 
@@ -224,10 +229,6 @@ impl TtsEngine for KokoroEngine {
     }
 }
 
-fn synthesis(e: candle_core::Error) -> EngineError {
-    EngineError::Synthesis(e.to_string())
-}
-
 /// Loads Kokoro from the models folder for the pool.
 pub struct KokoroLoader;
 
@@ -245,7 +246,7 @@ impl EngineLoader for KokoroLoader {
 
     fn file_bytes(&self, ctx: &LoadContext) -> u64 {
         KokoroFiles::locate(&ctx.models_dir).map_or(0, |files| {
-            crate::engine::size_of_files([files.weights.as_path(), files.voices.as_path()])
+            crate::engine::files::size_of_files([files.weights.as_path(), files.voices.as_path()])
         })
     }
 

@@ -5,15 +5,16 @@
 //! Port of `kokoro/istftnet.py` (kokoro 0.9.4, hexgrad/kokoro), itself adapted from
 //! StyleTTS2's `Modules/istftnet.py`.
 
-use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Conv1d, ConvTranspose1dConfig, Linear, VarBuilder};
 
 use super::config::{IstftnetConfig, KokoroConfig};
+use crate::engine::nn::depthwise::DepthwiseConvTranspose1d;
 use crate::engine::nn::norm::{InstanceNorm1d, Modulation};
 use crate::engine::nn::ops::{
-    add_scaled_into, interpolate_linear, leaky_relu, reflection_pad1d, upsample_nearest2x,
-    with_cpu_f32, DepthwiseConvTranspose1d,
+    add_scaled_into, leaky_relu, reflection_pad1d, upsample_nearest2x, with_cpu_f32,
 };
+use crate::engine::nn::source::{PhaseIntegration, SineGenConfig, SourceModuleHnNSF, SourceNoise};
 use crate::engine::nn::stft::Stft;
 use crate::engine::nn::{
     conv1d, conv_cfg, conv_transpose1d, resblock_convs, GemmConv1d, GemmConvTranspose1d,
@@ -328,162 +329,26 @@ impl AdaINResBlock1 {
     }
 }
 
-// kokoro/istftnet.py `SineGen`
-/// Harmonic sine source from F0: the fundamental and `harmonic_num` overtones, zeroed
-/// on unvoiced frames, plus Gaussian noise.
-///
-/// The reference runs on F0 already repeated `upsample_scale` times per frame. Its
-/// phase increment is then constant within a frame, and its linear downsampling by
-/// `upsample_scale` reads two samples in the middle of each frame, so the per-frame
-/// increment is `(F0·h / sampling_rate) mod 1` exactly. This port computes it per
-/// frame (a few hundred values, accumulated in f64 on the host as PyTorch's CPU
-/// `cumsum` does) and upsamples only the accumulated phase. For the same reason the
-/// reference's random start phase, added to the very first sample only, never reaches
-/// the output (for any `upsample_scale` ≥ 3), so it is not taken.
-#[derive(Debug, Clone)]
-pub struct SineGen {
-    sine_amp: f64,
-    noise_std: f64,
-    harmonic_num: usize,
-    sampling_rate: f32,
-    voiced_threshold: f32,
-    upsample_scale: usize,
-}
-
-impl SineGen {
-    pub fn new(
-        samp_rate: u32,
-        upsample_scale: usize,
-        harmonic_num: usize,
-        sine_amp: f64,
-        noise_std: f64,
-        voiced_threshold: f32,
-    ) -> Result<Self> {
-        if upsample_scale < 3 {
-            candle_core::bail!("SineGen: upsample scale {upsample_scale} below 3 is not supported");
-        }
-        Ok(Self {
-            sine_amp,
-            noise_std,
-            harmonic_num,
-            sampling_rate: samp_rate as f32,
-            voiced_threshold,
-            upsample_scale,
-        })
-    }
-
-    /// Sine channels: fundamental and overtones.
-    pub fn dim(&self) -> usize {
-        self.harmonic_num + 1
-    }
-
-    /// `f0` [B, n] at frame rate (before the ×`upsample_scale` repeat), `noise`
-    /// [B, n·upsample_scale, dim] standard normal (the reference's `randn_like`) →
-    /// sine waves [B, dim, n·upsample_scale].
-    pub fn forward(&self, f0: &Tensor, noise: &Tensor) -> Result<Tensor> {
-        let (b, n) = f0.dims2()?;
-        let (dim, scale) = (self.dim(), self.upsample_scale);
-        let len = n * scale;
-        if noise.dims() != [b, len, dim] {
-            candle_core::bail!(
-                "SineGen: noise {:?}, want [{b}, {len}, {dim}]",
-                noise.shape()
-            );
-        }
-        let dev = f0.device();
-        let f0v = f0
-            .to_device(&Device::Cpu)?
-            .to_dtype(DType::F32)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
-        // Per frame: accumulated phase (× 2π × scale, rounded as the reference does
-        // it in f32), whether voiced, and the noise amplitude.
-        let mut phase = vec![0f32; b * dim * n];
-        for bi in 0..b {
-            let f0b = &f0v[bi * n..(bi + 1) * n];
-            for h in 0..dim {
-                let mut acc = 0f64;
-                let out = &mut phase[(bi * dim + h) * n..(bi * dim + h + 1) * n];
-                for (o, &f) in out.iter_mut().zip(f0b) {
-                    let rad = (f * (h + 1) as f32 / self.sampling_rate).rem_euclid(1.0);
-                    acc += f64::from(rad);
-                    *o = (acc as f32 * 2.0) * std::f32::consts::PI * scale as f32;
-                }
-            }
-        }
-        let voiced: Vec<bool> = f0v.iter().map(|&f| f > self.voiced_threshold).collect();
-        let (sine_amp, noise_std) = (self.sine_amp as f32, self.noise_std as f32);
-        let unvoiced_amp = (self.sine_amp / 3.0) as f32;
-        let sine_gain: Vec<f32> = voiced.iter().map(|&v| if v { 1.0 } else { 0.0 }).collect();
-        let noise_gain: Vec<f32> = voiced
-            .iter()
-            .map(|&v| if v { noise_std } else { unvoiced_amp })
-            .collect();
-        let phase = Tensor::from_vec(phase, (b, dim, n), dev)?;
-        let phase = interpolate_linear(&phase, scale as f64)?;
-        let sines = (phase.sin()? * f64::from(sine_amp))?.reshape((b, dim, n, scale))?;
-        let sine_gain = Tensor::from_vec(sine_gain, (b, 1, n, 1), dev)?;
-        let noise_gain = Tensor::from_vec(noise_gain, (b, 1, n, 1), dev)?;
-        let noise = noise
-            .to_dtype(DType::F32)?
-            .transpose(1, 2)?
-            .reshape((b, dim, n, scale))?;
-        (sines.broadcast_mul(&sine_gain)? + noise.broadcast_mul(&noise_gain)?)?
-            .reshape((b, dim, len))
-    }
-}
-
-// kokoro/istftnet.py `SourceModuleHnNSF`
-/// The harmonic excitation: the sine channels merged by a linear layer and `tanh`.
-/// The reference also draws a noise source, which the generator never reads.
-#[derive(Debug, Clone)]
-pub struct SourceModuleHnNSF {
-    l_sin_gen: SineGen,
-    l_linear: Linear,
-}
-
-impl SourceModuleHnNSF {
-    /// As built by `Generator`: 24 kHz, 8 overtones, voiced above 10 Hz.
-    pub fn load(vb: VarBuilder, sampling_rate: u32, upsample_scale: usize) -> Result<Self> {
-        let harmonic_num = 8;
-        let l_sin_gen = SineGen::new(
-            sampling_rate,
-            upsample_scale,
-            harmonic_num,
-            0.1,
-            0.003,
-            10.0,
-        )?;
-        Ok(Self {
-            l_linear: candle_nn::linear(l_sin_gen.dim(), 1, vb.pp("l_linear"))?,
-            l_sin_gen,
-        })
-    }
-
-    /// Sine channels of the sine generator.
-    pub fn dim(&self) -> usize {
-        self.l_sin_gen.dim()
-    }
-
-    /// `f0` [B, n] at frame rate, `noise` [B, n·upsample_scale, dim] → [B, n·upsample_scale].
-    pub fn forward(&self, f0: &Tensor, noise: &Tensor) -> Result<Tensor> {
-        let sines = self.l_sin_gen.forward(f0, noise)?; // [B, dim, L]
-        let b = sines.dim(0)?;
-        let merged = self.l_linear.weight().broadcast_left(b)?.matmul(&sines)?; // [B, 1, L]
-        let merged = match self.l_linear.bias() {
-            Some(bias) => merged.broadcast_add(&bias.reshape((1, 1, 1))?)?,
-            None => merged,
-        };
-        merged.tanh()?.squeeze(1)
-    }
-}
-
 /// LeakyReLU slope inside the generator's upsampling loop.
 const GENERATOR_SLOPE: f64 = 0.1;
 /// `F.leaky_relu`'s default slope, used before `conv_post`.
 const POST_SLOPE: f64 = 0.01;
 /// The generator's sample rate (hard-coded in the reference).
 const SAMPLE_RATE: u32 = 24_000;
+
+/// The sine source as `Generator` builds it: 24 kHz, 8 overtones, voiced above 10 Hz,
+/// the phase integrated per frame as `kokoro/istftnet.py` effectively does.
+fn source_config(upsample_scale: usize) -> SineGenConfig {
+    SineGenConfig {
+        samp_rate: SAMPLE_RATE,
+        upsample_scale,
+        harmonic_num: 8,
+        sine_amp: 0.1,
+        noise_std: 0.003,
+        voiced_threshold: 10.0,
+        integration: PhaseIntegration::PerFrame,
+    }
+}
 
 // kokoro/istftnet.py `Generator`
 /// iSTFTNet generator: transposed convolutions upsample the decoder's features, the
@@ -516,7 +381,7 @@ impl Generator {
         let n_fft = cfg.gen_istft_n_fft;
         let c0 = cfg.upsample_initial_channel;
         let upsample_scale = rates.iter().product::<usize>() * cfg.gen_istft_hop_size;
-        let m_source = SourceModuleHnNSF::load(vb.pp("m_source"), SAMPLE_RATE, upsample_scale)?;
+        let m_source = SourceModuleHnNSF::load(vb.pp("m_source"), source_config(upsample_scale))?;
         let mut ups = Vec::with_capacity(rates.len());
         let mut resblocks = Vec::new();
         let mut noise_convs = Vec::with_capacity(rates.len());
@@ -611,9 +476,11 @@ impl Generator {
         })
     }
 
-    /// The source module's output (`har_source`) for `f0` [B, n]: [B, L].
+    /// The source module's output (`har_source`) for `f0` [B, n] and `sine_noise`
+    /// [B, L, dim] standard normal: [B, L].
     pub fn har_source(&self, f0: &Tensor, sine_noise: &Tensor) -> Result<Tensor> {
-        self.m_source.forward(f0, sine_noise)
+        let noise = SourceNoise::without_phase(sine_noise.transpose(1, 2)?);
+        self.m_source.forward(f0, &noise)?.squeeze(1)
     }
 
     /// The reference's `har`: STFT magnitude then phase of the harmonic source,
@@ -780,6 +647,7 @@ impl Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::Device;
     use std::collections::HashMap;
 
     #[test]

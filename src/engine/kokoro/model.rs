@@ -10,6 +10,7 @@ use super::albert::CustomAlbert;
 use super::config::KokoroConfig;
 use super::istftnet::Decoder;
 use super::modules::{duration, pred_dur, ProsodyPredictor, TextEncoder};
+use crate::engine::seed::Fnv1a64;
 
 /// Harmonics of the decoder's sine source (fundamental + 8 overtones).
 pub const SINE_HARMONICS: usize = 9;
@@ -28,11 +29,7 @@ fn noise_seed(ids: &[u32], ref_s: &Tensor, speed: f32) -> Result<u64> {
         .copied()
         .chain(style.iter().map(|v| v.to_bits()))
         .chain(std::iter::once(speed.to_bits()));
-    Ok(words.fold(0xcbf2_9ce4_8422_2325u64, |h, w| {
-        w.to_le_bytes()
-            .iter()
-            .fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
-    }))
+    Ok(words.fold(Fnv1a64::new(), Fnv1a64::u32).finish())
 }
 
 /// kokoro 0.9.4 `kokoro/model.py`, class `KModel`.

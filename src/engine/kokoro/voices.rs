@@ -103,6 +103,14 @@ impl VoiceLibrary {
         names
     }
 
+    /// Bytes the library holds once every voice on disk is loaded: a
+    /// `[PACK_ROWS, width]` f32 pack each (`width` is the style vector's, twice the
+    /// model's `style_dim`).
+    pub fn bytes_when_all_loaded(&self, width: usize) -> u64 {
+        let pack = PACK_ROWS * width * DType::F32.size_in_bytes();
+        (self.names().len() * pack) as u64
+    }
+
     fn pack(&self, name: &str) -> Result<Arc<VoicePack>, EngineError> {
         let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(p) = loaded.get(name) {
@@ -143,10 +151,10 @@ impl VoiceLibrary {
                 .pack(name)?
                 .style_for(phonemes)
                 .and_then(|s| s.affine(f64::from(weight / total), 0.0))
-                .map_err(|e| EngineError::Synthesis(e.to_string()))?;
+                .map_err(EngineError::from)?;
             acc = Some(match acc {
                 None => s,
-                Some(a) => (a + s).map_err(|e| EngineError::Synthesis(e.to_string()))?,
+                Some(a) => (a + s).map_err(EngineError::from)?,
             });
         }
         acc.ok_or_else(|| EngineError::InvalidInput("no voice given".into()))

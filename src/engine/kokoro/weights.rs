@@ -11,8 +11,8 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 use super::config::KokoroConfig;
-use crate::engine::nn::safetensors_file::var_builder;
-use crate::engine::registry::find_model_file;
+use crate::engine::files::find_model_file;
+use crate::engine::nn::SafetensorsFile;
 use crate::engine::EngineError;
 
 pub const HUB_REPO: &str = "hexgrad/Kokoro-82M";
@@ -80,12 +80,20 @@ impl KokoroFiles {
         cache_dir: &Path,
         device: &Device,
     ) -> Result<VarBuilder<'static>, EngineError> {
+        Ok(self
+            .weights_file(cache_dir)?
+            .into_var_builder(DType::F32, device))
+    }
+
+    /// The safetensors file [`Self::var_builder`] reads (for its count of the bytes
+    /// handed out).
+    pub fn weights_file(&self, cache_dir: &Path) -> Result<SafetensorsFile, EngineError> {
         let safetensors = if self.weights.extension().and_then(|e| e.to_str()) == Some("pth") {
             converted_copy(&self.weights, cache_dir)?
         } else {
             self.weights.clone()
         };
-        var_builder(&safetensors, DType::F32, device).map_err(|e| bad_file(&safetensors, e))
+        SafetensorsFile::open(&safetensors).map_err(|e| bad_file(&safetensors, e))
     }
 }
 

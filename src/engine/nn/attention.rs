@@ -6,7 +6,8 @@
 
 use candle_core::{CpuStorage, DType, Result, Storage, Tensor};
 
-use super::ops::{exp_f32, simd_dispatch, SharedOut};
+use super::fast_math::{exp_f32, simd_dispatch};
+use super::threads::SharedOut;
 
 /// Query rows per work item: 192 rows of scores against 700 keys (250 prompt + 100
 /// speech tokens) are 525 KB, which stays in a 1 MB L2 cache; fewer rows repack the
@@ -292,7 +293,7 @@ fn attention_blocks(
             }
         }
     };
-    super::ops::split_over_threads(items, candle_core::utils::get_num_threads(), run);
+    super::threads::split_over_threads(items, candle_core::utils::get_num_threads(), run);
     out
 }
 
@@ -429,7 +430,7 @@ fn attend_rows(
     } else {
         candle_core::utils::get_num_threads()
     };
-    super::ops::fill_chunks_on(&mut out, d, threads, |item, o| {
+    super::threads::fill_chunks_on(&mut out, d, threads, |item, o| {
         let query = &qd[item * d..(item + 1) * d];
         let (k0, v0) = (row(kl, item, 0), row(vl, item, 0));
         let span = |stride: usize| (t - 1) * stride + d;

@@ -16,7 +16,8 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Conv1d, Conv1dConfig};
 
 use super::fftconv::{self, Layer};
-use super::ops::{with_cpu_f32, SharedOut};
+use super::ops::with_cpu_f32;
+use super::threads::{Dst, SharedOut};
 
 /// Output columns per tile: `Cout × TILE` f32 (128 KiB at 128 channels) stays in L2
 /// across the `k` accumulating products, yet each product is large enough to run
@@ -187,7 +188,7 @@ impl GemmConv1d {
                 unsafe { self.tile((src, stride, from), dst.at(t0), n) };
             }
         };
-        super::ops::split_over_threads(tiles, threads.clamp(1, tiles), run);
+        super::threads::split_over_threads(tiles, threads.clamp(1, tiles), run);
     }
 
     /// Output columns `t0..t0 + n`: bias (added to what `dst` holds when it
@@ -268,29 +269,6 @@ pub(super) fn pack_taps(
     Ok(Some((taps, bias)))
 }
 
-/// Where an item's `[Cout, l_out]` output goes: row `co` starts at `ptr + co·ld`. With
-/// `accumulate` the values there (a residual) are added to, else overwritten.
-#[derive(Clone, Copy)]
-pub(super) struct Dst {
-    pub(super) ptr: SharedOut,
-    pub(super) ld: usize,
-    pub(super) accumulate: bool,
-}
-
-impl Dst {
-    /// The same output from column `t0` on.
-    ///
-    /// # Safety
-    /// Column `t0` is inside every row.
-    unsafe fn at(self, t0: usize) -> Self {
-        Self {
-            // SAFETY: by the contract.
-            ptr: SharedOut(unsafe { self.ptr.at(t0) }),
-            ..self
-        }
-    }
-}
-
 impl GemmConv1d {
     /// `conv(x) + residual`, the sum written as the output is made (no third tensor).
     pub fn forward_add(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
@@ -354,7 +332,7 @@ impl GemmConv1d {
             let lead = lo + pad - t0;
             slab.clear();
             slab.resize(self.c_in * width, 0f32);
-            super::ops::fill_chunks(&mut slab, width, |ci, row| {
+            super::threads::fill_chunks(&mut slab, width, |ci, row| {
                 f(
                     ci,
                     &x[ci * t + lo..ci * t + hi],

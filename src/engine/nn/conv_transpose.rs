@@ -13,8 +13,8 @@ use candle_core::{Device, Module, Result, Tensor};
 use candle_nn::ConvTranspose1d;
 
 use super::conv::pack_taps;
-use super::ops::SharedOut;
-use super::ops::{conv_transpose1d_trimmed, split_over_threads, with_cpu_f32};
+use super::ops::with_cpu_f32;
+use super::threads::{split_over_threads, SharedOut};
 
 /// Input columns per stretch at most: the stretch's outputs (`Cout × stride·Q`) stay in L2
 /// across the taps.
@@ -185,10 +185,61 @@ impl Module for GemmConvTranspose1d {
     }
 }
 
+/// Runs a `ConvTranspose1d` layer (groups 1, dilation 1) through candle's matrix-product
+/// kernel, which candle takes only without padding: the padding is trimmed afterwards.
+/// Same result as the layer's own `forward`, whose padded CPU kernel is a direct loop.
+pub fn conv_transpose1d_trimmed(x: &Tensor, conv: &ConvTranspose1d) -> Result<Tensor> {
+    let cfg = conv.config();
+    if cfg.groups != 1 || cfg.dilation != 1 {
+        return candle_core::Module::forward(conv, x);
+    }
+    let (b, _, t) = x.dims3()?;
+    let (_, c_out, k) = conv.weight().dims3()?;
+    // candle 0.11's matrix-product path mixes up batch items when B > 1: one at a time.
+    let full = if b == 1 {
+        x.conv_transpose1d(conv.weight(), 0, 0, cfg.stride, 1, 1)?
+    } else {
+        let items = (0..b)
+            .map(|i| {
+                x.narrow(0, i, 1)?
+                    .conv_transpose1d(conv.weight(), 0, 0, cfg.stride, 1, 1)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Tensor::cat(&items, 0)?
+    };
+    let l_out = ((t.max(1) - 1) * cfg.stride + k + cfg.output_padding)
+        .checked_sub(2 * cfg.padding)
+        .ok_or_else(|| candle_core::Error::Msg("conv_transpose1d: output too short".into()))?;
+    let have = full.dim(2)?;
+    let full = if cfg.padding + l_out > have {
+        full.pad_with_zeros(2, 0, cfg.padding + l_out - have)?
+    } else {
+        full
+    };
+    let out = full.narrow(2, cfg.padding, l_out)?;
+    match conv.bias() {
+        Some(b) => out.broadcast_add(&b.reshape((1, c_out, 1))?),
+        None => out.contiguous(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use candle_nn::ConvTranspose1dConfig;
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
 
     #[test]
     fn matches_the_candle_layer() -> Result<()> {
@@ -221,6 +272,30 @@ mod tests {
             assert_eq!(got.dims(), want.dims(), "k {k} stride {stride} t {t}");
             let diff = (got - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
             assert!(diff < 1e-4, "k {k} stride {stride} t {t}: {diff:e}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn trimmed_transposed_conv_matches_candle() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (2, 6, 11), &dev)?;
+        for (k, stride, padding, output_padding) in [(20, 10, 5, 0), (12, 6, 3, 0), (3, 2, 1, 1)] {
+            let w = Tensor::randn(0f32, 1.0, (6, 4, k), &dev)?;
+            let b = Tensor::randn(0f32, 1.0, 4, &dev)?;
+            let cfg = ConvTranspose1dConfig {
+                padding,
+                output_padding,
+                stride,
+                dilation: 1,
+                groups: 1,
+            };
+            let conv = ConvTranspose1d::new(w, Some(b), cfg);
+            let want = candle_core::Module::forward(&conv, &x)?;
+            let got = conv_transpose1d_trimmed(&x, &conv)?;
+            assert_eq!(got.dims(), want.dims());
+            let d = max_diff(&got, &want);
+            assert!(d < 1e-4, "k {k} stride {stride}: {d}");
         }
         Ok(())
     }

@@ -17,7 +17,7 @@
 
 use std::f64::consts::TAU;
 
-use super::conv::Dst;
+use super::threads::Dst;
 
 /// Windows taken per product: enough columns for `gemm` to run near its peak, while a
 /// group's spectra stay in cache.
@@ -142,7 +142,7 @@ impl Transforms {
         }
         let block = c_out * c_in;
         let mut spectra = vec![0f32; n * block];
-        let spectra_ptr = super::ops::SharedOut(spectra.as_mut_ptr());
+        let spectra_ptr = super::threads::SharedOut(spectra.as_mut_ptr());
         let columns = |first: usize, last: usize| {
             // SAFETY: `spectra` is [N, block], `twiddle` [N, k], `taps` [k, block], all
             // row-major; this call writes columns `first..last` only.
@@ -157,7 +157,7 @@ impl Transforms {
                 );
             }
         };
-        super::ops::split_over_threads(block, threads, columns);
+        super::threads::split_over_threads(block, threads, columns);
         Self {
             plan,
             dft,
@@ -227,7 +227,7 @@ pub(super) unsafe fn conv_item(
             unsafe { ctx.group(job, &mut scratch, dst) };
         }
     };
-    super::ops::split_over_threads(groups, threads, run);
+    super::threads::split_over_threads(groups, threads, run);
 }
 
 /// One window: outputs `phase + d·u` for `u` in `u0..u0 + width`.

@@ -10,7 +10,9 @@
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::Linear;
 
-use super::ops::{on_workers, simd_dispatch, with_cpu_f32, worker_count, SharedOut};
+use super::fast_math::simd_dispatch;
+use super::ops::with_cpu_f32;
+use super::threads::{on_workers, worker_count, SharedOut};
 
 /// Below this many multiply-adds the product runs on the calling thread.
 const PARALLEL_MIN_MACS: usize = 1 << 20;

@@ -11,6 +11,8 @@ pub mod conv;
 mod fftconv;
 pub use conv::GemmConv1d;
 pub mod conv_transpose;
+pub mod depthwise;
+pub mod fast_math;
 pub use conv_transpose::GemmConvTranspose1d;
 pub mod linear;
 pub use linear::TransposedLinear;
@@ -20,7 +22,9 @@ pub mod norm;
 pub mod ops;
 pub mod safetensors_file;
 pub use safetensors_file::SafetensorsFile;
+pub mod source;
 pub mod stft;
+pub mod threads;
 
 /// How candle's CPU backend runs its worker threads. Candle reads both settings from
 /// the environment, so the binary's configuration (`config::cpu_threads`) works them

@@ -3,7 +3,9 @@
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::ops::{fill_chunks, simd_dispatch, with_cpu_f32};
+use super::fast_math::simd_dispatch;
+use super::ops::with_cpu_f32;
+use super::threads::fill_chunks;
 
 const INSTANCE_NORM_EPS: f64 = 1e-5;
 
@@ -93,7 +95,7 @@ impl InstanceNorm1d {
                     },
                     |row, o| {
                         if let Some(a) = &alphas {
-                            super::ops::snake_row_inplace(a[row % c], o);
+                            super::fast_math::snake_row_inplace(a[row % c], o);
                         }
                     },
                 )
@@ -268,7 +270,7 @@ impl Modulation {
     pub fn apply(&self, row: usize, xs: &[f32], o: &mut [f32]) {
         modulate_row(xs, o, self.rows[row]);
         if let Some(a) = &self.snake {
-            super::ops::snake_row_inplace(a[row], o);
+            super::fast_math::snake_row_inplace(a[row], o);
         }
     }
 }

@@ -13,8 +13,9 @@ use candle_nn::{
 use super::config::S3GenConfig;
 use super::matcha::decoder::{SinusoidalPosEmb, TimestepEmbedding};
 use super::matcha::transformer::BasicTransformerBlock;
+use crate::engine::nn::fast_math::mish_f32;
 use crate::engine::nn::linear::{PackedMatrix, TransposedLinear};
-use crate::engine::nn::ops::{map_cpu, mish_f32, with_cpu_f32};
+use crate::engine::nn::ops::{map_cpu, with_cpu_f32};
 
 /// `nn.Mish`: `x · tanh(softplus(x))` (see [`mish_f32`]).
 pub fn mish(x: &Tensor) -> Result<Tensor> {

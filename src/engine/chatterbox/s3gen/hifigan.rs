@@ -8,13 +8,15 @@
 //! from CosyVoice's `hifigan/generator.py`; `S3Token2Wav` in `s3gen.py` sets the
 //! configuration ([`HiFTConfig::s3gen`]).
 
-use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{ConvTranspose1dConfig, Linear, VarBuilder};
-use rand::{Rng, SeedableRng};
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{ConvTranspose1dConfig, VarBuilder};
+use rand::SeedableRng;
 use serde::Deserialize;
 
 use super::f0_predictor::{ConvRNNF0Predictor, F0PredictorConfig};
 use crate::engine::nn::ops::{leaky_relu, reflection_pad1d, snake};
+pub use crate::engine::nn::source::SourceNoise;
+use crate::engine::nn::source::{PhaseIntegration, SineGenConfig, SourceModuleHnNSF};
 use crate::engine::nn::stft::Stft;
 use crate::engine::nn::{
     conv1d, conv_cfg, conv_transpose1d, resblock_convs, GemmConv1d, GemmConvTranspose1d,
@@ -84,6 +86,20 @@ impl HiFTConfig {
 
     pub fn from_json(text: &str) -> serde_json::Result<Self> {
         serde_json::from_str(text)
+    }
+
+    /// `m_source`'s sine generator: the phase integrated at the audio rate, with a
+    /// random start phase per overtone.
+    pub fn source(&self) -> SineGenConfig {
+        SineGenConfig {
+            samp_rate: self.sampling_rate,
+            upsample_scale: self.upsample_scale(),
+            harmonic_num: self.nb_harmonics,
+            sine_amp: self.nsf_alpha,
+            noise_std: self.nsf_sigma,
+            voiced_threshold: self.nsf_voiced_threshold,
+            integration: PhaseIntegration::PerSample,
+        }
     }
 
     /// Audio samples per mel frame: `prod(upsample_rates) · hop_len`.
@@ -166,197 +182,6 @@ impl Module for ResBlock {
             x = (xt + x)?;
         }
         Ok(x)
-    }
-}
-
-/// The random numbers the source draws per call, injected so that tests can replay
-/// the reference's and production can seed its own.
-#[derive(Debug, Clone)]
-pub struct SourceNoise {
-    /// [B, harmonics + 1] start phases in radians; the fundamental's (column 0) is
-    /// ignored, as the reference zeroes it.
-    pub phase: Tensor,
-    /// [B, harmonics + 1, L] standard normal, the reference's `randn_like(sine_waves)`.
-    pub sine: Tensor,
-}
-
-impl SourceNoise {
-    /// From the reference's raw draws: `rand` [B, dim] or [B, dim, 1] uniform in
-    /// [0, 1) (the `torch.rand` inside `Uniform(-π, π).sample`, which computes
-    /// `low + rand · (high − low)` in f32) and `randn` [B, dim, L].
-    pub fn from_draws(rand: &Tensor, randn: &Tensor) -> Result<Self> {
-        let (b, dim) = (rand.dim(0)?, rand.dim(1)?);
-        let low = -std::f32::consts::PI;
-        let span = std::f32::consts::PI - low;
-        let u = rand
-            .to_device(&Device::Cpu)?
-            .to_dtype(DType::F32)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
-        let phase: Vec<f32> = u.iter().map(|&u| low + u * span).collect();
-        Ok(Self {
-            phase: Tensor::from_vec(phase, (b, dim), randn.device())?,
-            sine: randn.clone(),
-        })
-    }
-
-    /// Fresh draws from `rng` for `b` items of `len` samples and `dim` sine channels.
-    pub fn draw(
-        rng: &mut impl Rng,
-        b: usize,
-        dim: usize,
-        len: usize,
-        device: &Device,
-    ) -> Result<Self> {
-        let rand: Vec<f32> = (0..b * dim).map(|_| rng.random::<f32>()).collect();
-        let randn: Vec<f32> = (0..b * dim * len)
-            .map(|_| rng.sample::<f32, _>(rand_distr::StandardNormal))
-            .collect();
-        Self::from_draws(
-            &Tensor::from_vec(rand, (b, dim), device)?,
-            &Tensor::from_vec(randn, (b, dim, len), device)?,
-        )
-    }
-}
-
-// chatterbox/models/s3gen/hifigan.py `SineGen`
-/// Harmonic sine waves from an F0 curve: the fundamental and `harmonic_num`
-/// overtones, zeroed where unvoiced, plus Gaussian noise.
-///
-/// Not Kokoro's `SineGen` (`engine::kokoro::istftnet`): this one integrates the
-/// frequency sample by sample at the audio rate, `θ = 2π · (cumsum(f0·h/sr) mod 1)`,
-/// and adds a random start phase to every sample of each overtone, where Kokoro's
-/// integrates per frame, upsamples the phase linearly and loses its start phase; the
-/// two give different waves from the same F0 and noise.
-///
-/// The reference runs on F0 repeated `upsample_scale` times per frame; this takes the
-/// frame-rate curve and repeats it while integrating. The sum runs in f64 and each
-/// partial sum is rounded to f32, as PyTorch's CPU `cumsum` does, so the phases round
-/// as the reference's do (given the reference's F0 the source matches to 6e-8).
-#[derive(Debug, Clone)]
-pub struct SineGen {
-    sine_amp: f32,
-    noise_std: f32,
-    harmonic_num: usize,
-    sampling_rate: f32,
-    voiced_threshold: f32,
-}
-
-impl SineGen {
-    pub fn new(
-        samp_rate: u32,
-        harmonic_num: usize,
-        sine_amp: f64,
-        noise_std: f64,
-        voiced_threshold: f64,
-    ) -> Self {
-        Self {
-            sine_amp: sine_amp as f32,
-            noise_std: noise_std as f32,
-            harmonic_num,
-            sampling_rate: samp_rate as f32,
-            voiced_threshold: voiced_threshold as f32,
-        }
-    }
-
-    /// Sine channels: fundamental and overtones.
-    pub fn dim(&self) -> usize {
-        self.harmonic_num + 1
-    }
-
-    /// `f0` [B, n] at frame rate, each frame lasting `scale` samples → sine waves
-    /// [B, dim, n·scale].
-    pub fn forward(&self, f0: &Tensor, scale: usize, noise: &SourceNoise) -> Result<Tensor> {
-        let (b, n) = f0.dims2()?;
-        let dim = self.dim();
-        let len = n * scale;
-        if noise.sine.dims() != [b, dim, len] || noise.phase.dims() != [b, dim] {
-            candle_core::bail!(
-                "SineGen: noise {:?} and phase {:?}, want [{b}, {dim}, {len}] and [{b}, {dim}]",
-                noise.sine.shape(),
-                noise.phase.shape()
-            );
-        }
-        let host = |t: &Tensor| -> Result<Vec<f32>> {
-            t.to_device(&Device::Cpu)?
-                .to_dtype(DType::F32)?
-                .flatten_all()?
-                .to_vec1::<f32>()
-        };
-        let (f0v, phase, randn) = (host(f0)?, host(&noise.phase)?, host(&noise.sine)?);
-        // `2 * np.pi * x` multiplies by 2π rounded to f32; `sine_amp / 3` divides in f32.
-        let two_pi = 2.0 * std::f32::consts::PI;
-        let unvoiced_amp = self.sine_amp / 3.0;
-        let mut out = vec![0f32; b * dim * len];
-        for bi in 0..b {
-            let f0b = &f0v[bi * n..(bi + 1) * n];
-            for h in 0..dim {
-                let row = (bi * dim + h) * len;
-                let out = &mut out[row..row + len];
-                let randn = &randn[row..row + len];
-                let start = if h == 0 { 0.0 } else { phase[bi * dim + h] };
-                let mut acc = 0f64;
-                for (j, &f) in f0b.iter().enumerate() {
-                    let step = f64::from(f * (h + 1) as f32 / self.sampling_rate);
-                    let voiced = f > self.voiced_threshold;
-                    let range = j * scale..(j + 1) * scale;
-                    for (o, &r) in out[range.clone()].iter_mut().zip(&randn[range]) {
-                        acc += step;
-                        let cum = acc as f32;
-                        let theta = two_pi * cum.rem_euclid(1.0);
-                        let sine = self.sine_amp * (theta + start).sin();
-                        *o = if voiced {
-                            sine + self.noise_std * r
-                        } else {
-                            unvoiced_amp * r
-                        };
-                    }
-                }
-            }
-        }
-        Tensor::from_vec(out, (b, dim, len), f0.device())
-    }
-}
-
-// chatterbox/models/s3gen/hifigan.py `SourceModuleHnNSF`
-/// The harmonic excitation: the sine channels merged by a linear layer and `tanh`.
-/// The reference also draws a noise source, which `HiFTGenerator` never reads.
-#[derive(Debug, Clone)]
-pub struct SourceModuleHnNSF {
-    l_sin_gen: SineGen,
-    l_linear: Linear,
-}
-
-impl SourceModuleHnNSF {
-    pub fn load(vb: VarBuilder, cfg: &HiFTConfig) -> Result<Self> {
-        let l_sin_gen = SineGen::new(
-            cfg.sampling_rate,
-            cfg.nb_harmonics,
-            cfg.nsf_alpha,
-            cfg.nsf_sigma,
-            cfg.nsf_voiced_threshold,
-        );
-        Ok(Self {
-            l_linear: candle_nn::linear(l_sin_gen.dim(), 1, vb.pp("l_linear"))?,
-            l_sin_gen,
-        })
-    }
-
-    /// Sine channels of the sine generator.
-    pub fn dim(&self) -> usize {
-        self.l_sin_gen.dim()
-    }
-
-    /// `f0` [B, n] at frame rate → source [B, 1, n·scale].
-    pub fn forward(&self, f0: &Tensor, scale: usize, noise: &SourceNoise) -> Result<Tensor> {
-        let sines = self.l_sin_gen.forward(f0, scale, noise)?; // [B, dim, L]
-        let b = sines.dim(0)?;
-        let merged = self.l_linear.weight().broadcast_left(b)?.matmul(&sines)?; // [B, 1, L]
-        let merged = match self.l_linear.bias() {
-            Some(bias) => merged.broadcast_add(&bias.reshape((1, 1, 1))?)?,
-            None => merged,
-        };
-        merged.tanh()
     }
 }
 
@@ -478,7 +303,7 @@ impl HiFTGenerator {
         }
         let ch = base >> n_ups;
         Ok(Self {
-            m_source: SourceModuleHnNSF::load(vb.pp("m_source"), cfg)?,
+            m_source: SourceModuleHnNSF::load(vb.pp("m_source"), cfg.source())?,
             conv_pre: GemmConv1d::new(conv1d(
                 vb.pp("conv_pre"),
                 cfg.in_channels,
@@ -526,7 +351,7 @@ impl HiFTGenerator {
 
     /// The harmonic source `s` [B, 1, T·scale] for the F0 curve [B, T].
     pub fn source(&self, f0: &Tensor, noise: &SourceNoise) -> Result<Tensor> {
-        self.m_source.forward(f0, self.upsample_scale, noise)
+        self.m_source.forward(f0, noise)
     }
 
     /// `_stft(s)` as the generator reads it: real parts, then imaginary parts,
