@@ -138,6 +138,7 @@ fn serve(args: &voxpool::config::ServeArgs) -> ExitCode {
         }
     };
     runtime.block_on(async {
+        let stop = stop_signal();
         let server =
             match voxpool::Server::start(config, voxpool::engine::Registry::builtin()).await {
                 Ok(s) => s,
@@ -147,7 +148,7 @@ fn serve(args: &voxpool::config::ServeArgs) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-        wait_for_signal().await;
+        stop.await;
         tracing::info!("shutting down");
         server.shutdown().await;
         ExitCode::SUCCESS
@@ -167,24 +168,34 @@ fn init_tracing(config: &Config) {
     }
 }
 
-async fn wait_for_signal() {
+/// Listen for SIGTERM and SIGINT from now on, so that a signal sent while the
+/// server starts is not lost; the future ends at the first one.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        use tokio::signal::unix::{signal, Signal, SignalKind};
+        async fn next(signal: Option<Signal>) {
+            match signal {
+                Some(mut s) => {
+                    s.recv().await;
                 }
+                None => std::future::pending().await,
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+        }
+        let term = signal(SignalKind::terminate()).ok();
+        let int = signal(SignalKind::interrupt()).ok();
+        async move {
+            tokio::select! {
+                _ = next(term) => {}
+                _ = next(int) => {}
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        let ctrl_c = tokio::signal::ctrl_c();
+        async move {
+            let _ = ctrl_c.await;
+        }
     }
 }

@@ -130,7 +130,9 @@ fn paths(code: &str) -> Vec<(String, bool)> {
             let end = code[at..]
                 .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
                 .map_or(code.len(), |e| at + e);
-            if !preceded {
+            // A path that opens a group (`crate::a::{…}`) is a `use` tree, read above.
+            let group = code[end..].starts_with('{');
+            if !preceded && !group {
                 found.push((code[at..end].trim_end_matches(':').to_string(), false));
             }
             from = end.max(at + 1);

@@ -11,7 +11,7 @@ use poem_openapi::{Object, OpenApi};
 use super::auth::ApiKey;
 use super::error::ApiError;
 use super::{ApiTags, AppState};
-use crate::config::IdleTimeout;
+use crate::pool::IdleTimeout;
 use crate::pool::ModelStatus;
 
 /// Smallest timeout `POST /model/timeout` accepts, in seconds.

@@ -18,16 +18,17 @@ mod serve;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use crate::engine::nn::CpuThreads;
 use crate::engine::DeviceSpec;
 
+pub use crate::limit::RateLimit;
+pub use crate::pool::{Admission, IdleTimeout};
+pub use crate::store::{normalize_db_url, sqlite_path};
 pub use commands::{
     CleanupArgs, Cli, Command, KeysAction, KeysArgs, ModelArgs, PullArgs, ServerUrl, SpeakArgs,
     StatusArgs, TimeoutArgs, WorkerArgs,
 };
-pub use parse::{normalize_db_url, sqlite_path};
 pub use serve::ServeArgs;
 
 /// A setting that could not be accepted.
@@ -55,56 +56,11 @@ pub fn rejected_setting(err: &clap::Error) -> Option<&ConfigError> {
     std::error::Error::source(err)?.downcast_ref()
 }
 
-/// How long an idle model stays loaded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdleTimeout {
-    /// Keep loaded until asked to unload.
-    Never,
-    /// Unload after this much inactivity; zero unloads as soon as the last request ends.
-    After(Duration),
-}
-
-impl IdleTimeout {
-    /// Parse the `MODEL_UNLOAD_TIMEOUT` form: whole seconds, `-1` or `never`.
-    pub fn parse(value: &str) -> Result<Self, String> {
-        let v = value.trim();
-        if v.eq_ignore_ascii_case("never") || v == "-1" {
-            return Ok(Self::Never);
-        }
-        match v.parse::<u64>() {
-            Ok(secs) => Ok(Self::After(Duration::from_secs(secs))),
-            Err(_) => Err("expected whole seconds (0 or more), -1 or `never`".into()),
-        }
-    }
-
-    /// Seconds as stored and reported: `-1` for [`IdleTimeout::Never`].
-    pub fn as_seconds(self) -> i64 {
-        match self {
-            Self::Never => -1,
-            Self::After(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        }
-    }
-
-    /// Inverse of [`IdleTimeout::as_seconds`]; any negative value means never.
-    pub fn from_seconds(secs: i64) -> Self {
-        u64::try_from(secs)
-            .map(|s| Self::After(Duration::from_secs(s)))
-            .unwrap_or(Self::Never)
-    }
-}
-
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
     Json,
-}
-
-/// Per-client request rate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimit {
-    pub per_minute: u32,
-    pub burst: u32,
 }
 
 /// A secret that never shows in `Debug` output or logs.
@@ -158,13 +114,6 @@ pub struct Config {
     pub worker_exe: Option<PathBuf>,
 }
 
-/// Per-model admission limits (`MODEL_MAX_CONCURRENCY`, `MODEL_MAX_QUEUE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Admission {
-    pub concurrency: usize,
-    pub queue: usize,
-}
-
 /// Where candle reads the thread count from (rayon too), before working it out.
 const THREADS_ENV: &str = "RAYON_NUM_THREADS";
 /// Where candle's CPU worker threads read their spin limit from.
@@ -200,6 +149,7 @@ pub fn apply_cpu_threads(threads: CpuThreads) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn sqlalchemy_urls_map_to_sqlx() {

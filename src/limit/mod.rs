@@ -16,7 +16,12 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 use poem::http::StatusCode;
 use poem::{Endpoint, Middleware, Request, Result};
 
-use crate::config::RateLimit;
+/// Per-client request rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_minute: u32,
+    pub burst: u32,
+}
 
 /// Who a request counts against.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -11,6 +11,7 @@ mod expiry;
 mod listener;
 mod loaded;
 mod memory;
+mod settings;
 mod state;
 
 use std::collections::HashMap;
@@ -24,9 +25,10 @@ use tracing::{info, instrument, warn, Instrument};
 pub use error::{LoadError, PoolError};
 pub use loaded::{Lease, UnloadCause};
 pub use memory::{trim_heap, tune_gateway_heap};
+pub use settings::{Admission, IdleTimeout};
 pub use state::{idle_remaining, Admitted, IdleClock, ModelState, QueueFull};
 
-use crate::config::{Config, IdleTimeout};
+use crate::config::Config;
 use crate::engine::{LoadContext, Registry, TtsEngine};
 use crate::store::Store;
 use loaded::Loaded;

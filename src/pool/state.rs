@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::config::{Admission, IdleTimeout};
+use super::settings::{Admission, IdleTimeout};
 use crate::engine::{EngineError, ModelSpec};
 
 const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);

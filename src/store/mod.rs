@@ -3,6 +3,7 @@
 
 mod api_keys;
 mod settings;
+mod url;
 mod usage;
 mod voices;
 
@@ -12,6 +13,7 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend};
 use tracing::instrument;
 
+pub use url::{normalize_db_url, sqlite_path};
 pub use usage::{NewUsage, UsageRow};
 pub use voices::{NewVoice, VoiceConditioning, VoiceRow};
 
@@ -46,7 +48,7 @@ impl Store {
     /// Connect to `url` (created if it is a new SQLite file) and apply migrations.
     #[instrument(skip_all, fields(backend))]
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        if let Some(path) = crate::config::sqlite_path(url) {
+        if let Some(path) = sqlite_path(url) {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
                     path: path.display().to_string(),

@@ -1,0 +1,49 @@
+//! What the pool is told at start: how long idle models stay, and how many
+//! requests each model serves and queues.
+
+use std::time::Duration;
+
+/// How long an idle model stays loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdleTimeout {
+    /// Keep loaded until asked to unload.
+    Never,
+    /// Unload after this much inactivity; zero unloads as soon as the last request ends.
+    After(Duration),
+}
+
+impl IdleTimeout {
+    /// Parse the `MODEL_UNLOAD_TIMEOUT` form: whole seconds, `-1` or `never`.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let v = value.trim();
+        if v.eq_ignore_ascii_case("never") || v == "-1" {
+            return Ok(Self::Never);
+        }
+        match v.parse::<u64>() {
+            Ok(secs) => Ok(Self::After(Duration::from_secs(secs))),
+            Err(_) => Err("expected whole seconds (0 or more), -1 or `never`".into()),
+        }
+    }
+
+    /// Seconds as stored and reported: `-1` for [`IdleTimeout::Never`].
+    pub fn as_seconds(self) -> i64 {
+        match self {
+            Self::Never => -1,
+            Self::After(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        }
+    }
+
+    /// Inverse of [`IdleTimeout::as_seconds`]; any negative value means never.
+    pub fn from_seconds(secs: i64) -> Self {
+        u64::try_from(secs)
+            .map(|s| Self::After(Duration::from_secs(s)))
+            .unwrap_or(Self::Never)
+    }
+}
+
+/// Per-model admission limits (`MODEL_MAX_CONCURRENCY`, `MODEL_MAX_QUEUE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admission {
+    pub concurrency: usize,
+    pub queue: usize,
+}
