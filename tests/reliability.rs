@@ -210,7 +210,11 @@ async fn a_client_that_leaves_the_queue_gives_up_its_place() {
                 .as_u16()
         }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        server
+            .wait_status(Duration::from_secs(5), |s| s["in_flight"] == 1)
+            .await
+    );
     // A raw connection, so that hanging up really closes the socket (as a killed
     // client or a closed browser tab does).
     let addr = server.base.trim_start_matches("http://").to_string();
@@ -237,7 +241,13 @@ async fn a_client_that_leaves_the_queue_gives_up_its_place() {
     assert_eq!(full, 429);
     // The waiting client hangs up: its place is free for the next one.
     drop(waiting);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let abandoned = format!("voxpool_admission_abandoned_total{{model=\"{MODEL}\"}} 1");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !server.get_text("/metrics").await.1.contains(&abandoned)
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let next = server
         .client
         .post(server.url("/v1/audio/speech"))
