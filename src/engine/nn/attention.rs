@@ -631,6 +631,7 @@ fn scale_any(y: &mut [f32], a: f32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::nn::max_diff;
     use candle_core::Device;
 
     /// `softmax(q·kᵀ + mask)·v` per head with candle's matrix products, [B, T, h·d].
@@ -656,10 +657,6 @@ mod tests {
             .matmul(&split(v)?)?
             .transpose(1, 2)?
             .reshape((b, t, width))
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
-        (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()
     }
 
     #[test]
@@ -700,7 +697,7 @@ mod tests {
             let bd = rel_shift(&split(&q_v)?.broadcast_matmul(&split(&p)?.t()?)?)?;
             let want = unfused(&q_u, &k, &v, heads, Some(&bd))?;
             let got = rel_pos_self_attention(&q_u, &q_v, &k, &v, &p, heads)?;
-            let diff = max_diff(&got, &want)?;
+            let diff = max_diff(&got, &want);
             assert!(diff < 1e-5, "p batch {pb}: largest difference {diff:e}");
         }
         // Positions that are not 2T − 1 are refused.
@@ -718,7 +715,7 @@ mod tests {
         let k = Tensor::randn(0f32, 1., (b, t, heads * d), &dev)?;
         let v = Tensor::randn(0f32, 1., (b, t, heads * d), &dev)?;
         let got = self_attention(&q, &k, &v, heads)?;
-        let diff = max_diff(&got, &unfused(&q, &k, &v, heads, None)?)?;
+        let diff = max_diff(&got, &unfused(&q, &k, &v, heads, None)?);
         assert!(diff < 1e-5, "largest difference {diff:e}");
         Ok(())
     }
@@ -736,7 +733,7 @@ mod tests {
                 .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
                 .collect();
             let mask = Tensor::from_vec(mask, (t, t), &dev)?;
-            let diff = max_diff(&got, &unfused(&q, &k, &v, heads, Some(&mask))?)?;
+            let diff = max_diff(&got, &unfused(&q, &k, &v, heads, Some(&mask))?);
             assert!(
                 diff < 1e-5,
                 "({b}, {t}, {heads}, {d}): largest difference {diff:e}"
@@ -768,7 +765,7 @@ mod tests {
             let got = attend_one_query(&q, &k, &v)?;
             let probs = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
             let want = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, 1, h * d))?;
-            let diff = max_diff(&got, &want)?;
+            let diff = max_diff(&got, &want);
             assert!(
                 diff < 1e-5,
                 "({b}, {h}, {t}, {d}): largest difference {diff:e}"

@@ -228,18 +228,7 @@ mod tests {
     use super::*;
     use candle_nn::ConvTranspose1dConfig;
 
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
+    use crate::engine::nn::max_diff;
 
     #[test]
     fn matches_the_candle_layer() -> Result<()> {

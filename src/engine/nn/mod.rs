@@ -79,3 +79,11 @@ pub fn reuse_freed_heap() {
         });
     }
 }
+
+/// The largest absolute difference between two tensors, for the tests' comparisons.
+#[cfg(test)]
+pub(crate) fn max_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    (a - b)
+        .and_then(|d| d.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>())
+        .expect("tensors of the same shape")
+}

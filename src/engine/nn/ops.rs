@@ -317,18 +317,7 @@ mod tests {
         Ok(())
     }
 
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
+    use crate::engine::nn::max_diff;
 
     #[test]
     fn leaky_relu_scales_negatives_only() -> Result<()> {
