@@ -28,6 +28,7 @@ pub mod audio;
 pub mod cmd;
 pub mod config;
 pub mod engine;
+pub mod hub;
 pub mod limit;
 pub mod pool;
 pub mod store;

@@ -61,13 +61,15 @@ fn main() -> ExitCode {
             voxpool::cmd::client::timeout(&args.server, args.seconds, args.model.as_deref(), out)
                 .await
         }),
-        Command::Pull(args) => match voxpool::cmd::pull::run(&args, std::io::stdout()) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err((code, message)) => {
-                eprintln!("voxpool: {message}");
-                ExitCode::from(code)
+        Command::Pull(args) => {
+            match voxpool::cmd::pull::run(&args, &args.source(), std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err((code, message)) => {
+                    eprintln!("voxpool: {message}");
+                    ExitCode::from(code)
+                }
             }
-        },
+        }
         Command::Cleanup(args) => {
             let stdin = std::io::stdin().lock();
             match voxpool::cmd::cleanup::run(&args.models_dir(), args.yes, stdin, std::io::stdout())

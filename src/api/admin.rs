@@ -11,6 +11,7 @@ use poem_openapi::{Object, OpenApi};
 use super::auth::ApiKey;
 use super::error::ApiError;
 use super::{ApiTags, AppState};
+use crate::hub::ProgressSnapshot;
 use crate::pool::IdleTimeout;
 use crate::pool::ModelStatus;
 
@@ -43,6 +44,28 @@ pub struct ModelLifecycle {
     /// The process the model runs in while loaded (each model has its own).
     #[oai(nullable)]
     pub worker_pid: Option<u32>,
+    /// The download of the model's files from the hub, while it runs.
+    #[oai(nullable)]
+    pub download: Option<DownloadStatus>,
+}
+
+/// A download under way.
+#[derive(Object, Clone)]
+pub struct DownloadStatus {
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+    /// The file being fetched.
+    pub file: String,
+}
+
+impl From<&ProgressSnapshot> for DownloadStatus {
+    fn from(p: &ProgressSnapshot) -> Self {
+        Self {
+            bytes_done: p.bytes_done,
+            bytes_total: p.bytes_total,
+            file: p.file.clone(),
+        }
+    }
 }
 
 /// The server's own process, which holds no model.
@@ -78,6 +101,9 @@ pub struct StatusResponse {
     /// The worker process of the model, while loaded.
     #[oai(nullable)]
     pub worker_pid: Option<u32>,
+    /// The download of the model's files from the hub, while it runs.
+    #[oai(nullable)]
+    pub download: Option<DownloadStatus>,
     /// Every model of the pool.
     pub models: Vec<ModelLifecycle>,
     pub gateway: GatewayStatus,
@@ -121,6 +147,7 @@ impl From<&ModelStatus> for ModelLifecycle {
             available_languages: s.languages.clone(),
             last_error: s.last_error.clone(),
             worker_pid: s.worker_pid,
+            download: s.download.as_ref().map(DownloadStatus::from),
         }
     }
 }
@@ -186,6 +213,7 @@ impl AdminApi {
             last_load_seconds: me.last_load_seconds,
             last_error: me.last_error,
             worker_pid: me.worker_pid,
+            download: me.download.clone(),
             models: all.iter().map(ModelLifecycle::from).collect(),
             gateway: GatewayStatus {
                 pid: std::process::id(),

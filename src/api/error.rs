@@ -91,6 +91,9 @@ pub enum ApiError {
     ClientClosed(Json<ErrorBody>),
 }
 
+/// `Retry-After` while a model's files download.
+const DOWNLOAD_RETRY_SECS: u64 = 5;
+
 /// Whole seconds for `Retry-After`, never zero.
 fn retry_secs(d: Duration) -> u64 {
     d.as_secs_f64().ceil().max(1.0) as u64
@@ -259,6 +262,9 @@ impl From<&LoadError> for ApiError {
                 format!("The model {model} failed to load; see the server log."),
                 retry,
             ),
+            LoadError::FilesMissing { .. } | LoadError::Download { .. } => {
+                Self::unavailable(err.to_string(), retry)
+            }
         }
     }
 }
@@ -278,6 +284,10 @@ impl From<&PoolError> for ApiError {
                 1,
             ),
             PoolError::Store(store) => store.into(),
+            PoolError::Downloading { .. } => Self::unavailable(
+                err.to_string(),
+                Some(Duration::from_secs(DOWNLOAD_RETRY_SECS)),
+            ),
         }
     }
 }

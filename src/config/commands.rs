@@ -232,13 +232,21 @@ pub struct PullArgs {
     #[arg(long, env = "VOXPOOL_MODELS_DIR")]
     pub models_dir: Option<PathBuf>,
     /// The Hugging Face hub to download from (a mirror, for instance).
-    #[arg(long, env = "HF_ENDPOINT", default_value = "https://huggingface.co")]
+    #[arg(long, env = "HF_ENDPOINT", default_value = crate::hub::DEFAULT_ENDPOINT)]
     pub hf_endpoint: String,
 }
 
 impl PullArgs {
     pub fn models_dir(&self) -> PathBuf {
         self.models_dir.clone().unwrap_or_else(default_models_dir)
+    }
+
+    /// Where to download from, and how this installation spells the pull command.
+    pub fn source(&self) -> crate::hub::Source {
+        crate::hub::Source {
+            endpoint: self.hf_endpoint.clone(),
+            pull_command: super::serve::pull_command(),
+        }
     }
 }
 

@@ -23,7 +23,7 @@ use crate::engine::nn::CpuThreads;
 use crate::engine::DeviceSpec;
 
 pub use crate::limit::RateLimit;
-pub use crate::pool::{Admission, IdleTimeout};
+pub use crate::pool::{Admission, AutoPull, IdleTimeout};
 pub use crate::store::{normalize_db_url, sqlite_path};
 pub use commands::{
     CleanupArgs, Cli, Command, KeysAction, KeysArgs, ModelArgs, PullArgs, ServerUrl, SpeakArgs,
@@ -112,6 +112,11 @@ pub struct Config {
     /// program that embeds the server, such as a test, names the binary); `None`:
     /// models load in this process.
     pub worker_exe: Option<PathBuf>,
+    /// Where a model's missing files come from on its first use; `None`: they don't
+    /// (`VOXPOOL_AUTO_PULL=false`, `HF_HUB_OFFLINE=1`, or an embedded server).
+    pub auto_pull: Option<AutoPull>,
+    /// The `voxpool pull` command as this installation spells it (`{model}` in it).
+    pub pull_command: String,
 }
 
 /// Where candle reads the thread count from (rayon too), before working it out.

@@ -8,9 +8,12 @@ use std::time::Duration;
 use clap::{ArgAction, Args, FromArgMatches};
 
 use super::parse::{self, OrEmpty, Setting};
-use super::{invalid, Admission, Config, ConfigError, IdleTimeout, LogFormat, RateLimit, Secret};
+use super::{
+    invalid, Admission, AutoPull, Config, ConfigError, IdleTimeout, LogFormat, RateLimit, Secret,
+};
 use crate::engine::chatterbox::config::T3Quant;
 use crate::engine::DeviceSpec;
+use crate::hub;
 
 /// Options of `voxpool serve`.
 #[derive(Debug, Clone, Args)]
@@ -168,6 +171,29 @@ pub struct ServeArgs {
     /// outside it are refused. Unset: loading voices by path is off.
     #[arg(long, env = "VOXPOOL_VOICES_DIR")]
     pub voices_dir: Option<PathBuf>,
+    /// Download a model's missing files from the Hugging Face hub on its first use
+    /// (what `voxpool pull` does); `false`: a request for it answers 503 with the pull
+    /// command.
+    #[arg(
+        long,
+        env = "VOXPOOL_AUTO_PULL",
+        default_value = "true",
+        value_parser = Setting(parse::switch),
+        action = ArgAction::Set
+    )]
+    pub auto_pull: bool,
+    /// Never contact the hub, as Hugging Face tools do with `HF_HUB_OFFLINE=1`.
+    #[arg(
+        long,
+        env = "HF_HUB_OFFLINE",
+        default_value = "false",
+        value_parser = Setting(parse::switch),
+        action = ArgAction::Set
+    )]
+    pub hf_hub_offline: bool,
+    /// The Hugging Face hub to download from (a mirror, for instance).
+    #[arg(long, env = "HF_ENDPOINT", default_value = crate::hub::DEFAULT_ENDPOINT)]
+    pub hf_endpoint: String,
 }
 
 impl ServeArgs {
@@ -234,6 +260,16 @@ impl Config {
                 .clone()
                 .filter(|d| !d.as_os_str().is_empty()),
             worker_exe: std::env::current_exe().ok(),
+            auto_pull: (args.auto_pull && !args.hf_hub_offline).then(|| AutoPull {
+                source: hub::Source {
+                    endpoint: args.hf_endpoint.clone(),
+                    pull_command: pull_command(),
+                },
+                wait: args
+                    .synthesis_timeout
+                    .unwrap_or(Duration::from_secs(DOWNLOAD_WAIT_SECS)),
+            }),
+            pull_command: pull_command(),
         })
     }
 
@@ -244,7 +280,32 @@ impl Config {
             .expect("the defaults of voxpool serve are valid settings");
         let mut cfg = Self::build(&args, Some(db_url.to_string()), parse::default_models_dir())?;
         cfg.bind = SocketAddr::from(([127, 0, 0, 1], 0));
+        // An embedded server fetches nothing unless told where from.
+        cfg.auto_pull = None;
         Ok(cfg)
+    }
+}
+
+/// How long a request waits for its model's download, when `SYNTHESIS_TIMEOUT` is off.
+const DOWNLOAD_WAIT_SECS: u64 = 300;
+
+/// The `voxpool pull` command as this installation runs it: a binary that Cargo
+/// built in a source tree (`target/release/voxpool`) also names the Cargo command,
+/// for users who started the server with `cargo run` and have no `voxpool` on their
+/// `PATH`.
+pub(crate) fn pull_command() -> String {
+    let exe = std::env::current_exe().ok();
+    let profile = exe.as_deref().and_then(|exe| {
+        let dir = exe.parent()?;
+        let from_cargo = dir.parent()?.file_name()? == "target";
+        (from_cargo && exe.file_stem()? == "voxpool").then(|| dir.file_name())?
+    });
+    match profile.and_then(|p| p.to_str()) {
+        Some("release") => {
+            "voxpool pull {model} (or: cargo run --release -- pull {model})".to_string()
+        }
+        Some("debug") => "voxpool pull {model} (or: cargo run -- pull {model})".to_string(),
+        _ => "voxpool pull {model}".to_string(),
     }
 }
 

@@ -1,6 +1,8 @@
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::engine::EngineError;
+use crate::hub::{HubError, ProgressSnapshot};
 use crate::store::StoreError;
 
 /// Why a model could not be leased.
@@ -20,13 +22,43 @@ pub enum LoadError {
         model: String,
         retry_after: Duration,
     },
+    /// The model's files are not on disk and the server does not fetch them: the
+    /// message names the command that does.
+    #[error("Model files not found in cache. Run: {pull}")]
+    FilesMissing {
+        model: String,
+        pull: String,
+        retry_after: Duration,
+    },
+    /// Fetching the model's files from the hub failed.
+    #[error("Downloading the files of {model} failed: {source}")]
+    Download {
+        model: String,
+        #[source]
+        source: Arc<HubError>,
+        retry_after: Duration,
+    },
 }
 
 impl LoadError {
     pub fn retry_after(&self) -> Duration {
         match self {
-            Self::Failed { retry_after, .. } | Self::Crashed { retry_after, .. } => *retry_after,
+            Self::Failed { retry_after, .. }
+            | Self::Crashed { retry_after, .. }
+            | Self::FilesMissing { retry_after, .. }
+            | Self::Download { retry_after, .. } => *retry_after,
         }
+    }
+
+    /// The same error with another time to wait.
+    pub fn with_retry_after(mut self, wait: Duration) -> Self {
+        match &mut self {
+            Self::Failed { retry_after, .. }
+            | Self::Crashed { retry_after, .. }
+            | Self::FilesMissing { retry_after, .. }
+            | Self::Download { retry_after, .. } => *retry_after = wait,
+        }
+        self
     }
 }
 
@@ -46,4 +78,10 @@ pub enum PoolError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The model's files are still downloading after the request's wait.
+    #[error("downloading {model}: {}; retry in a few seconds", progress.describe())]
+    Downloading {
+        model: String,
+        progress: ProgressSnapshot,
+    },
 }

@@ -25,12 +25,14 @@ use tracing::{info, instrument, warn, Instrument};
 pub use error::{LoadError, PoolError};
 pub use loaded::{Lease, UnloadCause};
 pub use memory::{trim_heap, tune_gateway_heap};
-pub use settings::{Admission, IdleTimeout};
+pub use settings::{Admission, AutoPull, IdleTimeout};
 pub use state::{idle_remaining, Admitted, IdleClock, ModelState, QueueFull};
 
 use crate::config::Config;
-use crate::engine::{LoadContext, Registry, TtsEngine};
+use crate::engine::{EngineError, LoadContext, Registry, TtsEngine};
+use crate::hub::{ProgressSnapshot, Watcher};
 use crate::store::Store;
+use crate::worker::WorkerHandle;
 use loaded::Loaded;
 
 /// How often the housekeeper runs the cache's pending work (expiry, eviction).
@@ -53,6 +55,8 @@ pub struct ModelStatus {
     pub worker_pid: Option<u32>,
     /// Bytes the model holds on an accelerator (0 on the CPU).
     pub device_bytes: u64,
+    /// The download of the model's files, while one runs.
+    pub download: Option<ProgressSnapshot>,
 }
 
 /// Cheap to clone; all clones share one pool.
@@ -80,6 +84,10 @@ pub(crate) struct PoolInner {
     pub(crate) trim_pending: std::sync::atomic::AtomicBool,
     log_level: String,
     log_json: bool,
+    /// Where missing model files come from; `None`: they don't.
+    auto_pull: Option<AutoPull>,
+    /// The pull command as this installation spells it (`{model}` in it).
+    pull_command: String,
 }
 
 impl ModelPool {
@@ -134,6 +142,8 @@ impl ModelPool {
                 trim_pending: std::sync::atomic::AtomicBool::new(false),
                 log_level: config.log_level.clone(),
                 log_json: config.log_format == crate::config::LogFormat::Json,
+                auto_pull: config.auto_pull.clone(),
+                pull_command: config.pull_command.clone(),
             }),
         })
     }
@@ -184,32 +194,46 @@ impl ModelPool {
     pub async fn lease(&self, model: &str) -> Result<Lease, PoolError> {
         let state = Arc::clone(self.state(model)?);
         state.clock.touch();
-        if let Some((error, left)) = state.cooling_down(Instant::now()) {
-            return Err(LoadError::Failed {
-                model: model.to_string(),
-                source: error,
-                retry_after: left,
-            }
-            .into());
+        if let Some(error) = state.cooling_down(Instant::now()) {
+            return Err(error.into());
         }
         // The load runs in its own task so that a caller who goes away mid-load
         // neither cancels it nor makes the next caller start another.
         let inner = Arc::clone(&self.inner);
         let key = model.to_string();
         let span = tracing::Span::current();
-        let loaded = tokio::spawn(
+        let waiting = Arc::clone(&state);
+        let mut loading = tokio::spawn(
             async move {
                 let init = PoolInner::load(Arc::clone(&inner), Arc::clone(&state));
                 inner.cache.try_get_with(key, init).await
             }
             .instrument(span),
-        )
-        .await
-        .map_err(|_| LoadError::Crashed {
-            model: model.to_string(),
-            retry_after: Duration::from_secs(1),
-        })?
-        .map_err(|e| PoolError::Load((*e).clone()))?;
+        );
+        // A download can take long: past the wait, the request learns how far it is
+        // (the download goes on). A load alone is waited for.
+        let wait = self.inner.auto_pull.as_ref().map(|a| a.wait);
+        let loaded = match wait {
+            Some(wait) => match tokio::time::timeout(wait, &mut loading).await {
+                Ok(done) => done,
+                Err(_) => match waiting.download() {
+                    Some(progress) => {
+                        return Err(PoolError::Downloading {
+                            model: model.to_string(),
+                            progress,
+                        })
+                    }
+                    None => loading.await,
+                },
+            },
+            None => loading.await,
+        };
+        let loaded = loaded
+            .map_err(|_| LoadError::Crashed {
+                model: model.to_string(),
+                retry_after: Duration::from_secs(1),
+            })?
+            .map_err(|e| PoolError::Load((*e).clone()))?;
         let lease = Lease::new(loaded, Arc::clone(&self.inner));
         // Re-read with the lease held: the entry now has no deadline while in use.
         let _ = self.inner.cache.get(model).await;
@@ -310,6 +334,7 @@ impl ModelPool {
             last_error: state.last_error(),
             worker_pid,
             device_bytes,
+            download: state.download(),
         })
     }
 
@@ -331,62 +356,26 @@ impl PoolInner {
         let model = state.id().to_string();
         info!(model = %model, device = %inner.ctx.device, "Loading model");
         let started = Instant::now();
-        let loader = Arc::clone(&state.spec.loader);
-        let ctx = inner.ctx.clone();
-        let budget = inner.memory_budget;
-        inner.make_room(&model, &loader).await;
-        let result = match (loader.worker(), &inner.worker_exe) {
-            (Some(spec), Some(exe)) => {
-                let launch = crate::worker::Launch {
-                    exe: exe.clone(),
-                    model: model.clone(),
-                    spec,
-                    ctx,
-                    log_level: inner.log_level.clone(),
-                    log_json: inner.log_json,
-                    on_exit: Self::exit_notice(&inner, &model),
-                };
-                crate::worker::WorkerEngine::spawn(launch)
-                    .await
-                    .map(|(engine, handle)| (Box::new(engine) as Box<dyn TtsEngine>, Some(handle)))
-            }
-            _ => {
-                let span = tracing::Span::current();
-                let loading = tokio::task::spawn_blocking(move || {
-                    let _entered = span.enter();
-                    loader.load(&ctx)
-                });
-                match loading.await {
-                    Ok(loaded) => loaded.map(|engine| (engine, None)),
-                    // The loader panicked (a bug in an engine): reported, not propagated.
-                    Err(join_error) => {
-                        let error = crate::engine::EngineError::Synthesis(join_error.to_string());
-                        let retry_after = state.load_failed(&error);
-                        warn!(model = %model, "Model loader crashed: {join_error}");
-                        return Err(LoadError::Crashed { model, retry_after });
-                    }
+        let mut result = Self::start_engine(&inner, &state).await?;
+        // Files missing: fetch them (one download, whoever waits), then load again.
+        if let Err(EngineError::FilesMissing { .. }) = &result {
+            match &inner.auto_pull {
+                Some(auto) if crate::hub::has_files(&model) => {
+                    Self::fetch_files(&state, auto, &inner.ctx.models_dir).await?;
+                    result = Self::start_engine(&inner, &state).await?;
+                }
+                _ => {
+                    return Err(Self::failed(
+                        &state,
+                        LoadError::FilesMissing {
+                            model: model.clone(),
+                            pull: inner.pull_command.replace("{model}", &model),
+                            retry_after: Duration::ZERO,
+                        },
+                    ))
                 }
             }
-        };
-        // A model heavier than the whole budget would be evicted as soon as it is
-        // in the cache and loaded again by every request: refused instead.
-        let result = match (result, budget) {
-            (Ok((engine, _)), Some(budget)) if engine.memory_bytes() > budget => {
-                let bytes = engine.memory_bytes();
-                tokio::task::spawn_blocking(move || {
-                    engine.unload(false);
-                    memory::trim_heap();
-                })
-                .await
-                .ok();
-                Err(crate::engine::EngineError::OverBudget {
-                    model: model.clone(),
-                    bytes,
-                    budget,
-                })
-            }
-            (result, _) => result,
-        };
+        }
         match result {
             Ok((engine, worker)) => {
                 let took = started.elapsed();
@@ -405,18 +394,134 @@ impl PoolInner {
                     inner.clear_device_cache,
                 )))
             }
-            Err(error) => {
-                metrics::counter!("voxpool_model_loads_total", "model" => model.clone(), "result" => "error")
-                    .increment(1);
-                let retry_after = state.load_failed(&error);
-                warn!(model = %model, error = %error, "Model failed to load");
-                Err(LoadError::Failed {
+            Err(error) => Err(Self::failed(
+                &state,
+                LoadError::Failed {
                     model,
                     source: error,
-                    retry_after,
+                    retry_after: Duration::ZERO,
+                },
+            )),
+        }
+    }
+
+    /// Record a failed load (its cooldown starts) and count it.
+    fn failed(state: &ModelState, error: LoadError) -> LoadError {
+        metrics::counter!("voxpool_model_loads_total", "model" => state.id().to_string(), "result" => "error")
+            .increment(1);
+        let error = state.load_failed(error);
+        warn!(model = %state.id(), error = %error, "Model failed to load");
+        error
+    }
+
+    /// Fetch the model's files from the hub, showing the progress in its status.
+    async fn fetch_files(
+        state: &Arc<ModelState>,
+        auto: &AutoPull,
+        models_dir: &std::path::Path,
+    ) -> Result<(), LoadError> {
+        let model = state.id().to_string();
+        let progress = Arc::new(crate::hub::Progress::default());
+        let _shown = state.downloading(Arc::clone(&progress));
+        info!(model = %model, hub = %auto.source.endpoint, "Model files missing; downloading them");
+        let started = Instant::now();
+        let (source, dir) = (auto.source.clone(), models_dir.to_path_buf());
+        let (id, watched) = (model.clone(), Arc::clone(&progress));
+        let span = tracing::Span::current();
+        let fetched = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            crate::hub::fetch(&id, &dir, &source, &watched, &LogWatcher)
+        })
+        .await
+        .unwrap_or_else(|e| Err(crate::hub::HubError::Other(e.to_string())));
+        match fetched {
+            Ok(done) => {
+                info!(
+                    model = %model,
+                    files = done.files,
+                    mib = done.downloaded as f64 / f64::from(1 << 20),
+                    "Model files downloaded in {:.1}s",
+                    started.elapsed().as_secs_f64()
+                );
+                Ok(())
+            }
+            Err(e) => Err(Self::failed(
+                state,
+                LoadError::Download {
+                    model,
+                    source: Arc::new(e),
+                    retry_after: Duration::ZERO,
+                },
+            )),
+        }
+    }
+
+    /// Start the model's engine: in a worker process, or in this one. The engine's
+    /// own error is the inner one; the outer is a loader that panicked.
+    async fn start_engine(
+        inner: &Arc<Self>,
+        state: &Arc<ModelState>,
+    ) -> Result<Result<(Box<dyn TtsEngine>, Option<WorkerHandle>), EngineError>, LoadError> {
+        let model = state.id().to_string();
+        let loader = Arc::clone(&state.spec.loader);
+        let ctx = inner.ctx.clone();
+        inner.make_room(&model, &loader).await;
+        let result = match (loader.worker(), &inner.worker_exe) {
+            (Some(spec), Some(exe)) => {
+                let launch = crate::worker::Launch {
+                    exe: exe.clone(),
+                    model: model.clone(),
+                    spec,
+                    ctx,
+                    log_level: inner.log_level.clone(),
+                    log_json: inner.log_json,
+                    on_exit: Self::exit_notice(inner, &model),
+                };
+                crate::worker::WorkerEngine::spawn(launch)
+                    .await
+                    .map(|(engine, handle)| (Box::new(engine) as Box<dyn TtsEngine>, Some(handle)))
+            }
+            _ => {
+                let span = tracing::Span::current();
+                let loading = tokio::task::spawn_blocking(move || {
+                    let _entered = span.enter();
+                    loader.load(&ctx)
+                });
+                match loading.await {
+                    Ok(loaded) => loaded.map(|engine| (engine, None)),
+                    // The loader panicked (a bug in an engine): reported, not propagated.
+                    Err(join_error) => {
+                        warn!(model = %model, "Model loader crashed: {join_error}");
+                        return Err(Self::failed(
+                            state,
+                            LoadError::Crashed {
+                                model,
+                                retry_after: Duration::ZERO,
+                            },
+                        ));
+                    }
+                }
+            }
+        };
+        // A model heavier than the whole budget would be evicted as soon as it is
+        // in the cache and loaded again by every request: refused instead.
+        Ok(match (result, inner.memory_budget) {
+            (Ok((engine, _)), Some(budget)) if engine.memory_bytes() > budget => {
+                let bytes = engine.memory_bytes();
+                tokio::task::spawn_blocking(move || {
+                    engine.unload(false);
+                    memory::trim_heap();
+                })
+                .await
+                .ok();
+                Err(EngineError::OverBudget {
+                    model,
+                    bytes,
+                    budget,
                 })
             }
-        }
+            (result, _) => result,
+        })
     }
 
     /// Whether the server's heap is trimmed once no request holds a model (by the
@@ -527,5 +632,19 @@ impl PoolInner {
             drop(current);
             self.remove(model, UnloadCause::AfterRequest).await;
         }
+    }
+}
+
+/// A download's progress in the log (every tenth) and in `/metrics`.
+struct LogWatcher;
+
+impl Watcher for LogWatcher {
+    fn tenth(&self, model: &str, at: &ProgressSnapshot) {
+        info!(model = %model, file = %at.file, "downloading {model}: {}", at.describe());
+    }
+
+    fn bytes(&self, model: &str, bytes: u64) {
+        metrics::counter!("voxpool_download_bytes_total", "model" => model.to_string())
+            .increment(bytes);
     }
 }

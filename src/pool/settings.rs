@@ -1,5 +1,5 @@
-//! What the pool is told at start: how long idle models stay, and how many
-//! requests each model serves and queues.
+//! What the pool is told at start: how long idle models stay, how many requests
+//! each model serves and queues, and where missing files come from.
 
 use std::time::Duration;
 
@@ -46,4 +46,13 @@ impl IdleTimeout {
 pub struct Admission {
     pub concurrency: usize,
     pub queue: usize,
+}
+
+/// Fetching a model's missing files from the hub on its first use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoPull {
+    pub source: crate::hub::Source,
+    /// How long a request waits for a download before it gets a 503 with the
+    /// progress (the download goes on).
+    pub wait: Duration,
 }

@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::error::LoadError;
 use super::settings::{Admission, IdleTimeout};
-use crate::engine::{EngineError, ModelSpec};
+use crate::engine::ModelSpec;
+use crate::hub::{Progress, ProgressSnapshot};
 
 const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
@@ -78,7 +80,7 @@ pub fn idle_remaining(
 #[derive(Debug, Clone)]
 struct LoadFailure {
     at: Instant,
-    error: EngineError,
+    error: LoadError,
     streak: u32,
 }
 
@@ -102,6 +104,8 @@ pub struct ModelState {
     resident_bytes: AtomicU64,
     last_load_ms: AtomicU64,
     failure: Mutex<Option<LoadFailure>>,
+    /// The download of the model's files, while one runs.
+    download: Mutex<Option<Arc<Progress>>>,
     limits: Admission,
     /// One permit per request the model may serve at once.
     admission: Arc<Semaphore>,
@@ -137,6 +141,7 @@ impl ModelState {
             resident_bytes: AtomicU64::new(0),
             last_load_ms: AtomicU64::new(u64::MAX),
             failure: Mutex::new(None),
+            download: Mutex::new(None),
         }
     }
 
@@ -242,32 +247,54 @@ impl ModelState {
         *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
-    /// Record a failed load; returns how long callers should wait before retrying.
-    pub(crate) fn load_failed(&self, error: &EngineError) -> Duration {
+    /// Record a failed load; returns the error with how long callers should wait
+    /// before retrying.
+    pub(crate) fn load_failed(&self, error: LoadError) -> LoadError {
         let mut guard = self.failure.lock().unwrap_or_else(|p| p.into_inner());
         let streak = guard.as_ref().map_or(0, |f| f.streak) + 1;
-        let failure = LoadFailure {
+        let mut failure = LoadFailure {
             at: Instant::now(),
-            error: error.clone(),
+            error,
             streak,
         };
-        let cooldown = failure.cooldown();
+        failure.error = failure.error.clone().with_retry_after(failure.cooldown());
+        let error = failure.error.clone();
         *guard = Some(failure);
-        cooldown
+        error
     }
 
-    /// The last load error and the time left to wait, while a cooldown runs.
-    pub fn cooling_down(&self, now: Instant) -> Option<(EngineError, Duration)> {
+    /// The last load error, with the time left to wait, while a cooldown runs.
+    pub fn cooling_down(&self, now: Instant) -> Option<LoadError> {
         let guard = self.failure.lock().unwrap_or_else(|p| p.into_inner());
         let f = guard.as_ref()?;
         let left = (f.at + f.cooldown()).saturating_duration_since(now);
-        (!left.is_zero()).then(|| (f.error.clone(), left))
+        (!left.is_zero()).then(|| f.error.clone().with_retry_after(left))
+    }
+
+    /// The download under way for this model's files, if one is.
+    pub fn download(&self) -> Option<ProgressSnapshot> {
+        let guard = self.download.lock().unwrap_or_else(|p| p.into_inner());
+        guard.as_ref().map(|p| p.snapshot())
+    }
+
+    /// Show `progress` as this model's download until the guard drops.
+    pub(crate) fn downloading(&self, progress: Arc<Progress>) -> DownloadGuard<'_> {
+        *self.download.lock().unwrap_or_else(|p| p.into_inner()) = Some(progress);
+        DownloadGuard(self)
     }
 
     /// The last load error, if the last attempt failed.
     pub fn last_error(&self) -> Option<String> {
         let guard = self.failure.lock().unwrap_or_else(|p| p.into_inner());
         guard.as_ref().map(|f| f.error.to_string())
+    }
+}
+
+pub(crate) struct DownloadGuard<'a>(&'a ModelState);
+
+impl Drop for DownloadGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.download.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }
 
@@ -282,6 +309,7 @@ impl Drop for LoadingGuard<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::EngineError;
 
     #[test]
     fn idle_deadline_arithmetic() {
@@ -315,7 +343,11 @@ mod tests {
 
     #[test]
     fn cooldown_grows_and_is_capped() {
-        let err = EngineError::FilesMissing { model: "m".into() };
+        let err = LoadError::Failed {
+            model: "m".into(),
+            source: EngineError::FilesMissing { model: "m".into() },
+            retry_after: Duration::ZERO,
+        };
         let mut f = LoadFailure {
             at: Instant::now(),
             error: err,
