@@ -11,29 +11,41 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 source .ci/tiny-server.sh
-tiny_server openai==3.57.0 mutagen==1.48.1 schemathesis==4.32.5
+tiny_server openai==3.57.0 mutagen==1.48.1 schemathesis==4.32.5 soundfile==0.13.1
 
 VOXPOOL_URL="http://127.0.0.1:$port/v1" "$work/venv/bin/python" examples/openai_python.py --out-dir "$work/out"
-"$work/venv/bin/python" - "$work/out" <<'PY'
-import sys, wave
+"$work/venv/bin/python" - "$work/out" "$port" <<'PY'
+import json, sys, urllib.request, wave
 from pathlib import Path
 from mutagen.mp3 import MP3
+import soundfile as sf
 
-out = Path(sys.argv[1])
+out, port = Path(sys.argv[1]), sys.argv[2]
 mp3 = MP3(out / "speech.mp3").info
 assert (mp3.sample_rate, mp3.channels) == (24000, 1), (mp3.sample_rate, mp3.channels)
 assert mp3.length > 1.0, mp3.length
-# Several sentences: the WAV header leaves the length open (0xFFFFFFFF), as
-# ffmpeg writes to a pipe; the samples run to the end of the file.
+# Several sentences, read by the SDK as a stream: the WAV header carries the exact
+# length, which Python's wave and soundfile read.
 wav = out / "streamed.wav"
 with wave.open(str(wav)) as w:
     assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (24000, 1, 2)
-    assert w.getnframes() == 0xFFFFFFFF // 2, w.getnframes()
-    frames = (wav.stat().st_size - 44) // 2
-    assert len(w.readframes(frames + 1000)) == 2 * frames
+    frames = w.getnframes()
+    assert frames == (wav.stat().st_size - 44) // 2, (frames, wav.stat().st_size)
+data, rate = sf.read(str(wav))
+assert (rate, len(data)) == (24000, frames), (rate, len(data), frames)
 pcm = (out / "streamed.pcm").stat().st_size
 assert frames > 24000 and pcm == 2 * frames, (frames, pcm)
-print(f"OpenAI SDK: mp3 {mp3.length:.2f} s, wav {frames / 24000:.2f} s, pcm {pcm // 2} samples")
+# FLAC of two sentences: soundfile reads every sample STREAMINFO announces.
+body = json.dumps({"model": "tts-1", "input": "One sentence. And a second one.",
+                   "voice": "alloy", "response_format": "flac"}).encode()
+req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/audio/speech", body,
+                             {"Content-Type": "application/json"})
+flac = out / "two.flac"
+flac.write_bytes(urllib.request.urlopen(req).read())
+info = sf.info(str(flac))
+data, rate = sf.read(str(flac))
+assert (rate, info.frames, len(data)) == (24000, len(data), len(data)) and len(data) > 0, info
+print(f"OpenAI SDK: mp3 {mp3.length:.2f} s, wav {frames / 24000:.2f} s, pcm {pcm // 2} samples, flac {len(data)} samples")
 PY
 
 # The official OpenAI Node SDK (examples/openai_node.mjs) and the Rust client example.

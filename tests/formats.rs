@@ -227,70 +227,84 @@ async fn audio_streams_sentence_by_sentence_and_stops_when_the_client_leaves() {
 /// unknown (RIFF/data sizes 0xFFFFFFFF; STREAMINFO total 0), and decoders read every
 /// sample. One sentence gets the exact file.
 #[tokio::test]
-async fn wav_and_flac_stream_with_an_open_ended_header() {
-    use futures_util::StreamExt;
-    use std::sync::atomic::Ordering;
+async fn wav_and_flac_carry_their_exact_length() {
+    use base64::Engine as _;
 
     let srv = start().await;
-    let sentences = ["First sentence here.", "Then a second one.", "And a third."];
-    let text = sentences.join(" ");
-    let want: usize = sentences.iter().map(|s| expected_samples(s, 1.0)).sum();
-    srv.knobs.synth_delay_ms.store(400, Ordering::SeqCst);
-    for format in ["wav", "flac"] {
-        let resp = srv
-            .client
-            .post(srv.url("/v1/audio/speech"))
-            .json(&json!({"model": MODEL, "input": text, "voice": "alloy", "response_format": format}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        let mut body = resp.bytes_stream();
-        let first = body.next().await.unwrap().unwrap();
-        // Bytes before the model has finished: the request still holds its lease.
-        assert_eq!(srv.status().await["in_flight"], 1, "{format}");
-        let mut all = first.to_vec();
-        while let Some(chunk) = body.next().await {
-            all.extend_from_slice(&chunk.unwrap());
-        }
-        if format == "wav" {
-            assert_eq!(&all[4..8], &[0xff; 4]);
-            assert_eq!(&all[40..44], &[0xff; 4]);
-        } else {
-            let packed = u64::from_be_bytes(all[18..26].try_into().unwrap());
-            assert_eq!(packed & ((1 << 36) - 1), 0, "flac: total samples unknown");
-        }
-        let (rate, channels, samples) = decode(all, format);
-        assert_eq!(
-            (rate, channels, samples.len()),
-            (24_000, 1, want),
-            "{format}"
-        );
-    }
-    srv.knobs.synth_delay_ms.store(0, Ordering::SeqCst);
-    // One sentence: the exact length in the header.
-    let one = sentences[0];
-    for format in ["wav", "flac"] {
-        let bytes = srv
-            .client
-            .post(srv.url("/v1/audio/speech"))
-            .json(
-                &json!({"model": MODEL, "input": one, "voice": "alloy", "response_format": format}),
-            )
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
-        let n = expected_samples(one, 1.0);
-        if format == "wav" {
-            assert_eq!(common::wav_samples(&bytes), (24_000, n));
-        } else {
-            let packed = u64::from_be_bytes(bytes[18..26].try_into().unwrap());
-            assert_eq!(packed & ((1 << 36) - 1), n as u64, "flac: total samples");
+    let sentences = [
+        "First sentence here.",
+        "Then a second one.",
+        "And a third.",
+        "A fourth follows.",
+        "The fifth ends it.",
+    ];
+    for n in [1, 2, 5] {
+        let text = sentences[..n].join(" ");
+        let want: usize = sentences[..n]
+            .iter()
+            .map(|s| expected_samples(s, 1.0))
+            .sum();
+        for format in ["wav", "flac"] {
+            let bytes = srv
+                .client
+                .post(srv.url("/v1/audio/speech"))
+                .json(&json!({"model": MODEL, "input": text, "voice": "alloy", "response_format": format}))
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+                .to_vec();
+            // The header's length is the audio's.
+            let in_header = if format == "wav" {
+                hound::WavReader::new(std::io::Cursor::new(&bytes))
+                    .unwrap()
+                    .len() as usize
+            } else {
+                let packed = u64::from_be_bytes(bytes[18..26].try_into().unwrap());
+                (packed & ((1 << 36) - 1)) as usize
+            };
+            let (rate, channels, samples) = decode(bytes, format);
+            assert_eq!(
+                (rate, channels, samples.len(), in_header),
+                (24_000, 1, want, want),
+                "{format}, {n} sentences"
+            );
         }
     }
+    // Over SSE the pieces stream, the length left open as OpenAI leaves it.
+    let text = sentences[..3].join(" ");
+    let want: usize = sentences[..3]
+        .iter()
+        .map(|s| expected_samples(s, 1.0))
+        .sum();
+    let body = srv
+        .client
+        .post(srv.url("/v1/audio/speech"))
+        .json(&json!({"model": MODEL, "input": text, "voice": "alloy", "response_format": "wav", "stream_format": "sse"}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut wav = Vec::new();
+    let mut deltas = 0;
+    for line in body.lines().filter_map(|l| l.strip_prefix("data: ")) {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        if event["type"] == "speech.audio.delta" {
+            deltas += 1;
+            wav.extend(
+                base64::engine::general_purpose::STANDARD
+                    .decode(event["audio"].as_str().unwrap())
+                    .unwrap(),
+            );
+        }
+    }
+    assert!(deltas > 1, "{body}");
+    assert_eq!(&wav[4..8], &[0xff; 4]);
+    assert_eq!(decode(wav, "wav").2.len(), want);
     srv.stop().await;
 }
 

@@ -1,11 +1,12 @@
 //! Encoding a response chunk by chunk, so the first sentence can be sent while the
 //! next is being spoken.
 //!
-//! Every format streams: the pieces concatenate into one valid file. `mp3` sends
-//! MP3 frames, `opus` Ogg pages, `aac` ADTS frames, `pcm` samples; `wav` and `flac`,
-//! whose headers carry the length, send a header that leaves it unknown (as ffmpeg
-//! does on a pipe) when the audio comes in several pieces, and the exact file when it
-//! comes in one.
+//! `mp3` sends MP3 frames, `opus` Ogg pages, `aac` ADTS frames, `pcm` samples: the
+//! pieces concatenate into one valid file. `wav` and `flac` carry the length in
+//! their headers: sent as one file they come whole, with the exact length, so every
+//! reader (Python's `wave` and `soundfile`, `sox`, Safari, SDL) gets it right. Where
+//! the client takes pieces anyway (SSE), they stream with a header that leaves the
+//! length unknown, as ffmpeg writes on a pipe and as OpenAI sends them.
 
 use super::encode::aac::AacStream;
 use super::encode::flac::FlacStream;
@@ -32,8 +33,16 @@ pub enum StreamEncoder {
 }
 
 impl StreamEncoder {
-    /// An encoder for audio that arrives in `pieces` calls to [`Self::push`].
-    pub fn new(format: AudioFormat, sample_rate: u32, pieces: usize) -> Result<Self, AudioError> {
+    /// An encoder for audio that arrives in `pieces` calls to [`Self::push`]; with
+    /// `open_length`, `wav` and `flac` stream with their length left unknown, else
+    /// they come whole.
+    pub fn new(
+        format: AudioFormat,
+        sample_rate: u32,
+        pieces: usize,
+        open_length: bool,
+    ) -> Result<Self, AudioError> {
+        let streamed = open_length && pieces > 1;
         if !format.is_supported() {
             return Err(AudioError::Unsupported(format));
         }
@@ -42,8 +51,8 @@ impl StreamEncoder {
             AudioFormat::Mp3 => Self::Mp3(Box::new(Mp3Stream::new(sample_rate)?)),
             AudioFormat::Opus => Self::Opus(Box::new(OpusStream::new(sample_rate)?)),
             AudioFormat::Aac => Self::Aac(Box::new(AacStream::new(sample_rate)?)),
-            AudioFormat::Wav if pieces > 1 => Self::Wav(WavStream::new(sample_rate)),
-            AudioFormat::Flac if pieces > 1 => Self::Flac(Box::new(FlacStream::new(sample_rate)?)),
+            AudioFormat::Wav if streamed => Self::Wav(WavStream::new(sample_rate)),
+            AudioFormat::Flac if streamed => Self::Flac(Box::new(FlacStream::new(sample_rate)?)),
             AudioFormat::Wav | AudioFormat::Flac => Self::Whole {
                 format,
                 sample_rate,
@@ -100,8 +109,8 @@ mod tests {
         let samples: Vec<f32> = (0..20_000).map(|i| (i as f32 * 0.02).sin() * 0.4).collect();
         let chunks: Vec<&[f32]> = samples.chunks(4_999).collect();
         for format in AudioFormat::SUPPORTED {
-            for pieces in [1, chunks.len()] {
-                let mut enc = StreamEncoder::new(format, 24_000, pieces).unwrap();
+            for (pieces, open_length) in [(1, true), (chunks.len(), true), (chunks.len(), false)] {
+                let mut enc = StreamEncoder::new(format, 24_000, pieces, open_length).unwrap();
                 let streams = enc.streams();
                 let mut out = Vec::new();
                 if pieces == 1 {
@@ -115,18 +124,18 @@ mod tests {
                 assert_eq!(!out.is_empty(), streams, "{format:?}, {pieces} pieces");
                 out.extend(enc.finish().unwrap());
                 let whole = encode(format, &samples, 24_000).unwrap();
+                let has_length = matches!(format, AudioFormat::Wav | AudioFormat::Flac);
                 match format {
                     // The same packets; pages end where the chunks did.
                     AudioFormat::Opus => assert_eq!(ogg_packets(&out), ogg_packets(&whole)),
                     // Length left unknown in the header (see their own tests).
-                    AudioFormat::Wav | AudioFormat::Flac if pieces > 1 => {
+                    _ if has_length && streams => {
                         assert_eq!(out.len(), whole.len(), "{format:?}");
                         assert_eq!(out[44..], whole[44..], "{format:?}");
                     }
                     _ => assert_eq!(out, whole, "{format:?}, {pieces} pieces"),
                 }
-                let expect_streaming =
-                    pieces > 1 || !matches!(format, AudioFormat::Wav | AudioFormat::Flac);
+                let expect_streaming = !has_length || (pieces > 1 && open_length);
                 assert_eq!(streams, expect_streaming, "{format:?}, {pieces} pieces");
             }
         }

@@ -42,6 +42,9 @@ pub struct SpeechRequest {
     pub speed: f32,
     /// `input` is Kokoro phonemes rather than text.
     pub phonemes: bool,
+    /// The client takes the audio in pieces anyway (SSE): `wav` and `flac` may then
+    /// stream with their length left open; otherwise they come whole, exact.
+    pub open_length: bool,
 }
 
 /// Why a request got no (or not all its) audio.
@@ -245,6 +248,7 @@ impl Synthesizer {
             request.format,
             lease.engine().sample_rate(),
             job.chunks.len(),
+            request.open_length,
         )
         .map_err(SpeechError::from)?;
         let streams = encoder.streams();

@@ -64,7 +64,9 @@ impl CreateSpeechRequest {
                 ));
             }
         }
+        let sse = matches!(self.stream_format, Some(StreamFormat::Sse));
         let request = SpeechRequest {
+            open_length: sse,
             model: self.model.0,
             input: self.input.0,
             voice: self.voice.0,
