@@ -1,10 +1,14 @@
-"""Drive voxpool's web page in headless Chromium: python web_check.py URL SCREENSHOT."""
+"""Drive voxpool's web page in headless Chromium: python web_check.py [--download] URL SCREENSHOT.
+
+With --download the server has no model files: a speech request fetches Kokoro's from a
+(slow) stand-in hub, and the page's model panel must show the download bar."""
 import math
 import os
 import shutil
 import struct
 import sys
 import tempfile
+import time
 import wave
 
 from selenium import webdriver
@@ -13,7 +17,8 @@ from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-url, screenshot = sys.argv[1:3]
+download = sys.argv[1] == "--download"
+url, screenshot = sys.argv[2:4] if download else sys.argv[1:3]
 options = webdriver.ChromeOptions()
 for arg in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
             "--autoplay-policy=no-user-gesture-required", "--window-size=1100,1000"]:
@@ -27,7 +32,44 @@ driver = webdriver.Chrome(service=service, options=options)
 # redraw is gone when its text is read, and the condition is then tried again.
 wait = WebDriverWait(driver, 60, ignored_exceptions=[StaleElementReferenceException])
 js = driver.execute_script
+
+
+def click_in_table(css):
+    """Click a button of a table the page redraws every 2 s: found again if it was
+    redrawn between finding and clicking."""
+    for _ in range(50):
+        try:
+            driver.find_element(By.CSS_SELECTOR, css).click()
+            return
+        except StaleElementReferenceException:
+            time.sleep(0.1)
+    driver.find_element(By.CSS_SELECTOR, css).click()
+
 try:
+  if download:
+    import threading, urllib.request, json
+    driver.get(url)
+    answer = {}
+
+    def first_request():
+        body = json.dumps({"model": "kokoro", "input": "Hello.", "voice": "af_alloy",
+                           "response_format": "wav"}).encode()
+        req = urllib.request.Request(url + "v1/audio/speech", body, {"Content-Type": "application/json"})
+        answer["status"] = urllib.request.urlopen(req, timeout=120).status
+
+    thread = threading.Thread(target=first_request)
+    thread.start()
+    bar = "tr[data-model='kokoro'] progress.download"
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, bar))
+    cell = driver.find_element(By.CSS_SELECTOR, "tr[data-model='kokoro'] td.loaded").text
+    assert "downloading" in cell and "%" in cell, cell
+    driver.save_screenshot(screenshot)
+    thread.join(120)
+    assert answer.get("status") == 200, answer
+    row = "tr[data-model='kokoro'] td.loaded"
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, row).text == "yes")
+    print(f"web page: download bar seen ({cell!r}), then kokoro loaded and spoke; screenshot {screenshot}")
+  else:
     driver.get(url)
     # Pickers fill from /v1/models and /v1/audio/voices.
     wait.until(lambda d: len(Select(d.find_element(By.ID, "voice")).options) > 0)
@@ -50,7 +92,7 @@ try:
     # The model panel shows kokoro loaded; Unload changes it.
     row = "tr[data-model='kokoro'] td.loaded"
     wait.until(lambda d: d.find_element(By.CSS_SELECTOR, row).text == "yes")
-    driver.find_element(By.CSS_SELECTOR, "button.unload[data-model='kokoro']").click()
+    click_in_table("button.unload[data-model='kokoro']")
     wait.until(lambda d: d.find_element(By.CSS_SELECTOR, row).text == "no")
     # mp3 as a whole file plays in the same element.
     Select(driver.find_element(By.ID, "format")).select_by_value("mp3")
@@ -84,7 +126,7 @@ try:
     cloned_message = driver.find_element(By.ID, "message").text
     assert "wav," in cloned_message, cloned_message
     driver.save_screenshot(screenshot)
-    driver.find_element(By.CSS_SELECTOR, f"button.delete[data-voice='{voice_id}']").click()
+    click_in_table(f"button.delete[data-voice='{voice_id}']")
     wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, f"tr[data-voice='{voice_id}']"))
     print(f"web page: streamed {duration:.2f} s (pcm, {message!r}), mp3 {duration_mp3:.2f} s; "
           f"unload seen; cloned {voice_id} from an upload, spoke with it ({cloned_message!r}), "

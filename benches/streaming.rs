@@ -101,14 +101,16 @@ async fn measure(label: &str, models: &Path, voice: &str, runs: usize) {
         "{:<16} {:>12} {:>12} {:>10}",
         "format", "first audio", "whole", "bytes"
     );
+    let mut first_pcm = Duration::ZERO;
     for (format, sse, name) in [
         ("pcm", false, "pcm (chunked)"),
         ("mp3", false, "mp3 (chunked)"),
         ("opus", false, "opus (chunked)"),
         ("aac", false, "aac (chunked)"),
-        ("wav", false, "wav (chunked)"),
-        ("flac", false, "flac (chunked)"),
+        ("wav", false, "wav (exact)"),
+        ("flac", false, "flac (exact)"),
         ("pcm", true, "pcm (SSE)"),
+        ("wav", true, "wav (SSE)"),
     ] {
         let mut firsts = Vec::new();
         let mut totals = Vec::new();
@@ -119,13 +121,54 @@ async fn measure(label: &str, models: &Path, voice: &str, runs: usize) {
             totals.push(total);
             size = bytes;
         }
+        let first = median(firsts);
+        if name == "pcm (chunked)" {
+            first_pcm = first;
+        }
         println!(
             "{name:<16} {:>10.3} s {:>10.3} s {size:>10}",
-            median(firsts).as_secs_f64(),
+            first.as_secs_f64(),
             median(totals).as_secs_f64()
         );
     }
+    // The other way to an exact header: predict every sentence's duration first
+    // (Kokoro's text encoder and duration predictor), send the header, then speak.
+    // Its first audio comes no sooner than those predictions plus the first sentence.
+    let (models, voice) = (models.to_path_buf(), voice.to_string());
+    let predict = tokio::task::spawn_blocking(move || durations_first(&models, &voice, runs))
+        .await
+        .unwrap();
+    println!(
+        "exact length first (estimate): durations of all sentences {:.3} s + first sentence {:.3} s = first audio >= {:.3} s",
+        predict.as_secs_f64(),
+        first_pcm.as_secs_f64(),
+        (predict + first_pcm).as_secs_f64()
+    );
     server.shutdown().await;
+}
+
+/// Median time to predict the durations of every sentence of [`INPUT`], in this
+/// process, with the model warm.
+fn durations_first(models: &Path, voice: &str, runs: usize) -> Duration {
+    use voxpool::engine::kokoro::engine::KokoroEngine;
+    use voxpool::engine::kokoro::weights::KokoroFiles;
+    let cache = tempfile::tempdir().unwrap();
+    let files = KokoroFiles::locate(models).unwrap();
+    let engine = KokoroEngine::load(&files, cache.path(), &candle_core::Device::Cpu).unwrap();
+    let phonemes: Vec<String> = voxpool::text::split_sentences(INPUT)
+        .iter()
+        .map(|s| voxpool::text::g2p::phonemize(s, "a").unwrap())
+        .collect();
+    let mut times = Vec::new();
+    for _ in 0..=runs {
+        let started = Instant::now();
+        for p in &phonemes {
+            engine.predicted_frames(p, voice, 1.0).unwrap();
+        }
+        times.push(started.elapsed());
+    }
+    times.remove(0); // warm-up
+    median(times)
 }
 
 #[tokio::main]
