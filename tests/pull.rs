@@ -375,6 +375,37 @@ async fn without_the_hub_or_with_pull_off_the_answer_says_what_to_do() {
         assert!(message.contains(part), "{part}: {message}");
     }
     server.shutdown().await;
+    // A models folder that cannot be made (its parent is a file): 503 naming it.
+    let hub = tiny_hub();
+    let endpoint = start_hub(hub.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let blocked = dir.path().join("a-file");
+    std::fs::write(&blocked, b"not a folder").unwrap();
+    let db = format!("sqlite://{}/v.db?mode=rwc", dir.path().display());
+    let mut config = Config::local(&db).unwrap();
+    config.worker_exe = Some(env!("CARGO_BIN_EXE_voxpool").into());
+    config.models_dir = blocked.join("models");
+    config.auto_pull = Some(AutoPull {
+        source: Source {
+            endpoint,
+            pull_command: "voxpool pull {model}".into(),
+        },
+        wait: Duration::from_secs(30),
+    });
+    let server = voxpool::Server::start(config, Registry::builtin())
+        .await
+        .unwrap();
+    let (code, _, message) = speak(&client, &format!("http://{}", server.addr())).await;
+    assert_eq!(code, 503, "{message}");
+    assert!(
+        message.contains(&format!(
+            "models folder {}",
+            blocked.join("models").display()
+        )),
+        "{message}"
+    );
+    assert_eq!(hub.downloads.load(Ordering::SeqCst), 0);
+    server.shutdown().await;
     // Downloads off: the pull message.
     let (server, base, _dir) = empty_server(None, Duration::from_secs(30)).await;
     let (code, _, message) = speak(&client, &base).await;

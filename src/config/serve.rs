@@ -312,6 +312,24 @@ pub(crate) fn pull_command() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn downloads_follow_auto_pull_and_offline_mode() {
+        let cfg = |args: &[&str]| {
+            let args = ServeArgs::parse_without_env(args).unwrap();
+            Config::build(&args, Some("sqlite::memory:".into()), "/m".into()).unwrap()
+        };
+        let on = cfg(&[]).auto_pull.expect("on by default");
+        assert_eq!(on.source.endpoint, crate::hub::DEFAULT_ENDPOINT);
+        assert_eq!(on.wait, Duration::from_secs(300));
+        assert!(cfg(&["--auto-pull", "false"]).auto_pull.is_none());
+        assert!(cfg(&["--hf-hub-offline", "1"]).auto_pull.is_none());
+        let mirror = cfg(&["--hf-endpoint", "http://mirror", "--synthesis-timeout", "0"]);
+        let mirror = mirror.auto_pull.unwrap();
+        assert_eq!(mirror.source.endpoint, "http://mirror");
+        assert_eq!(mirror.wait, Duration::from_secs(DOWNLOAD_WAIT_SECS));
+        assert!(cfg(&[]).pull_command.starts_with("voxpool pull {model}"));
+    }
     use crate::config::rejected_setting;
 
     /// `voxpool serve` with these flags and no environment, as the server would
