@@ -93,7 +93,7 @@ impl Server {
         // Install the metrics recorder before anything records.
         telemetry::handle();
         let store = Store::connect(&config.db_url).await?;
-        let pool = ModelPool::new(&config, registry, store.clone()).await?;
+        let pool = ModelPool::new(config.pool_settings(), registry, store.clone()).await?;
         let mut housekeepers = vec![pool.spawn_housekeeper()];
         let limiter = config.rate_limit.and_then(limit::RateLimiter::new);
         if let Some(l) = &limiter {

@@ -23,7 +23,7 @@ use crate::engine::nn::CpuThreads;
 use crate::engine::DeviceSpec;
 
 pub use crate::limit::RateLimit;
-pub use crate::pool::{Admission, AutoPull, IdleTimeout};
+pub use crate::pool::{Admission, AutoPull, IdleTimeout, PoolSettings};
 pub use crate::store::{normalize_db_url, sqlite_path};
 pub use commands::{
     CleanupArgs, Cli, Command, KeysAction, KeysArgs, ModelArgs, PullArgs, ServerUrl, SpeakArgs,
@@ -117,6 +117,29 @@ pub struct Config {
     pub auto_pull: Option<AutoPull>,
     /// The `voxpool pull` command as this installation spells it (`{model}` in it).
     pub pull_command: String,
+}
+
+impl Config {
+    /// What the model pool is told.
+    pub fn pool_settings(&self) -> PoolSettings {
+        PoolSettings {
+            unload_timeout: self.unload_timeout,
+            admission: self.admission,
+            memory_budget: self.memory_budget,
+            load: crate::engine::LoadContext {
+                models_dir: self.models_dir.clone(),
+                device: self.device,
+                t3_quant: self.t3_quant,
+            },
+            clear_device_cache: self.clear_cuda_cache,
+            force_gc_after_request: self.force_gc_after_request,
+            worker_exe: self.worker_exe.clone(),
+            log_level: self.log_level.clone(),
+            log_json: self.log_format == LogFormat::Json,
+            auto_pull: self.auto_pull.clone(),
+            pull_command: self.pull_command.clone(),
+        }
+    }
 }
 
 /// Where candle reads the thread count from (rayon too), before working it out.

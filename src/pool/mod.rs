@@ -25,10 +25,9 @@ use tracing::{info, instrument, warn, Instrument};
 pub use error::{LoadError, PoolError};
 pub use loaded::{Lease, UnloadCause};
 pub use memory::{trim_heap, tune_gateway_heap};
-pub use settings::{Admission, AutoPull, IdleTimeout};
+pub use settings::{Admission, AutoPull, IdleTimeout, PoolSettings};
 pub use state::{idle_remaining, Admitted, IdleClock, ModelState, QueueFull};
 
-use crate::config::Config;
 use crate::engine::{EngineError, LoadContext, Registry, TtsEngine};
 use crate::hub::{ProgressSnapshot, Watcher};
 use crate::store::Store;
@@ -93,7 +92,11 @@ pub(crate) struct PoolInner {
 impl ModelPool {
     /// Build the pool for `registry`, restoring persisted per-model timeouts.
     /// Must be called inside a Tokio runtime.
-    pub async fn new(config: &Config, registry: Registry, store: Store) -> Result<Self, PoolError> {
+    pub async fn new(
+        settings: PoolSettings,
+        registry: Registry,
+        store: Store,
+    ) -> Result<Self, PoolError> {
         let persisted = store.timeouts().await?;
         let epoch = Instant::now();
         let models = registry
@@ -104,8 +107,8 @@ impl ModelPool {
                     .get(&spec.id)
                     .copied()
                     .map(IdleTimeout::from_seconds)
-                    .unwrap_or(config.unload_timeout);
-                let state = ModelState::new(spec.clone(), timeout, epoch, config.admission);
+                    .unwrap_or(settings.unload_timeout);
+                let state = ModelState::new(spec.clone(), timeout, epoch, settings.admission);
                 (spec.id.clone(), Arc::new(state))
             })
             .collect();
@@ -114,7 +117,7 @@ impl ModelPool {
             .eviction_policy(EvictionPolicy::lru())
             .expire_after(expiry::IdleExpiry)
             .eviction_listener(listener::on_evict);
-        if let Some(budget) = config.memory_budget {
+        if let Some(budget) = settings.memory_budget {
             // moka weighs in u32: count KiB so budgets and models of terabytes fit.
             builder = builder
                 .max_capacity(budget / 1024)
@@ -126,24 +129,20 @@ impl ModelPool {
             inner: Arc::new(PoolInner {
                 cache: builder.build(),
                 models,
-                ctx: LoadContext {
-                    models_dir: config.models_dir.clone(),
-                    device: config.device,
-                    t3_quant: config.t3_quant,
-                },
+                ctx: settings.load.clone(),
                 registry,
                 store,
-                clear_device_cache: config.clear_cuda_cache,
-                memory_budget: config.memory_budget,
-                force_gc_after_request: config.force_gc_after_request,
+                clear_device_cache: settings.clear_device_cache,
+                memory_budget: settings.memory_budget,
+                force_gc_after_request: settings.force_gc_after_request,
                 runtime: tokio::runtime::Handle::current(),
-                worker_exe: config.worker_exe.clone(),
+                worker_exe: settings.worker_exe.clone(),
                 leases: std::sync::atomic::AtomicUsize::new(0),
                 trim_pending: std::sync::atomic::AtomicBool::new(false),
-                log_level: config.log_level.clone(),
-                log_json: config.log_format == crate::config::LogFormat::Json,
-                auto_pull: config.auto_pull.clone(),
-                pull_command: config.pull_command.clone(),
+                log_level: settings.log_level.clone(),
+                log_json: settings.log_json,
+                auto_pull: settings.auto_pull.clone(),
+                pull_command: settings.pull_command.clone(),
             }),
         })
     }

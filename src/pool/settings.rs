@@ -1,7 +1,10 @@
-//! What the pool is told at start: how long idle models stay, how many requests
-//! each model serves and queues, and where missing files come from.
+//! What the pool is told at start ([`PoolSettings`]): how long idle models stay, how
+//! many requests each model serves and queues, and where missing files come from.
 
+use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::engine::LoadContext;
 
 /// How long an idle model stays loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,4 +58,29 @@ pub struct AutoPull {
     /// How long a request waits for a download before it gets a 503 with the
     /// progress (the download goes on).
     pub wait: Duration,
+}
+
+/// Everything the pool is told at start (the server's configuration hands it down).
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// Idle timeout of models that have none persisted.
+    pub unload_timeout: IdleTimeout,
+    pub admission: Admission,
+    /// Bytes loaded models may hold together.
+    pub memory_budget: Option<u64>,
+    /// Where and on what models load.
+    pub load: LoadContext,
+    /// Release the device's cached memory when a model unloads.
+    pub clear_device_cache: bool,
+    /// Trim the heap after every request.
+    pub force_gc_after_request: bool,
+    /// The binary worker processes run; `None` loads every model in this process.
+    pub worker_exe: Option<PathBuf>,
+    /// The workers' log level and format.
+    pub log_level: String,
+    pub log_json: bool,
+    /// Where missing model files come from; `None`: they don't.
+    pub auto_pull: Option<AutoPull>,
+    /// The pull command as this installation spells it (`{model}` in it).
+    pub pull_command: String,
 }
