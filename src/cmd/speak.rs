@@ -44,8 +44,7 @@ pub fn run(
             args.speed
         )));
     }
-    let device = DeviceSpec::parse(&args.model_device)
-        .map_err(|e| SpeakError::Usage(format!("MODEL_DEVICE: {e}")))?;
+    let device = args.model_device.unwrap_or_else(DeviceSpec::auto);
     let spec = registry.resolve(&args.model).ok_or_else(|| {
         let known: Vec<&str> = registry.models().iter().map(|m| m.id.as_str()).collect();
         SpeakError::Usage(format!(

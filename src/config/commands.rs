@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use super::parse::{database_url, db_url_from_env, default_models_dir};
-use super::{ConfigError, ServeArgs};
+use super::parse::{database_url, db_url_from_env, default_models_dir, OrEmpty, Setting};
+use super::{ConfigError, LogFormat, ServeArgs};
+use crate::engine::chatterbox::config::T3Quant;
 use crate::engine::DeviceSpec;
 
 /// Self-hosted, OpenAI-compatible speech server.
@@ -141,48 +142,40 @@ pub struct WorkerArgs {
     pub model: String,
     #[arg(long)]
     pub models_dir: PathBuf,
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    #[arg(long)]
-    pub t3_quant: Option<String>,
+    #[arg(long, default_value = "cpu", value_parser = DeviceSpec::parse)]
+    pub device: DeviceSpec,
+    #[arg(long, value_parser = |s: &str| s.parse::<T3Quant>())]
+    pub t3_quant: Option<T3Quant>,
     /// Engine options, `key=value`.
-    #[arg(long = "option")]
-    pub options: Vec<String>,
+    #[arg(long = "option", value_parser = key_value)]
+    pub options: Vec<(String, String)>,
     #[arg(long, default_value = "info")]
     pub log_level: String,
-    #[arg(long, default_value = "text")]
-    pub log_format: String,
+    #[arg(long, default_value = "text", value_parser = super::parse::log_format)]
+    pub log_format: LogFormat,
+}
+
+/// `key=value`.
+fn key_value(option: &str) -> Result<(String, String), String> {
+    option
+        .split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{option:?}: expected key=value"))
 }
 
 impl WorkerArgs {
     /// The worker's engine and where it loads from.
-    pub fn resolve(
-        &self,
-    ) -> Result<(crate::engine::WorkerSpec, crate::engine::LoadContext), String> {
-        let device = DeviceSpec::parse(&self.device)?;
-        let t3_quant = match &self.t3_quant {
-            Some(q) => Some(q.parse().map_err(|e| format!("--t3-quant: {e}"))?),
-            None => None,
-        };
-        let options = self
-            .options
-            .iter()
-            .map(|o| {
-                o.split_once('=')
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .ok_or_else(|| format!("--option {o:?}: expected key=value"))
-            })
-            .collect::<Result<_, _>>()?;
+    pub fn resolve(&self) -> (crate::engine::WorkerSpec, crate::engine::LoadContext) {
         let spec = crate::engine::WorkerSpec {
             engine: self.engine.clone(),
-            options,
+            options: self.options.clone(),
         };
         let ctx = crate::engine::LoadContext {
             models_dir: self.models_dir.clone(),
-            device,
-            t3_quant,
+            device: self.device,
+            t3_quant: self.t3_quant,
         };
-        Ok((spec, ctx))
+        (spec, ctx)
     }
 }
 
@@ -326,8 +319,13 @@ pub struct SpeakArgs {
     #[arg(long, env = "VOXPOOL_MODELS_DIR")]
     pub models_dir: Option<PathBuf>,
     /// Device: `cpu`, `cuda`, `cuda:N`, or empty for automatic.
-    #[arg(long, env = "MODEL_DEVICE", default_value = "")]
-    pub model_device: String,
+    #[arg(
+        long,
+        env = "MODEL_DEVICE",
+        default_value = "",
+        value_parser = Setting(DeviceSpec::parse_named)
+    )]
+    pub model_device: OrEmpty<DeviceSpec>,
 }
 
 impl SpeakArgs {

@@ -47,11 +47,9 @@ pub fn main(args: &WorkerArgs) -> ExitCode {
         libc::signal(libc::SIGTERM, libc::SIG_IGN);
     }
     init_tracing(args);
-    let (loader, ctx) = match args
-        .resolve()
-        .and_then(|(spec, ctx)| Ok((spec.loader()?, ctx)))
-    {
-        Ok(found) => found,
+    let (spec, ctx) = args.resolve();
+    let loader = match spec.loader() {
+        Ok(loader) => loader,
         Err(e) => {
             eprintln!("voxpool worker: {e}");
             return ExitCode::from(2);
@@ -68,7 +66,7 @@ fn init_tracing(args: &WorkerArgs) {
         .with_target(false)
         .with_writer(std::io::stderr)
         .with_ansi(false);
-    let _ = if args.log_format == "json" {
+    let _ = if args.log_format == crate::config::LogFormat::Json {
         builder.json().try_init()
     } else {
         builder.try_init()
