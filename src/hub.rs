@@ -176,8 +176,13 @@ pub struct Source {
 
 impl Source {
     pub fn pull_command(&self, model: &str) -> String {
-        self.pull_command.replace("{model}", model)
+        pull_command_for(&self.pull_command, model)
     }
+}
+
+/// The pull command for `model`, from a template with `{model}` in it.
+pub fn pull_command_for(template: &str, model: &str) -> String {
+    template.replace("{model}", model)
 }
 
 /// Fetch the files of `model` that `models_dir` lacks, reporting to `progress` and

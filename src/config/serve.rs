@@ -234,6 +234,8 @@ impl Config {
             per_minute,
             burst: args.rate_limit_burst.unwrap_or(per_minute),
         });
+        // Found once: it looks at this executable's path.
+        let pull = pull_command();
         Ok(Self {
             bind,
             unload_timeout: args.model_unload_timeout,
@@ -263,13 +265,13 @@ impl Config {
             auto_pull: (args.auto_pull && !args.hf_hub_offline).then(|| AutoPull {
                 source: hub::Source {
                     endpoint: args.hf_endpoint.clone(),
-                    pull_command: pull_command(),
+                    pull_command: pull.clone(),
                 },
                 wait: args
                     .synthesis_timeout
                     .unwrap_or(Duration::from_secs(DOWNLOAD_WAIT_SECS)),
             }),
-            pull_command: pull_command(),
+            pull_command: pull,
         })
     }
 

@@ -368,7 +368,7 @@ impl PoolInner {
                         &state,
                         LoadError::FilesMissing {
                             model: model.clone(),
-                            pull: inner.pull_command.replace("{model}", &model),
+                            pull: crate::hub::pull_command_for(&inner.pull_command, &model),
                             retry_after: Duration::ZERO,
                         },
                     ))

@@ -257,7 +257,8 @@ impl ModelState {
             error,
             streak,
         };
-        failure.error = failure.error.clone().with_retry_after(failure.cooldown());
+        let cooldown = failure.cooldown();
+        failure.error = failure.error.with_retry_after(cooldown);
         let error = failure.error.clone();
         *guard = Some(failure);
         error
