@@ -135,7 +135,9 @@ async fn each_model_has_its_own_worker_and_an_unload_ends_it() {
 async fn a_killed_worker_fails_only_its_requests_and_the_next_request_gets_audio() {
     let srv = start_with(Options {
         tone_models: vec![
-            ("tone-slow".into(), tone(0, 150)),
+            // Each sentence takes long enough that R2 is still on its first when its
+            // worker is killed, even on a busy machine.
+            ("tone-slow".into(), tone(0, 600)),
             ("tone-b".into(), tone(0, 0)),
         ],
         ..Options::default()
