@@ -17,6 +17,10 @@ pub enum TextError {
     UnsupportedLanguage(String),
     #[error("the text has nothing to pronounce")]
     Empty,
+    /// The language exists but cannot be spoken on this machine; the text says why
+    /// and what to install.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 fn language(code: &str) -> Result<Language, TextError> {

@@ -194,10 +194,12 @@ impl TtsEngine for KokoroEngine {
 
     fn phonemize(&self, text: &str, language: &str) -> Result<String, EngineError> {
         g2p::phonemize(text, language).map_err(|e| match e {
-            g2p::TextError::UnsupportedLanguage(_) => EngineError::Unsupported {
-                param: "language".into(),
-                message: e.to_string(),
-            },
+            g2p::TextError::UnsupportedLanguage(_) | g2p::TextError::Unavailable(_) => {
+                EngineError::Unsupported {
+                    param: "language".into(),
+                    message: e.to_string(),
+                }
+            }
             g2p::TextError::Empty => EngineError::InvalidInput(e.to_string()),
         })
     }
