@@ -27,3 +27,26 @@ pub fn settings() -> &'static TextSettings {
         espeak_library: None,
     })
 }
+
+/// One file of a language pack, taken from a package on PyPI (the reference
+/// pipeline's own data, so voxpool reads text exactly as it does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackFile {
+    /// The pack's folder under [`TextSettings::packs_dir`] (`ja`, `zh`).
+    pub pack: &'static str,
+    /// PyPI package and exact version it comes from.
+    pub package: &'static str,
+    pub version: &'static str,
+    /// The end of the member's path inside the package archive
+    /// (`unidic_lite/dicdir/sys.dic`).
+    pub member: &'static str,
+    /// The file's name in the pack's folder.
+    pub file: &'static str,
+}
+
+impl TextSettings {
+    /// Where `file` of `pack` lives.
+    pub fn pack_file(&self, file: &PackFile) -> PathBuf {
+        self.packs_dir.join(file.pack).join(file.file)
+    }
+}
