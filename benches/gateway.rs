@@ -97,6 +97,7 @@ fn direct(n: usize) -> Vec<Duration> {
                 speed: 1.0,
                 phonemes: false,
                 cloned: None,
+                language: None,
             })
             .expect("synth");
         let bytes = voxpool::audio::encode(

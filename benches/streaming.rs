@@ -160,7 +160,9 @@ fn durations_first(models: &Path, voice: &str, runs: usize) -> Duration {
     let engine = KokoroEngine::load(&files, cache.path(), &candle_core::Device::Cpu).unwrap();
     let phonemes: Vec<String> = voxpool::text::split_sentences(INPUT)
         .iter()
-        .map(|s| voxpool::text::g2p::phonemize(s, "a").unwrap())
+        .map(|s| {
+            voxpool::text::g2p::phonemize(s, voxpool::text::Language::AmericanEnglish).unwrap()
+        })
         .collect();
     let mut times = Vec::new();
     for _ in 0..=runs {

@@ -10,6 +10,9 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return parse_failure(e),
     };
+    if let Some(text) = cli.command.text_args() {
+        voxpool::text::settings::configure(text.settings());
+    }
     match cli.command {
         Command::Worker(args) => voxpool::worker::host::main(&args),
         Command::Openapi => {

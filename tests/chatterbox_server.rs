@@ -109,6 +109,7 @@ fn engine_speaks_with_the_built_in_voice() {
             speed: 1.0,
             phonemes: false,
             cloned: None,
+            language: None,
         })
         .unwrap();
     assert_eq!(chunk.sample_rate, 24_000);
@@ -121,6 +122,7 @@ fn engine_speaks_with_the_built_in_voice() {
             speed: 1.0,
             phonemes: false,
             cloned: None,
+            language: None,
         })
         .unwrap_err();
     assert!(err.to_string().contains("af_heart"), "{err}");

@@ -15,6 +15,7 @@ use voxpool::engine::chatterbox::text::{punc_norm, TextTokenizer};
 use voxpool::engine::kokoro::vocab;
 use voxpool::text::chunk::{split_sentences, MAX_CHUNK_CHARS};
 use voxpool::text::g2p::{phonemize, split_phonemes, MAX_PHONEMES};
+use voxpool::text::Language;
 
 /// Text that looks like what people send: words, digits, punctuation, symbols,
 /// currency, URLs, CJK, emoji, control characters and long runs without spaces.
@@ -53,7 +54,7 @@ proptest! {
 
     #[test]
     fn g2p_never_panics_and_its_chunks_fit_the_model(text in texty(), british in any::<bool>()) {
-        let lang = if british { "b" } else { "a" };
+        let lang = if british { Language::BritishEnglish } else { Language::AmericanEnglish };
         if let Ok(phonemes) = phonemize(&text, lang) {
             for piece in split_phonemes(&phonemes) {
                 prop_assert!(piece.chars().count() <= MAX_PHONEMES);

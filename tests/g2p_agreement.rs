@@ -13,6 +13,7 @@
 //! so a regression shows while a gain passes; raise the floors after one.
 
 use voxpool::text::g2p::{phonemize, TextError};
+use voxpool::text::Language;
 
 const REFERENCE: &str = include_str!("fixtures/g2p/misaki_0.9.4.tsv");
 
@@ -95,7 +96,8 @@ fn agreement_with_python_misaki() {
         let mut sim_sum = 0.0;
         let mut table = String::new();
         for row in rows.iter().filter(|r| r.lang == lang) {
-            let got = match phonemize(row.sentence, lang) {
+            let language = Language::parse(lang).expect("a language code");
+            let got = match phonemize(row.sentence, language) {
                 Ok(p) => p,
                 Err(TextError::Empty) => String::new(),
                 Err(e) => panic!("{lang} {:?}: {e}", row.sentence),

@@ -130,7 +130,9 @@ async fn kokoro_speaks_through_the_server() {
     // The model, and the G2P tables it used, live in its worker: this process (the
     // server) never built them, and the unload ends the worker (this binary's other
     // tests do not phonemize in-process).
-    assert!(!voxpool::text::g2p::is_built("a"));
+    assert!(!voxpool::text::g2p::is_built(
+        voxpool::text::Language::AmericanEnglish
+    ));
     let worker = status["worker_pid"].as_u64().expect("a worker pid");
     assert!(std::path::Path::new(&format!("/proc/{worker}")).exists());
     let resp = client
@@ -142,7 +144,10 @@ async fn kokoro_speaks_through_the_server() {
     let ended = std::fs::read_to_string(format!("/proc/{worker}/stat"))
         .map_or(true, |stat| stat.contains(") Z "));
     assert!(ended, "worker {worker} still running after the unload");
-    assert!(!voxpool::text::g2p::is_built("a") && !voxpool::text::g2p::is_built("b"));
+    assert!(
+        !voxpool::text::g2p::is_built(voxpool::text::Language::AmericanEnglish)
+            && !voxpool::text::g2p::is_built(voxpool::text::Language::BritishEnglish)
+    );
     server.shutdown().await;
 }
 

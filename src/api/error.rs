@@ -347,6 +347,9 @@ impl From<&SpeechError> for ApiError {
                 Self::invalid(Some("voice"), message)
             }
             SpeechError::BadPhonemes(_) => Self::invalid_code("input", "unknown_phonemes", message),
+            SpeechError::Language(_) => {
+                Self::invalid_code("language", "unsupported_language", message)
+            }
             SpeechError::Pool(e) => e.into(),
             SpeechError::Engine(e) => e.into(),
             SpeechError::Audio(e) => e.into(),

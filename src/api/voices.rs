@@ -37,6 +37,10 @@ pub struct Voice {
     pub model: String,
     /// Ships with the model's files (rather than cloned from a recording).
     pub builtin: bool,
+    /// The language the voice reads text in when the request names none: a Kokoro
+    /// code (`a`, `j`, …) or `en`. Null for a cloned voice, which reads its model's
+    /// language.
+    pub language: Option<String>,
     /// Unix seconds; for built-in voices, the server's start time.
     pub created_at: i64,
 }
@@ -49,6 +53,7 @@ impl From<VoiceRow> for Voice {
             name: row.name,
             model: row.model,
             builtin: false,
+            language: None,
             created_at: row.created_at.timestamp(),
         }
     }
@@ -495,6 +500,10 @@ async fn builtin_voices(state: &AppState, model: Option<&str>) -> Result<Vec<Voi
                     .map(|name| Voice {
                         id: name.clone(),
                         object: "audio.voice".into(),
+                        language: spec
+                            .loader
+                            .voice_language(&name)
+                            .or_else(|| spec.languages.first().cloned()),
                         name,
                         model: spec.id.clone(),
                         builtin: true,

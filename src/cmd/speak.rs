@@ -85,6 +85,7 @@ pub fn run(
             speed: args.speed,
             phonemes: args.phonemes,
             cloned: None,
+            language: args.language,
         };
         // The server's sentence loop, with nobody to leave and no time limit.
         let mut audio = AudioChunk {

@@ -153,6 +153,21 @@ pub struct WorkerArgs {
     pub log_level: String,
     #[arg(long, default_value = "text", value_parser = super::parse::log_format)]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub text: TextArgs,
+}
+
+impl Command {
+    /// The G2P settings of a command that speaks or fetches language packs.
+    pub fn text_args(&self) -> Option<&TextArgs> {
+        match self {
+            Command::Serve(args) => Some(&args.text),
+            Command::Speak(args) => Some(&args.text_settings),
+            Command::Pull(args) => Some(&args.text),
+            Command::Worker(args) => Some(&args.text),
+            _ => None,
+        }
+    }
 }
 
 /// `key=value`.
@@ -188,6 +203,32 @@ pub struct ServerUrl {
     /// API key sent as `Authorization: Bearer` (an admin key where keys are required).
     #[arg(long, env = "VOXPOOL_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+}
+
+/// Where G2P finds what is not compiled in (serve, speak, pull, worker).
+#[derive(Debug, Clone, Args)]
+pub struct TextArgs {
+    /// Folder of the language packs (Japanese and Mandarin dictionaries) that
+    /// `voxpool pull kokoro` fetches. Defaults to `$XDG_CACHE_HOME/voxpool/language-packs`,
+    /// then `~/.cache/voxpool/language-packs`.
+    #[arg(long, env = "VOXPOOL_LANGUAGE_PACKS")]
+    pub language_packs: Option<PathBuf>,
+    /// The espeak-ng shared library for Spanish, French, Hindi, Italian and Brazilian
+    /// Portuguese (loaded at run time; default: the system's `libespeak-ng.so.1`).
+    #[arg(long, env = "VOXPOOL_ESPEAK_LIBRARY")]
+    pub espeak_library: Option<PathBuf>,
+}
+
+impl TextArgs {
+    pub fn settings(&self) -> crate::text::settings::TextSettings {
+        crate::text::settings::TextSettings {
+            packs_dir: self
+                .language_packs
+                .clone()
+                .unwrap_or_else(super::parse::default_language_packs_dir),
+            espeak_library: self.espeak_library.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -227,6 +268,8 @@ pub struct PullArgs {
     /// The Hugging Face hub to download from (a mirror, for instance).
     #[arg(long, env = "HF_ENDPOINT", default_value = crate::hub::DEFAULT_ENDPOINT)]
     pub hf_endpoint: String,
+    #[command(flatten)]
+    pub text: TextArgs,
 }
 
 impl PullArgs {
@@ -315,6 +358,12 @@ pub struct SpeakArgs {
     /// The text is Kokoro phonemes (see `POST /v1/audio/phonemize`), not plain text.
     #[arg(long)]
     pub phonemes: bool,
+    /// The language to read the text in (`a`, `b`, `e`, `f`, `h`, `i`, `j`, `p`, `z`
+    /// or a tag such as `ja`); default: the voice's first letter.
+    #[arg(long, alias = "lang-code", value_parser = super::parse::language)]
+    pub language: Option<crate::text::Language>,
+    #[command(flatten)]
+    pub text_settings: TextArgs,
     /// Folder with model weights (as for `serve`).
     #[arg(long, env = "VOXPOOL_MODELS_DIR")]
     pub models_dir: Option<PathBuf>,

@@ -27,7 +27,7 @@ pub use crate::pool::{Admission, AutoPull, IdleTimeout, PoolSettings};
 pub use crate::store::{normalize_db_url, sqlite_path};
 pub use commands::{
     CleanupArgs, Cli, Command, KeysAction, KeysArgs, ModelArgs, PullArgs, ServerUrl, SpeakArgs,
-    StatusArgs, TimeoutArgs, WorkerArgs,
+    StatusArgs, TextArgs, TimeoutArgs, WorkerArgs,
 };
 pub use serve::ServeArgs;
 

@@ -216,6 +216,21 @@ pub(super) fn non_empty_env(name: &str) -> Option<String> {
 }
 
 /// `$HF_HOME/hub`, else `~/.cache/huggingface/hub`.
+/// `$XDG_CACHE_HOME/voxpool/language-packs`, else `~/.cache/voxpool/language-packs`.
+pub fn default_language_packs_dir() -> PathBuf {
+    let cache = non_empty_env("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(non_empty_env("HOME").unwrap_or_else(|| ".".into())).join(".cache")
+        });
+    cache.join("voxpool/language-packs")
+}
+
+/// A language code or tag (`--language`).
+pub fn language(code: &str) -> Result<crate::text::Language, String> {
+    crate::text::g2p::parse_language(code).map_err(|e| e.to_string())
+}
+
 pub fn default_models_dir() -> PathBuf {
     if let Some(home) = non_empty_env("HF_HOME") {
         return PathBuf::from(home).join("hub");

@@ -92,6 +92,8 @@ pub struct ServeArgs {
     /// Defaults to `$HF_HOME/hub`, then `~/.cache/huggingface/hub`.
     #[arg(long, env = "VOXPOOL_MODELS_DIR")]
     pub models_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub text: super::commands::TextArgs,
     /// Bytes of memory that loaded models may use together (suffixes K, M, G, KiB, MiB,
     /// GiB accepted); loading past it unloads the least recently used idle models.
     #[arg(

@@ -63,6 +63,12 @@ pub trait EngineLoader: Send + Sync {
         let _ = ctx;
         Vec::new()
     }
+    /// The language a voice speaks, as a code of [`ModelSpec::languages`]; `None`
+    /// when the model's one language applies.
+    fn voice_language(&self, voice: &str) -> Option<String> {
+        let _ = voice;
+        None
+    }
     /// Bytes of the files a load reads, found without loading: what the pool makes
     /// room for under `MODEL_MEMORY_BUDGET` before it loads. 0 when unknown.
     fn file_bytes(&self, ctx: &LoadContext) -> u64 {

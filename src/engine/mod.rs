@@ -15,6 +15,8 @@ pub mod tone;
 
 use std::sync::Arc;
 
+use crate::text::Language;
+
 pub use device::DeviceSpec;
 pub use files::{find_model_file, size_of_files};
 pub use loader::{EngineLoader, LoadContext, ModelSpec, WorkerSpec};
@@ -32,6 +34,9 @@ pub struct SynthRequest<'a> {
     pub phonemes: bool,
     /// Speak with this cloned voice instead of `voice` (which then names it).
     pub cloned: Option<&'a ClonedVoice>,
+    /// Read `text` in this language; `None` lets the voice decide (Kokoro: the
+    /// voice name's first letter).
+    pub language: Option<Language>,
 }
 
 /// A voice cloned from a reference recording: the conditioning its model computed
@@ -51,6 +56,8 @@ pub struct SpeechJob {
     pub speed: f32,
     pub phonemes: bool,
     pub cloned: Option<ClonedVoice>,
+    /// See [`SynthRequest::language`].
+    pub language: Option<Language>,
 }
 
 /// Where the audio of a [`SpeechJob`] goes, one chunk at a time.
@@ -127,6 +134,7 @@ pub trait TtsEngine: Send + Sync {
                 speed: job.speed,
                 phonemes: job.phonemes,
                 cloned: job.cloned.as_ref(),
+                language: job.language,
             });
             let failed = spoken.is_err();
             if !sink.send(spoken) || failed {

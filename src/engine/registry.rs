@@ -34,9 +34,9 @@ impl Registry {
             ModelSpec {
                 id: "kokoro".into(),
                 owned_by: "hexgrad".into(),
-                languages: crate::text::g2p::LANGUAGES
+                languages: crate::text::g2p::available_languages()
                     .iter()
-                    .map(|l| l.to_string())
+                    .map(|l| l.code().to_string())
                     .collect(),
                 loader: Arc::new(super::kokoro::engine::KokoroLoader),
             },

@@ -25,6 +25,7 @@ use crate::engine::{AudioChunk, ClonedVoice, EngineError, SpeechJob, TtsEngine, 
 use crate::pool::{Admitted, ModelPool, PoolError};
 use crate::store::StoreError;
 use crate::text::split_sentences;
+use crate::text::Language;
 
 pub use render::{render, Rendered};
 pub use voices::{ResolvedVoice, VoiceBook};
@@ -42,6 +43,8 @@ pub struct SpeechRequest {
     pub speed: f32,
     /// `input` is Kokoro phonemes rather than text.
     pub phonemes: bool,
+    /// Read `input` in this language; `None` lets the voice decide.
+    pub language: Option<Language>,
     /// The client takes the audio in pieces anyway (SSE): `wav` and `flac` may then
     /// stream with their length left open; otherwise they come whole, exact.
     pub open_length: bool,
@@ -68,6 +71,10 @@ pub enum SpeechError {
     VoiceOfAnotherModel { voice: String, model: String },
     #[error("{0}")]
     BadPhonemes(String),
+    /// The model does not speak the language asked for; the text says why and
+    /// which languages it speaks.
+    #[error("{0}")]
+    Language(String),
     #[error(transparent)]
     Pool(#[from] PoolError),
     #[error(transparent)]
@@ -113,6 +120,42 @@ pub struct Speech {
     pub outcome: oneshot::Receiver<Outcome>,
     /// The outcome, once the synthesis task has ended.
     pub finished: tokio::task::JoinHandle<Outcome>,
+}
+
+/// Refuse `language` unless the model (speaking `languages`, codes such as `a` or
+/// `en`) speaks it; Kokoro's refusal says what to install.
+fn check_language(
+    model: &str,
+    languages: &[String],
+    language: Language,
+) -> Result<(), SpeechError> {
+    let speaks = |code: &String| {
+        code == language.code()
+            || (code == "en"
+                && matches!(
+                    language,
+                    Language::AmericanEnglish | Language::BritishEnglish
+                ))
+    };
+    if languages.iter().any(speaks) {
+        return Ok(());
+    }
+    let listed: Vec<Language> = languages
+        .iter()
+        .filter_map(|c| Language::parse(c))
+        .collect();
+    let reason = match crate::text::g2p::availability(language) {
+        Err(why) if model == PHONEMIZER_MODEL => format!("{why}. "),
+        _ => format!(
+            "Model {model} does not speak {} ({}). ",
+            language.name(),
+            language.code()
+        ),
+    };
+    Err(SpeechError::Language(format!(
+        "{reason}Languages available: {}",
+        crate::text::g2p::describe(&listed)
+    )))
 }
 
 /// Whether the client is gone; asked while a request waits and while it speaks.
@@ -237,12 +280,16 @@ impl Synthesizer {
         if cloned.is_none() && !lease.engine().accepts_voice(&request.voice) {
             return Err(unknown_voice(&model, &request.voice, lease.engine()).into());
         }
+        if let Some(language) = request.language.filter(|_| !request.phonemes) {
+            check_language(&model, &lease.engine().languages(), language)?;
+        }
         let job = SpeechJob {
             chunks: plan(&request.input),
             voice: request.voice.clone(),
             speed: request.speed,
             phonemes: request.phonemes,
             cloned,
+            language: request.language,
         };
         let encoder = StreamEncoder::new(
             request.format,
@@ -314,16 +361,18 @@ impl Synthesizer {
         })
     }
 
-    /// Kokoro phonemes for `input` in `language` (`a` or `b`), and their token ids.
-    /// The phonemizer's tables belong to Kokoro and live in its worker.
+    /// Kokoro phonemes for `input` in `language`, and their token ids. The
+    /// phonemizer's tables belong to Kokoro and live in its worker.
     pub async fn phonemize(
         &self,
         input: String,
-        language: String,
+        language: Language,
     ) -> Result<(String, Vec<u32>), SpeechError> {
+        crate::text::g2p::availability(language).map_err(SpeechError::Language)?;
+        let language = language.code();
         let lease = self.pool.lease(PHONEMIZER_MODEL).await?;
         let phonemes =
-            tokio::task::spawn_blocking(move || lease.engine().phonemize(&input, &language))
+            tokio::task::spawn_blocking(move || lease.engine().phonemize(&input, language))
                 .await
                 .map_err(|e| SpeechError::Internal(format!("phonemizer task failed: {e}")))??;
         let tokens = vocab::encode(vocab::v1_0(), &phonemes)

@@ -1,20 +1,24 @@
-//! Grapheme-to-phoneme conversion for Kokoro: American (`a`) and British (`b`)
-//! English through misaki-rs, a Rust port of the reference's `misaki` G2P.
+//! Grapheme-to-phoneme conversion for Kokoro, one backend per language as the
+//! reference pipeline chooses it:
+//! - `a`, `b`: English through misaki-rs, a Rust port of the reference's `misaki`;
+//! - `j`: Japanese, [`super::japanese`] (misaki's cutlet path on UniDic);
+//! - `z`: Mandarin, [`super::mandarin`] (misaki's jieba + pypinyin path);
+//! - `e`, `f`, `h`, `i`, `p`: the system's espeak-ng, [`super::espeak`], loaded at
+//!   run time so that this program stays Apache-2.0.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use misaki_rs::{Language, G2P};
+use misaki_rs::G2P;
 
-/// Languages this build can speak, as Kokoro's one-letter codes.
-pub const LANGUAGES: [&str; 2] = ["a", "b"];
+use super::{espeak, japanese, mandarin, Language};
 
 /// Phonemes of one model call at most (Kokoro's context is 512 tokens with the two pads).
 pub const MAX_PHONEMES: usize = 510;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum TextError {
-    #[error("language '{0}' is not available in this build; available: a (American English), b (British English)")]
-    UnsupportedLanguage(String),
+    #[error("language '{given}' is not known; available here: {available}")]
+    UnknownLanguage { given: String, available: String },
     #[error("the text has nothing to pronounce")]
     Empty,
     /// The language exists but cannot be spoken on this machine; the text says why
@@ -23,65 +27,134 @@ pub enum TextError {
     Unavailable(String),
 }
 
-fn language(code: &str) -> Result<Language, TextError> {
-    match code {
-        "a" | "en-us" | "en" => Ok(Language::EnglishUS),
-        "b" | "en-gb" => Ok(Language::EnglishGB),
-        other => Err(TextError::UnsupportedLanguage(other.to_string())),
+impl TextError {
+    /// The error for a language code that names no language.
+    pub fn unknown(given: &str) -> Self {
+        TextError::UnknownLanguage {
+            given: given.to_string(),
+            available: describe(&available_languages()),
+        }
     }
 }
 
-/// The G2P of each language: built on first use (about half a second, ~50 MiB of
-/// tables each), shared, and dropped by [`release`].
+/// `a (American English), b (British English), …`.
+pub fn describe(languages: &[Language]) -> String {
+    let listed: Vec<String> = languages
+        .iter()
+        .map(|l| format!("{} ({})", l.code(), l.name()))
+        .collect();
+    if listed.is_empty() {
+        "none".into()
+    } else {
+        listed.join(", ")
+    }
+}
+
+/// Parse a language code or alias ([`Language::parse`]), or say which exist.
+pub fn parse_language(code: &str) -> Result<Language, TextError> {
+    Language::parse(code).ok_or_else(|| TextError::unknown(code))
+}
+
+/// Whether `language` can be spoken here, or why not and what to install.
+pub fn availability(language: Language) -> Result<(), String> {
+    let why = match language {
+        Language::AmericanEnglish | Language::BritishEnglish => Ok(()),
+        Language::Japanese => japanese::availability(),
+        Language::Mandarin => mandarin::availability(),
+        _ => espeak::availability(),
+    };
+    why.map_err(|e| {
+        format!(
+            "{} ({}) is not available here: {e}",
+            language.name(),
+            language.code()
+        )
+    })
+}
+
+/// The languages this build speaks on this machine, in the reference's order.
+pub fn available_languages() -> Vec<Language> {
+    Language::ALL
+        .into_iter()
+        .filter(|l| availability(*l).is_ok())
+        .collect()
+}
+
+/// The English G2P of each variant: built on first use (about half a second,
+/// ~50 MiB of tables each), shared, and dropped by [`release`].
 static US: Mutex<Option<Arc<G2P>>> = Mutex::new(None);
 static GB: Mutex<Option<Arc<G2P>>> = Mutex::new(None);
 
-fn slot(language: Language) -> &'static Mutex<Option<Arc<G2P>>> {
-    match language {
-        Language::EnglishUS => &US,
-        Language::EnglishGB => &GB,
+fn english_slot(british: bool) -> &'static Mutex<Option<Arc<G2P>>> {
+    if british {
+        &GB
+    } else {
+        &US
     }
 }
 
-fn g2p_for(language: Language) -> Arc<G2P> {
-    let mut slot = slot(language)
+fn english(british: bool) -> Arc<G2P> {
+    let mut slot = english_slot(british)
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
     Arc::clone(slot.get_or_insert_with(|| {
-        let mut g = G2P::new(language);
+        let mut g = G2P::new(if british {
+            misaki_rs::Language::EnglishGB
+        } else {
+            misaki_rs::Language::EnglishUS
+        });
         // Unpronounceable words are dropped rather than spoken as a marker.
         g.unk = String::new();
         Arc::new(g)
     }))
 }
 
-/// Drop the G2P tables (the Kokoro engine does on unload, so its memory really comes
-/// back); calls in progress keep theirs, and the next call builds them again.
+/// Drop the tables of every language (the Kokoro engine does on unload, so its
+/// memory really comes back); calls in progress keep theirs, and the next call
+/// builds them again.
 pub fn release() {
-    for language in [Language::EnglishUS, Language::EnglishGB] {
-        slot(language)
+    for british in [false, true] {
+        english_slot(british)
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
     }
+    japanese::release();
+    mandarin::release();
+    espeak::release();
 }
 
-/// Whether the tables of `lang` are built.
-pub fn is_built(lang: &str) -> bool {
-    language(lang).is_ok_and(|l| {
-        slot(l)
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_some()
-    })
+/// Whether the English tables of `language` are built.
+pub fn is_built(language: Language) -> bool {
+    let british = match language {
+        Language::AmericanEnglish => false,
+        Language::BritishEnglish => true,
+        _ => return false,
+    };
+    english_slot(british)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .is_some()
 }
 
-/// Phonemes of `text` in `lang` (`a` or `b`).
-pub fn phonemize(text: &str, lang: &str) -> Result<String, TextError> {
-    let phonemes = g2p_for(language(lang)?)
-        .g2p(text)
-        .map(|(p, _)| p)
-        .unwrap_or_default();
+/// Phonemes of `text` in `language`, whitespace collapsed.
+pub fn phonemize(text: &str, language: Language) -> Result<String, TextError> {
+    let phonemes = match language {
+        Language::AmericanEnglish | Language::BritishEnglish => {
+            english(language == Language::BritishEnglish)
+                .g2p(text)
+                .map(|(p, _)| p)
+                .unwrap_or_default()
+        }
+        other => {
+            availability(other).map_err(TextError::Unavailable)?;
+            match other {
+                Language::Japanese => japanese::phonemize(text)?,
+                Language::Mandarin => mandarin::phonemize(text)?,
+                other => espeak::phonemize(text, other)?,
+            }
+        }
+    };
     let phonemes = phonemes.split_whitespace().collect::<Vec<_>>().join(" ");
     if phonemes.is_empty() {
         return Err(TextError::Empty);
@@ -129,16 +202,23 @@ mod tests {
     #[test]
     fn american_and_british_english() {
         assert_eq!(
-            phonemize("They record a record every week.", "a").unwrap(),
+            phonemize(
+                "They record a record every week.",
+                Language::AmericanEnglish
+            )
+            .unwrap(),
             "ðˌA ɹəkˈɔɹd ɐ ɹˈɛkəɹd ˈɛvəɹi wˈik."
         );
-        let gb = phonemize("The schedule is full.", "b").unwrap();
+        let gb = phonemize("The schedule is full.", Language::BritishEnglish).unwrap();
         assert!(!gb.is_empty());
         assert!(matches!(
-            phonemize("Bonjour", "f"),
-            Err(TextError::UnsupportedLanguage(_))
+            parse_language("xx"),
+            Err(TextError::UnknownLanguage { .. })
         ));
-        assert_eq!(phonemize("   ", "a"), Err(TextError::Empty));
+        assert_eq!(
+            phonemize("   ", Language::AmericanEnglish),
+            Err(TextError::Empty)
+        );
     }
 
     #[test]

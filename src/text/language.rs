@@ -4,7 +4,7 @@ use std::fmt;
 
 /// A language Kokoro speaks. The first letter of a Kokoro voice names its language
 /// (`jf_alpha` → [`Language::Japanese`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Language {
     AmericanEnglish,
     BritishEnglish,

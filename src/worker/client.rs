@@ -233,6 +233,12 @@ impl WorkerEngine {
         for (key, value) in &spec.options {
             cmd.arg("--option").arg(format!("{key}={value}"));
         }
+        // The worker's G2P reads the same language packs and espeak-ng as this process.
+        let text = crate::text::settings::settings();
+        cmd.arg("--language-packs").arg(&text.packs_dir);
+        if let Some(library) = &text.espeak_library {
+            cmd.arg("--espeak-library").arg(library);
+        }
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -400,6 +406,7 @@ impl TtsEngine for WorkerEngine {
             speed: req.speed,
             phonemes: req.phonemes,
             cloned: req.cloned.cloned(),
+            language: req.language,
         };
         crate::engine::synthesize_job(self, &job)
     }

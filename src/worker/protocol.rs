@@ -161,6 +161,7 @@ mod tests {
                 id: "voice_1".into(),
                 conditioning: vec![1u8, 2, 3].into(),
             }),
+            language: Some(crate::text::Language::Japanese),
         };
         let frame = encode(&Request::Synthesize {
             id: 7,

@@ -17,9 +17,10 @@ use super::error::ApiError;
 use super::{ApiTags, AppState};
 use crate::store::NewUsage;
 use crate::synthesis::{Outcome, Speech, SpeechRequest};
-use crate::text::g2p;
+use crate::text::Language;
 
 pub use request::{field_error, CreateSpeechRequest, MAX_INPUT_CHARS};
+use request::{one_language, LangCode, LanguageCode};
 pub use response::{AudioBody, SpeechResponse};
 
 /// Request body of `POST /v1/audio/phonemize`.
@@ -29,8 +30,15 @@ struct PhonemizeRequest {
     /// Text to convert.
     #[oai(validator(min_length = 1, max_length = 4096))]
     input: String,
-    /// `a` (American English, default) or `b` (British English).
-    language: Option<String>,
+    /// The language to read `input` in: a Kokoro code (`a`, `b`, `e`, `f`, `h`,
+    /// `i`, `j`, `p`, `z`) or a tag such as `ja`. Default: the voice's language,
+    /// else `a` (American English).
+    language: Option<LanguageCode>,
+    /// Kokoro-FastAPI's name for `language`.
+    lang_code: Option<LangCode>,
+    /// A Kokoro voice whose language (its first letter) applies when no language
+    /// is given.
+    voice: Option<String>,
 }
 
 /// Kokoro phonemes for a text, and their token ids.
@@ -179,16 +187,13 @@ impl PhonemizeApi {
         state: Data<&Arc<AppState>>,
         body: Json<PhonemizeRequest>,
     ) -> Result<Json<PhonemizeResponse>, ApiError> {
-        let language = body.0.language.unwrap_or_else(|| "a".into());
-        if !g2p::LANGUAGES.contains(&language.as_str()) {
-            return Err(ApiError::invalid(
-                Some("language"),
-                g2p::TextError::UnsupportedLanguage(language).to_string(),
-            ));
-        }
+        let body = body.0;
+        let language = one_language(body.language, body.lang_code)?
+            .or_else(|| body.voice.as_deref().and_then(Language::of_voice))
+            .unwrap_or(Language::AmericanEnglish);
         let (phonemes, tokens) = state
             .speech
-            .phonemize(body.0.input, language)
+            .phonemize(body.input, language)
             .await
             .map_err(|e| ApiError::from(&e))?;
         Ok(Json(PhonemizeResponse { phonemes, tokens }))

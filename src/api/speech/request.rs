@@ -15,6 +15,7 @@ use crate::api::error::ApiError;
 use crate::audio::AudioFormat;
 use crate::engine::kokoro::vocab;
 use crate::synthesis::{unknown_symbols, SpeechRequest};
+use crate::text::{g2p, Language};
 
 /// Longest `input` accepted, in characters (OpenAI's limit).
 pub const MAX_INPUT_CHARS: usize = 4096;
@@ -48,6 +49,14 @@ pub struct CreateSpeechRequest {
     /// alphabet (see `POST /v1/audio/phonemize`), to fix a word's pronunciation.
     /// Default `text`.
     input_format: Option<InputFormat>,
+    /// voxpool extension: the language to read `input` in, as a Kokoro code (`a`
+    /// American English, `b` British English, `e` Spanish, `f` French, `h` Hindi,
+    /// `i` Italian, `j` Japanese, `p` Brazilian Portuguese, `z` Mandarin) or a tag
+    /// such as `ja` or `pt-br`. Default: the voice's language (a Kokoro voice's
+    /// first letter). `GET /model/status` lists the languages available here.
+    language: Option<LanguageCode>,
+    /// Kokoro-FastAPI's name for `language`.
+    lang_code: Option<LangCode>,
 }
 
 impl CreateSpeechRequest {
@@ -65,6 +74,7 @@ impl CreateSpeechRequest {
             }
         }
         let sse = matches!(self.stream_format, Some(StreamFormat::Sse));
+        let language = one_language(self.language, self.lang_code)?;
         let request = SpeechRequest {
             open_length: sse,
             model: self.model.0,
@@ -73,6 +83,7 @@ impl CreateSpeechRequest {
             format: self.response_format.map_or(AudioFormat::Mp3, |f| f.0),
             speed: self.speed.map_or(1.0, |s| s.0),
             phonemes,
+            language,
         };
         Ok((
             request,
@@ -380,6 +391,64 @@ impl ParseFromJSON for Instructions {
             ));
         }
         Ok(Self(text))
+    }
+}
+
+/// The language of `language` and of its alias `lang_code`; both given must agree.
+pub fn one_language(
+    language: Option<LanguageCode>,
+    lang_code: Option<LangCode>,
+) -> Result<Option<Language>, ApiError> {
+    match (language, lang_code) {
+        (Some(a), Some(b)) if a.0 != b.0 => Err(ApiError::invalid(
+            Some("lang_code"),
+            format!(
+                "'language' ({}) and 'lang_code' ({}) disagree; send one of them",
+                a.0, b.0
+            ),
+        )),
+        (a, b) => Ok(a.map(|l| l.0).or(b.map(|l| l.0))),
+    }
+}
+
+/// A language code or tag the text layer knows, refused with the list of the
+/// languages available here.
+fn parse_language<T: Type>(param: &str, value: Option<Value>) -> Result<Language, ParseError<T>> {
+    let code = string::<T>(param, value)?.unwrap_or_default();
+    g2p::parse_language(&code)
+        .map_err(|e| refuse_code(param, "unsupported_language", e.to_string()))
+}
+
+fn language_schema() -> MetaSchema {
+    MetaSchema {
+        example: Some(Value::from("j")),
+        ..string_schema(Some(1), Some(8))
+    }
+}
+
+/// `language`: a Kokoro language code or tag.
+#[derive(Debug)]
+pub struct LanguageCode(Language);
+field_type!(LanguageCode, "LanguageCode", language_schema(), |l| {
+    Value::from(l.0.code())
+});
+
+impl ParseFromJSON for LanguageCode {
+    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+        parse_language("language", value).map(Self)
+    }
+}
+
+/// `lang_code`, Kokoro-FastAPI's name for `language`.
+#[derive(Debug)]
+pub struct LangCode(Language);
+field_type!(LangCode, "LangCode", language_schema(), |l| Value::from(
+    l.0.code()
+));
+
+impl ParseFromJSON for LangCode {
+    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+        parse_language("lang_code", value).map(Self)
     }
 }
 

@@ -10,7 +10,7 @@ use super::voices::VoiceLibrary;
 use super::weights::KokoroFiles;
 use super::KokoroConfig;
 use crate::engine::{AudioChunk, EngineError, EngineLoader, LoadContext, SynthRequest, TtsEngine};
-use crate::text::g2p;
+use crate::text::{g2p, Language};
 
 pub const SAMPLE_RATE: u32 = 24_000;
 
@@ -47,13 +47,24 @@ fn with_openai_names(mut names: Vec<String>) -> Vec<String> {
     names
 }
 
-/// G2P language for a voice: the first letter of a Kokoro voice name names its
-/// language (`a` American, `b` British, `j` Japanese, ...). Voices of languages this
-/// build cannot phonemize read English text with American phonemes.
-fn language_of(voice: &str) -> &'static str {
-    match voice.chars().next() {
-        Some('b') => "b",
-        _ => "a",
+/// G2P language for a voice, as the reference picks it: the first letter of a Kokoro
+/// voice name names its language (`a` American, `b` British, `j` Japanese, ...).
+/// A name without one (a voice file of the user's own) reads American English.
+fn language_of(voice: &str) -> Language {
+    Language::of_voice(voice).unwrap_or(Language::AmericanEnglish)
+}
+
+/// A G2P refusal as the engine reports it: an unknown or unavailable language
+/// names the `language` parameter.
+fn text_error(e: g2p::TextError) -> EngineError {
+    match e {
+        g2p::TextError::UnknownLanguage { .. } | g2p::TextError::Unavailable(_) => {
+            EngineError::Unsupported {
+                param: "language".into(),
+                message: e.to_string(),
+            }
+        }
+        g2p::TextError::Empty => EngineError::InvalidInput(e.to_string()),
     }
 }
 
@@ -172,8 +183,8 @@ impl TtsEngine for KokoroEngine {
         let phonemes = if req.phonemes {
             req.text.to_string()
         } else {
-            g2p::phonemize(req.text, language_of(voice))
-                .map_err(|e| EngineError::InvalidInput(e.to_string()))?
+            let language = req.language.unwrap_or_else(|| language_of(voice));
+            g2p::phonemize(req.text, language).map_err(text_error)?
         };
         let mut samples = Vec::new();
         // Pieces the text encoder holds with its two pad tokens (510 for Kokoro-82M).
@@ -193,15 +204,8 @@ impl TtsEngine for KokoroEngine {
     }
 
     fn phonemize(&self, text: &str, language: &str) -> Result<String, EngineError> {
-        g2p::phonemize(text, language).map_err(|e| match e {
-            g2p::TextError::UnsupportedLanguage(_) | g2p::TextError::Unavailable(_) => {
-                EngineError::Unsupported {
-                    param: "language".into(),
-                    message: e.to_string(),
-                }
-            }
-            g2p::TextError::Empty => EngineError::InvalidInput(e.to_string()),
-        })
+        let language = g2p::parse_language(language).map_err(text_error)?;
+        g2p::phonemize(text, language).map_err(text_error)
     }
 
     fn sample_rate(&self) -> u32 {
@@ -223,7 +227,10 @@ impl TtsEngine for KokoroEngine {
     }
 
     fn languages(&self) -> Vec<String> {
-        g2p::LANGUAGES.iter().map(|l| l.to_string()).collect()
+        g2p::available_languages()
+            .iter()
+            .map(|l| l.code().to_string())
+            .collect()
     }
 
     fn memory_bytes(&self) -> u64 {
@@ -250,6 +257,10 @@ impl EngineLoader for KokoroLoader {
         KokoroFiles::locate(&ctx.models_dir).map_or(0, |files| {
             crate::engine::files::size_of_files([files.weights.as_path(), files.voices.as_path()])
         })
+    }
+
+    fn voice_language(&self, voice: &str) -> Option<String> {
+        Some(language_of(kokoro_voice(voice)).code().to_string())
     }
 
     fn builtin_voices(&self, ctx: &LoadContext) -> Vec<String> {
