@@ -30,6 +30,7 @@ pub mod config;
 pub mod engine;
 pub mod hub;
 pub mod limit;
+pub mod packs;
 pub mod pool;
 pub mod store;
 pub mod synthesis;

@@ -10,3 +10,12 @@ pub mod settings;
 
 pub use chunk::split_sentences;
 pub use language::Language;
+
+/// Every language-pack file the G2P of this build reads.
+pub fn pack_files() -> Vec<settings::PackFile> {
+    japanese::PACK_FILES
+        .iter()
+        .chain(mandarin::PACK_FILES)
+        .copied()
+        .collect()
+}

@@ -1,6 +1,10 @@
 //! Placeholder: replaced by the mandarin G2P.
 
 use super::g2p::TextError;
+use super::settings::PackFile;
+
+/// Files of the language pack.
+pub const PACK_FILES: &[PackFile] = &[];
 
 /// Why this language cannot be spoken here, if it cannot.
 pub fn availability() -> Result<(), String> {
