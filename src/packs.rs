@@ -177,7 +177,7 @@ fn download(release: &Release, index: &str, dir: &Path) -> Result<PathBuf, PackE
         reason: e.to_string(),
     };
     std::fs::create_dir_all(dir).map_err(disk)?;
-    let path = dir.join(format!(".{}.part", release.filename));
+    let path = dir.join(format!(".{}.{}.part", release.filename, std::process::id()));
     let resp = agent()
         .get(&release.url)
         .call()
@@ -278,7 +278,7 @@ fn write_whole(dir: &Path, file: &PackFile, reader: &mut dyn Read) -> Result<(),
         reason: e.to_string(),
     };
     std::fs::create_dir_all(&folder).map_err(disk)?;
-    let part = folder.join(format!(".{}.part", file.file));
+    let part = folder.join(format!(".{}.{}.part", file.file, std::process::id()));
     let mut out = std::fs::File::create(&part).map_err(disk)?;
     std::io::copy(reader, &mut out).map_err(disk)?;
     out.flush().map_err(disk)?;

@@ -184,7 +184,8 @@ class Server:
         return urllib.request.urlopen(req, timeout=600)
 
     def speech(self, text, fmt, speed=1.0, stream_format=None):
-        body = {"model": "kokoro", "input": text, "voice": VOICE,
+        # The voice is Japanese; the text is read as American English.
+        body = {"model": "kokoro", "input": text, "voice": VOICE, "language": "a",
                 "response_format": fmt, "speed": speed}
         if stream_format:
             body["stream_format"] = stream_format

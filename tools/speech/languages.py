@@ -1,0 +1,236 @@
+"""The speech tier's languages: does voxpool speak Kokoro's other languages as the
+reference does, heard by an offline recogniser?
+
+Starts voxpool on the real Kokoro-82M weights (only Japanese voices exist for them)
+with its language packs and the system's espeak-ng, and has it speak:
+  * ten Japanese sentences with `jf_alpha` and with `jm_kumo`;
+  * three sentences each of Mandarin, Spanish, French, Italian, Brazilian Portuguese
+    and Hindi with `jf_alpha` (the Japanese accent is expected).
+The PyTorch reference, kokoro 0.9.4's `KPipeline(lang_code)` with misaki 0.9.4's G2P,
+speaks the same text with the same weights and voice. Whisper base (multilingual,
+language forced) transcribes both; the character error rate (CER) is used for
+Japanese and Mandarin, the word error rate (WER) for the others.
+
+Fails (exit 1) when:
+  * Japanese: a voice's mean CER exceeds 15 %, or the reference's by more than 3 points;
+  * any other language: the mean error rate exceeds the reference's by more than 5 points.
+
+Run it with tools/speech/run.sh, which prepares the venv, the weights, the language
+packs, the recogniser and the binary.
+"""
+
+import argparse
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+import types
+import unicodedata
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tier import RATE, Server, wav_samples, write_wav  # noqa: E402
+
+JAPANESE = [
+    "駅の近くに新しいパン屋ができました。",
+    "今日はとても良い天気ですね。",
+    "明日の会議は午後三時から始まります。",
+    "私は毎朝コーヒーを飲みながら新聞を読みます。",
+    "この本はとても面白かったので、友達にも勧めました。",
+    "週末は家族と一緒に海へ行く予定です。",
+    "すみません、郵便局はどこにありますか？",
+    "日本の夏は暑くて湿気が多いです。",
+    "彼女は東京の大学で経済学を勉強しています。",
+    "電車が遅れたので、会社に遅刻してしまいました。",
+]
+
+# language code -> (Whisper language, prompt steering the script, sentences)
+OTHERS = {
+    "z": ("zh", "以下是普通话的句子。", [
+        "今天天气很好，我们去公园散步吧。",
+        "这家餐厅的菜非常好吃。",
+        "请问火车站在哪里？",
+    ]),
+    "e": ("es", None, [
+        "El tren sale de la estación a las nueve de la mañana.",
+        "Me gusta mucho leer libros en el parque.",
+        "¿Dónde está la biblioteca más cercana?",
+    ]),
+    "f": ("fr", None, [
+        "Le train part de la gare à neuf heures du matin.",
+        "J'aime beaucoup lire des livres dans le parc.",
+        "Où se trouve la bibliothèque la plus proche ?",
+    ]),
+    "i": ("it", None, [
+        "Il treno parte dalla stazione alle nove di mattina.",
+        "Mi piace molto leggere libri nel parco.",
+        "Dove si trova la biblioteca più vicina?",
+    ]),
+    "p": ("pt", None, [
+        "O trem sai da estação às nove horas da manhã.",
+        "Eu gosto muito de ler livros no parque.",
+        "Onde fica a biblioteca mais próxima?",
+    ]),
+    "h": ("hi", "यह हिंदी का वाक्य है।", [
+        "आज मौसम बहुत अच्छा है।",
+        "मुझे किताबें पढ़ना बहुत पसंद है।",
+        "रेलवे स्टेशन कहाँ है?",
+    ]),
+}
+
+NAMES = {"j": "Japanese", "z": "Mandarin", "e": "Spanish", "f": "French", "i": "Italian",
+         "p": "Portuguese", "h": "Hindi"}
+JAPANESE_VOICES = ["jf_alpha", "jm_kumo"]
+OTHER_VOICE = "jf_alpha"
+JAPANESE_LIMIT = 0.15
+JAPANESE_MARGIN = 0.03
+OTHER_MARGIN = 0.05
+
+
+def units(text, by_char):
+    """Characters (letters and digits, NFKC, lower case) or words, as ../asr/wer.py."""
+    if by_char:
+        text = unicodedata.normalize("NFKC", text.lower())
+        return [c for c in text if unicodedata.category(c)[0] in "LN"]
+    return re.sub(r"[^\w' ]+", " ", text.lower()).split()
+
+
+def error_rate(ref, hyp, by_char):
+    r, h = units(ref, by_char), units(hyp, by_char)
+    d = list(range(len(h) + 1))
+    for i in range(1, len(r) + 1):
+        prev, d[0] = d[0], i
+        for j in range(1, len(h) + 1):
+            cur = min(d[j] + 1, d[j - 1] + 1, prev + (r[i - 1] != h[j - 1]))
+            prev, d[j] = d[j], cur
+    return min(d[len(h)] / max(len(r), 1), 1.0)
+
+
+def reference_pipelines(snapshot):
+    """kokoro 0.9.4's KPipeline per language on the same weights. Its English G2P
+    (spaCy) is not installed and not used: a stand-in `misaki.en` lets it import."""
+    import torch
+    sys.modules.setdefault("misaki.en", types.SimpleNamespace(G2P=None))
+    from kokoro.model import KModel
+    from kokoro.pipeline import KPipeline
+    torch.set_num_threads(2)
+    model = KModel(repo_id="hexgrad/Kokoro-82M",
+                   config=os.path.join(snapshot, "config.json"),
+                   model=os.path.join(snapshot, "kokoro-v1_0.pth")).eval()
+    pipelines = {}
+
+    def speak(lang, text, voice):
+        if lang not in pipelines:
+            pipelines[lang] = KPipeline(lang_code=lang, repo_id="hexgrad/Kokoro-82M", model=model)
+        torch.manual_seed(0)
+        parts, phonemes = [], []
+        with torch.no_grad():
+            for result in pipelines[lang](text, voice=os.path.join(snapshot, "voices",
+                                                                  voice + ".pt")):
+                parts.append(result.audio.numpy())
+                phonemes.append(result.phonemes)
+        return np.concatenate(parts), " ".join(phonemes)
+
+    return speak
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--voxpool", required=True, help="voxpool binary")
+    ap.add_argument("--models-dir", required=True, help="HF cache dir with the real weights")
+    ap.add_argument("--whisper-base", required=True, help="Whisper base in CTranslate2 format")
+    ap.add_argument("--keep", help="keep every audio file in this folder")
+    args = ap.parse_args()
+
+    snapshot = os.path.join(args.models_dir, "models--hexgrad--Kokoro-82M", "snapshots",
+                            "onnx-int8")
+    work = args.keep or tempfile.mkdtemp(prefix="voxpool-languages-")
+    os.makedirs(work, exist_ok=True)
+    cases = [("j", voice, text) for voice in JAPANESE_VOICES for text in JAPANESE]
+    cases += [(lang, OTHER_VOICE, text) for lang, (_, _, texts) in OTHERS.items()
+              for text in texts]
+
+    files, phonemes = {}, {}
+    timing = {"voxpool": 0.0, "audio": 0.0}
+    server = Server(args.voxpool, args.models_dir, work)
+    try:
+        for n, (lang, voice, text) in enumerate(cases):
+            body = {"model": "kokoro", "input": text, "voice": voice, "language": lang,
+                    "response_format": "wav"}
+            t = time.time()
+            with server.post("/v1/audio/speech", body) as resp:
+                wav = resp.read()
+            timing["voxpool"] += time.time() - t
+            timing["audio"] += len(wav_samples(wav)) / RATE
+            files["voxpool", n] = os.path.join(work, f"{n:02}.{lang}.{voice}.wav")
+            open(files["voxpool", n], "wb").write(wav)
+            with server.post("/v1/audio/phonemize", {"input": text, "language": lang}) as r:
+                phonemes["voxpool", n] = json.loads(r.read())["phonemes"]
+    finally:
+        server.close()
+
+    speak = reference_pipelines(snapshot)
+    for n, (lang, voice, text) in enumerate(cases):
+        audio, phonemes["reference", n] = speak(lang, text, voice)
+        files["reference", n] = os.path.join(work, f"{n:02}.{lang}.{voice}.ref.wav")
+        write_wav(files["reference", n], audio)
+
+    from faster_whisper import WhisperModel
+    asr = WhisperModel(args.whisper_base, device="cpu", compute_type="int8", cpu_threads=2)
+
+    def transcribe(path, lang):
+        language, prompt = ("ja", None) if lang == "j" else OTHERS[lang][:2]
+        segments, _ = asr.transcribe(path, language=language, beam_size=5, vad_filter=False,
+                                     initial_prompt=prompt)
+        return " ".join(s.text.strip() for s in segments)
+
+    rates, heard = {}, {}
+    for (who, n), path in sorted(files.items()):
+        lang, _, text = cases[n]
+        heard[who, n] = transcribe(path, lang)
+        rates[who, n] = error_rate(text, heard[who, n], lang in "jz")
+
+    print("\nError rate per sentence (Whisper base, language forced; CER for ja/zh, WER "
+          "otherwise; ref = PyTorch KPipeline, same text, weights and voice)")
+    print(f"{'#':>2}  {'lang':<4} {'voice':<9} {'voxpool':>8} {'ref':>6}  same phonemes  text")
+    for n, (lang, voice, text) in enumerate(cases):
+        same = phonemes["voxpool", n] == phonemes["reference", n]
+        print(f"{n:>2}  {lang:<4} {voice:<9} {rates['voxpool', n] * 100:7.0f}% "
+              f"{rates['reference', n] * 100:5.0f}%  {'yes' if same else 'no':<13}  {text}")
+        for who in ["voxpool", "reference"]:
+            if rates[who, n] > 0:
+                print(f"{'':>6}{who}: {heard[who, n]}")
+        if not same:
+            print(f"{'':>6}phonemes voxpool:   {phonemes['voxpool', n]}")
+            print(f"{'':>6}phonemes reference: {phonemes['reference', n]}")
+
+    failures = []
+    print(f"\n{'language':<12} {'voice':<9} {'measure':<7} {'voxpool':>8} {'reference':>10}")
+    groups = [("j", v) for v in JAPANESE_VOICES] + [(lang, OTHER_VOICE) for lang in OTHERS]
+    for lang, voice in groups:
+        ns = [n for n, c in enumerate(cases) if c[0] == lang and c[1] == voice]
+        mine = float(np.mean([rates["voxpool", n] for n in ns]))
+        ref = float(np.mean([rates["reference", n] for n in ns]))
+        measure = "CER" if lang in "jz" else "WER"
+        print(f"{NAMES[lang]:<12} {voice:<9} {measure:<7} {mine * 100:7.1f}% {ref * 100:9.1f}%")
+        margin = JAPANESE_MARGIN if lang == "j" else OTHER_MARGIN
+        if lang == "j" and mine > JAPANESE_LIMIT:
+            failures.append(f"Japanese, {voice}: mean CER {mine * 100:.1f}% > "
+                            f"{JAPANESE_LIMIT * 100:.0f}%")
+        if mine > ref + margin:
+            failures.append(f"{NAMES[lang]}, {voice}: mean {measure} {mine * 100:.1f}% is more "
+                            f"than {margin * 100:.0f} points above the reference's "
+                            f"{ref * 100:.1f}%")
+    print(f"\nvoxpool spoke {timing['audio']:.1f} s of audio in {timing['voxpool']:.1f} s "
+          f"({timing['audio'] / timing['voxpool']:.1f}× real time over HTTP)")
+    if failures:
+        print("\nFAILED:\n  " + "\n  ".join(failures))
+        sys.exit(1)
+    print(f"\nlanguage tier passed ({len(cases)} sentences; files in {work})")
+
+
+if __name__ == "__main__":
+    main()
