@@ -529,7 +529,7 @@ async fn phonemize_and_speak_phonemes() {
     let (code, body) = srv
         .post(
             "/v1/audio/phonemize",
-            json!({"input": "Hi", "language": "z"}),
+            json!({"input": "Hi", "language": "xx"}),
         )
         .await;
     assert_eq!(code, 400);
@@ -552,5 +552,122 @@ async fn phonemize_and_speak_phonemes() {
         )
         .await;
     assert_eq!(code, 200);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn languages_by_code_alias_and_voice() {
+    let srv = start().await;
+    common::install_tiny_kokoro(&srv.dir.path().join("models"));
+    let phonemes = |body: Value| {
+        let srv = &srv;
+        async move {
+            let (code, body) = srv.post("/v1/audio/phonemize", body).await;
+            assert_eq!(code, 200, "{body}");
+            body["phonemes"].as_str().unwrap().to_string()
+        }
+    };
+    let text = "The schedule is on the tomato.";
+    let us = phonemes(json!({"input": text})).await;
+    let gb = phonemes(json!({"input": text, "language": "en-gb"})).await;
+    assert_ne!(us, gb, "British English reads differently");
+    assert_eq!(phonemes(json!({"input": text, "lang_code": "b"})).await, gb);
+    assert_eq!(phonemes(json!({"input": text, "language": "B"})).await, gb);
+    // Without a language, the voice's first letter decides.
+    assert_eq!(
+        phonemes(json!({"input": text, "voice": "bf_emma"})).await,
+        gb
+    );
+    assert_eq!(
+        phonemes(json!({"input": text, "voice": "af_heart"})).await,
+        us
+    );
+    // Explicit beats the voice.
+    assert_eq!(
+        phonemes(json!({"input": text, "voice": "bf_emma", "language": "a"})).await,
+        us
+    );
+
+    // Unknown codes name the parameter and list what is available here.
+    for (path, body, param) in [
+        (
+            "/v1/audio/phonemize",
+            json!({"input": text, "language": "xx"}),
+            "language",
+        ),
+        (
+            "/v1/audio/phonemize",
+            json!({"input": text, "lang_code": "klingon"}),
+            "lang_code",
+        ),
+        (
+            "/v1/audio/speech",
+            json!({"model": "kokoro", "input": text, "voice": "tiny_a", "language": "xx"}),
+            "language",
+        ),
+    ] {
+        let (code, err) = srv.post(path, body).await;
+        assert_eq!(code, 400, "{err}");
+        assert_openai_error(&err, Some(param));
+        assert_eq!(err["error"]["code"], "unsupported_language");
+        let msg = err["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains("a (American English), b (British English)"),
+            "{msg}"
+        );
+    }
+    let (code, err) = srv
+        .post(
+            "/v1/audio/phonemize",
+            json!({"input": text, "language": "a", "lang_code": "b"}),
+        )
+        .await;
+    assert_eq!(code, 400);
+    assert_openai_error(&err, Some("lang_code"));
+
+    // A language this machine lacks (no language packs in this server's folder) is
+    // refused with the reason and the way to get it, before anything is spoken.
+    let (code, err) = srv
+        .post(
+            "/v1/audio/speech",
+            json!({"model": "kokoro", "input": "こんにちは", "voice": "tiny_a", "language": "ja", "response_format": "wav"}),
+        )
+        .await;
+    let status = srv.get("/model/status?model=kokoro").await.1;
+    let available: Vec<&str> = status["available_languages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(available.starts_with(&["a", "b"]), "{available:?}");
+    if available.contains(&"j") {
+        assert_eq!(code, 200, "{err}");
+    } else {
+        assert_eq!(code, 400, "{err}");
+        assert_openai_error(&err, Some("language"));
+        let msg = err["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("Japanese (j) is not available here"), "{msg}");
+        assert!(msg.contains("voxpool pull kokoro"), "{msg}");
+    }
+    // Speaking English text with the language given works on any voice.
+    let (code, _) = srv
+        .post(
+            "/v1/audio/speech",
+            json!({"model": "kokoro", "input": "Hello.", "voice": "tiny_a", "lang_code": "a", "response_format": "wav"}),
+        )
+        .await;
+    assert_eq!(code, 200);
+
+    // Voices carry their language: a Kokoro voice's first letter, or the model's one.
+    let (code, voices) = srv.get("/v1/audio/voices").await;
+    assert_eq!(code, 200);
+    for v in voices["data"].as_array().unwrap() {
+        let want = match v["model"].as_str().unwrap() {
+            "kokoro" => "a",
+            _ => continue,
+        };
+        assert_eq!(v["language"], want, "{v}");
+    }
     srv.stop().await;
 }
