@@ -113,7 +113,8 @@ def reference_pipelines(snapshot):
     """kokoro 0.9.4's KPipeline per language on the same weights. Its English G2P
     (spaCy) is not installed and not used: a stand-in `misaki.en` lets it import."""
     import torch
-    sys.modules.setdefault("misaki.en", types.SimpleNamespace(G2P=None))
+    from misaki.token import MToken
+    sys.modules.setdefault("misaki.en", types.SimpleNamespace(G2P=None, MToken=MToken))
     from kokoro.model import KModel
     from kokoro.pipeline import KPipeline
     torch.set_num_threads(2)
