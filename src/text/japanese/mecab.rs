@@ -83,7 +83,7 @@ impl Dictionary {
         let darts = (72, 72 + dsize);
         let tokens = (darts.1, darts.1 + tsize);
         let features = (tokens.1, tokens.1 + fsize);
-        if features.1 > data.len() || dsize % 8 != 0 || tsize % 16 != 0 {
+        if features.1 > data.len() || !dsize.is_multiple_of(8) || !tsize.is_multiple_of(16) {
             return Err(bad("section sizes do not fit"));
         }
         Ok(Self {
@@ -590,7 +590,7 @@ mod tests {
 
     #[test]
     fn char_info_bit_fields() {
-        let info = CharInfo(0b1_0_0010_00000110_000000000001000000);
+        let info = CharInfo((1 << 6) | (6 << 18) | (2 << 26) | (1 << 31));
         assert_eq!(info.kinds(), 1 << 6);
         assert_eq!(info.default_type(), 6);
         assert_eq!(info.length(), 2);

@@ -1,10 +1,6 @@
 //! Numbers to hiragana: misaki 0.9.4's `num2kana.Convert` (hiragana), which reads
 //! a run of digits as a Japanese number up to nine digits.
 
-/// What misaki writes instead of a number of ten digits or more (and then reads
-/// out as English text).
-const TOO_LONG: &str = "Number length too long, choose less than 10 digits";
-
 fn one(digit: u8) -> &'static str {
     match digit {
         b'1' => "いち",
@@ -115,9 +111,12 @@ fn large(d: &[u8]) -> String {
 }
 
 /// The hiragana reading of a run of ASCII digits, as misaki's `Convert` gives it.
+///
+/// misaki reads up to nine digits; for longer runs its `Convert` answers an English
+/// message, on which cutlet then fails. Those are read digit by digit here.
 pub fn convert(digits: &str) -> String {
     if digits.len() > 9 {
-        return TOO_LONG.into();
+        return digits.bytes().map(one).collect::<Vec<_>>().join(" ");
     }
     let bytes = digits.as_bytes();
     let start = bytes
