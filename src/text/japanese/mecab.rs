@@ -598,6 +598,104 @@ mod tests {
         assert!(info.invoke());
     }
 
+    /// A dictionary file with keys "a" (one token) and "ab" (two tokens).
+    fn tiny_dictionary() -> tempfile::NamedTempFile {
+        let mut darts = vec![(0i32, 0u32); 401];
+        darts[0] = (1, 0);
+        darts[1 + b'a' as usize + 1] = (200, 1);
+        darts[200] = (-(1) - 1, 200);
+        darts[200 + b'b' as usize + 1] = (400, 200);
+        darts[400] = (-((1 << 8) | 2) - 1, 400);
+        let features = b"A,x\0B,y\0C,z\0";
+        let tokens: Vec<(u16, u16, i16, u32)> = vec![(1, 2, -30, 0), (3, 4, 50, 4), (5, 6, 70, 8)];
+        let dsize = darts.len() * 8;
+        let tsize = tokens.len() * 16;
+        let size = 72 + dsize + tsize + features.len();
+        let mut bytes = Vec::new();
+        for word in [
+            size as u32 ^ DICTIONARY_MAGIC,
+            102,
+            0,
+            3,
+            7,
+            7,
+            dsize as u32,
+            tsize as u32,
+            features.len() as u32,
+            0,
+        ] {
+            bytes.extend(word.to_le_bytes());
+        }
+        let mut charset = [0u8; 32];
+        charset[..4].copy_from_slice(b"utf8");
+        bytes.extend(charset);
+        for (base, check) in darts {
+            bytes.extend(base.to_le_bytes());
+            bytes.extend(check.to_le_bytes());
+        }
+        for (left, right, cost, feature) in tokens {
+            bytes.extend(left.to_le_bytes());
+            bytes.extend(right.to_le_bytes());
+            bytes.extend(0u16.to_le_bytes());
+            bytes.extend(cost.to_le_bytes());
+            bytes.extend(feature.to_le_bytes());
+            bytes.extend(0u32.to_le_bytes());
+        }
+        bytes.extend(features);
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), bytes).unwrap();
+        file
+    }
+
+    #[test]
+    fn double_array_prefix_and_exact_search() {
+        let file = tiny_dictionary();
+        let dic = Dictionary::open(file.path()).unwrap();
+        let mut found = Vec::new();
+        dic.common_prefix_search(b"abc", &mut found);
+        assert_eq!(found, vec![(1, 1), ((1 << 8) | 2, 2)]);
+        dic.common_prefix_search(b"b", &mut found);
+        assert!(found.is_empty());
+        assert_eq!(dic.exact_match(b"ab"), Some((1 << 8) | 2));
+        assert_eq!(dic.exact_match(b"abc"), None);
+        assert_eq!(dic.exact_match(b""), None);
+        let tokens: Vec<DicToken> = dic.tokens((1 << 8) | 2).collect();
+        assert_eq!(tokens.len(), 2);
+        assert_eq!(
+            (tokens[0].left_id, tokens[0].right_id, tokens[0].cost),
+            (3, 4, 50)
+        );
+        assert_eq!(dic.feature(tokens[1].feature), "C,z");
+        assert_eq!(dic.feature(dic.tokens(1).next().unwrap().feature), "A,x");
+    }
+
+    #[test]
+    fn dictionary_with_a_wrong_size_is_refused() {
+        let file = tiny_dictionary();
+        let mut bytes = std::fs::read(file.path()).unwrap();
+        bytes.push(0);
+        std::fs::write(file.path(), bytes).unwrap();
+        assert!(Dictionary::open(file.path()).is_err());
+    }
+
+    #[test]
+    fn matrix_costs_by_right_then_left_id() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let mut bytes = Vec::new();
+        for v in [2u16, 3] {
+            bytes.extend(v.to_le_bytes());
+        }
+        for cost in [0i16, 1, 2, 3, 4, -5] {
+            bytes.extend(cost.to_le_bytes());
+        }
+        std::fs::write(file.path(), bytes).unwrap();
+        let matrix = Matrix::open(file.path()).unwrap();
+        // matrix[right_of_left + left_size * left_of_right]
+        assert_eq!(matrix.cost(1, 0), 1);
+        assert_eq!(matrix.cost(0, 2), 4);
+        assert_eq!(matrix.cost(1, 2), -5);
+    }
+
     #[test]
     fn feature_fields_with_quotes() {
         let f = r#"名詞,普通名詞,"1,2",C1,"a""b",,x"#;

@@ -166,7 +166,7 @@ mod tests {
             ),
             (
                 "1234567890",
-                "Number length too long, choose less than 10 digits",
+                "いち に さん よん ご ろく なな はち きゅう ゼロ",
             ),
         ];
         for (digits, reading) in cases {
