@@ -214,19 +214,23 @@ impl Cutlet {
             let z = (i + 1..words.len())
                 .find(|&z| words[z].char_type != kind)
                 .unwrap_or(words.len());
+            // Candidates longer than the longest listed word cannot be listed.
             let mut joined = String::new();
-            let mut ends = Vec::with_capacity(z - i);
+            let mut ends = Vec::new();
             for w in &words[i..z] {
+                if joined.len() > self.longest_word {
+                    break;
+                }
                 joined.push_str(&w.surface);
                 ends.push(joined.len());
             }
-            let j = (i + 1..=z).rev().find(|&j| {
-                let candidate = &joined[..ends[j - i - 1]];
-                candidate.len() <= self.longest_word && self.words.contains(candidate)
-            });
-            let j = j.unwrap_or(i + 1);
+            let count = (1..=ends.len())
+                .rev()
+                .find(|&k| self.words.contains(&joined[..ends[k - 1]]))
+                .unwrap_or(1);
+            let j = i + count;
             groups.push(Word {
-                surface: joined[..ends[j - i - 1]].to_string(),
+                surface: joined[..ends[count - 1]].to_string(),
                 hira: words[i..j].iter().map(|w| w.hira.as_str()).collect(),
                 char_type: kind,
             });
