@@ -14,9 +14,9 @@ use memmap2::Mmap;
 
 /// MeCab's dictionary magic number (the file size XOR this is the first word).
 const DICTIONARY_MAGIC: u32 = 0xef71_8f77;
-/// Longest run of one character category kept as one unknown word
-/// (`max-grouping-size`, MeCab's default; unidic-lite's dicrc leaves it unset).
-const MAX_GROUPING_SIZE: usize = 24;
+/// Longest run of one character category kept as one unknown word when the
+/// dictionary's `dicrc` does not set `max-grouping-size` (unidic-lite's does not).
+const DEFAULT_MAX_GROUPING_SIZE: usize = 24;
 /// MeCab looks at most this many bytes ahead of a position.
 const MAX_LOOKAHEAD: usize = 65535;
 
@@ -397,11 +397,33 @@ pub struct Mecab {
     /// Per category, the unknown dictionary's value for its name.
     unknown_tokens: Vec<Option<u32>>,
     space: CharInfo,
+    max_grouping_size: usize,
+}
+
+/// `max-grouping-size` of a `dicrc` (MeCab's default where unset or 0).
+fn max_grouping_size(dicrc: &str) -> usize {
+    dicrc
+        .lines()
+        .filter(|line| !line.trim_start().starts_with(';'))
+        .filter_map(|line| line.split_once('='))
+        .filter(|(key, _)| key.trim() == "max-grouping-size")
+        .filter_map(|(_, value)| value.trim().parse::<usize>().ok())
+        .next_back()
+        .filter(|&size| size > 0)
+        .unwrap_or(DEFAULT_MAX_GROUPING_SIZE)
 }
 
 impl Mecab {
     /// Open the four files of a MeCab dictionary folder.
-    pub fn open(sys: &Path, unk: &Path, matrix: &Path, chars: &Path) -> Result<Self, String> {
+    pub fn open(
+        sys: &Path,
+        unk: &Path,
+        matrix: &Path,
+        chars: &Path,
+        dicrc: &Path,
+    ) -> Result<Self, String> {
+        let dicrc =
+            std::fs::read_to_string(dicrc).map_err(|e| format!("{}: {e}", dicrc.display()))?;
         let chars = CharProperty::open(chars)?;
         let unknown = Dictionary::open(unk)?;
         let unknown_tokens = chars
@@ -417,6 +439,7 @@ impl Mecab {
             chars,
             unknown_tokens,
             space,
+            max_grouping_size: max_grouping_size(&dicrc),
         })
     }
 
@@ -479,7 +502,7 @@ impl Mecab {
             let (stop, _, _, count) = self
                 .chars
                 .seek_to_other_type(text, begin3, end, cinfo, cinfo, mblen);
-            if count <= MAX_GROUPING_SIZE {
+            if count <= self.max_grouping_size {
                 add_unknown(&mut nodes, stop);
             }
             group_end = Some(stop);
@@ -694,6 +717,16 @@ mod tests {
         assert_eq!(matrix.cost(1, 0), 1);
         assert_eq!(matrix.cost(0, 2), 4);
         assert_eq!(matrix.cost(1, 2), -5);
+    }
+
+    #[test]
+    fn grouping_size_from_dicrc() {
+        assert_eq!(
+            max_grouping_size(";max-grouping-size = 10\ncost-factor = 700\n"),
+            24
+        );
+        assert_eq!(max_grouping_size("max-grouping-size = 10\n"), 10);
+        assert_eq!(max_grouping_size("max-grouping-size = 0\n"), 24);
     }
 
     #[test]

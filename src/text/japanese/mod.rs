@@ -13,8 +13,13 @@
 //! - `ja_words.txt`, the word list of `misaki` 0.9.4 (Apache-2.0).
 //!
 //! The tables (memory-mapped dictionary and matrix, about 260 MB of file pages,
-//! and the word list) are opened on first use, in about a tenth of a second, and
-//! dropped by [`release`].
+//! and the word list) are opened on first use, in about 60 ms in a release build,
+//! and dropped by [`release`]; a sentence then takes about 40 µs.
+//!
+//! The tokenizer agrees with fugashi's MeCab token by token, and the phonemes with
+//! misaki, on tests/fixtures/g2p/ja (tests/g2p_japanese.rs). Where misaki itself
+//! fails (numbers of ten digits or more, a few impossible kana sequences) this
+//! gives a reading instead of an error.
 
 mod cutlet;
 mod hepburn;
@@ -86,6 +91,7 @@ fn load() -> Result<cutlet::Cutlet, String> {
         &path(&UNK_DIC),
         &path(&MATRIX),
         &path(&CHAR_BIN),
+        &path(&DICRC),
     )
     .map_err(|e| {
         format!(
