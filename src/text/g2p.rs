@@ -61,7 +61,14 @@ pub fn availability(language: Language) -> Result<(), String> {
         Language::AmericanEnglish | Language::BritishEnglish => Ok(()),
         Language::Japanese => japanese::availability(),
         Language::Mandarin => mandarin::availability(),
-        _ => espeak::availability(),
+        other => espeak::has_voice(other).and_then(|found| {
+            found.then_some(()).ok_or_else(|| {
+                format!(
+                    "the installed espeak-ng has no '{}' voice",
+                    other.espeak_voice().unwrap_or_default()
+                )
+            })
+        }),
     };
     why.map_err(|e| {
         format!(

@@ -64,7 +64,7 @@ pub fn has_voice(language: Language) -> Result<bool, String> {
 pub fn phonemize(text: &str, language: Language) -> Result<String, TextError> {
     let voice = language
         .espeak_voice()
-        .ok_or_else(|| TextError::UnsupportedLanguage(language.code().to_string()))?;
+        .ok_or_else(|| TextError::unknown(language.code()))?;
     let text = misaki::before(text);
     let line = with_espeak(|espeak| {
         espeak.set_language(voice)?;
