@@ -13,8 +13,8 @@ use sha2::{Digest, Sha256};
 
 use crate::text::settings::PackFile;
 
-/// The public index.
-pub const DEFAULT_INDEX: &str = "https://pypi.org";
+/// The public index's simple API (PEP 503/691), as `pip --index-url` takes it.
+pub const DEFAULT_INDEX: &str = "https://pypi.org/simple";
 
 /// Why a pack could not be fetched; each message says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -106,29 +106,34 @@ pub fn fetch(
 }
 
 /// One downloadable file of a release.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug)]
 struct Release {
     filename: String,
     url: String,
-    #[serde(default)]
     size: u64,
-    packagetype: String,
-    digests: Digests,
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct Digests {
     sha256: String,
 }
 
+/// A project page of the Simple Repository API in its JSON form (PEP 691).
 #[derive(Debug, serde::Deserialize)]
-struct ReleaseInfo {
-    urls: Vec<Release>,
+struct Project {
+    files: Vec<ProjectFile>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ProjectFile {
+    filename: String,
+    url: String,
+    #[serde(default)]
+    hashes: std::collections::HashMap<String, String>,
+    #[serde(default)]
+    size: Option<u64>,
 }
 
 fn agent() -> ureq::Agent {
     ureq::AgentBuilder::new()
         .timeout_connect(std::time::Duration::from_secs(20))
+        .try_proxy_from_env(true)
         .build()
 }
 
@@ -140,34 +145,117 @@ fn unreachable(index: &str, dir: &Path, reason: impl std::fmt::Display) -> PackE
     }
 }
 
-/// The release file to take: a pure-Python wheel, else the source archive.
+/// A distribution name as indexes compare it (PEP 503).
+fn normalize(name: &str) -> String {
+    name.to_ascii_lowercase().replace(['_', '.'], "-")
+}
+
+/// The name and version a wheel or source archive's file name carries.
+fn name_and_version(filename: &str) -> Option<(String, &str)> {
+    if let Some(stem) = filename.strip_suffix(".whl") {
+        let mut parts = stem.split('-');
+        return Some((normalize(parts.next()?), parts.next()?));
+    }
+    let stem = filename
+        .strip_suffix(".tar.gz")
+        .or_else(|| filename.strip_suffix(".zip"))?;
+    let (name, version) = stem.rsplit_once('-')?;
+    Some((normalize(name), version))
+}
+
+/// The files of a project page: JSON (PEP 691) or the HTML links of PEP 503,
+/// whose `#sha256=` fragments carry the hashes.
+fn project_files(body: &str) -> Result<Vec<ProjectFile>, String> {
+    if body.trim_start().starts_with('{') {
+        return serde_json::from_str::<Project>(body)
+            .map(|p| p.files)
+            .map_err(|e| e.to_string());
+    }
+    let mut files = Vec::new();
+    for link in body.split("<a ").skip(1) {
+        let Some(href) = link
+            .split_once("href=\"")
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .map(|(href, _)| href.replace("&amp;", "&"))
+        else {
+            continue;
+        };
+        let (url, fragment) = href.split_once('#').unwrap_or((href.as_str(), ""));
+        let filename = url.rsplit('/').next().unwrap_or_default().to_string();
+        let mut hashes = std::collections::HashMap::new();
+        if let Some(sha) = fragment.strip_prefix("sha256=") {
+            hashes.insert("sha256".to_string(), sha.to_string());
+        }
+        files.push(ProjectFile {
+            filename,
+            url: url.to_string(),
+            hashes,
+            size: None,
+        });
+    }
+    Ok(files)
+}
+
+/// The release file to take from the index's simple API: a pure-Python wheel,
+/// else the source archive.
 fn locate(index: &str, package: &str, version: &str, dir: &Path) -> Result<Release, PackError> {
-    let url = format!(
-        "{}/pypi/{package}/{version}/json",
-        index.trim_end_matches('/')
-    );
+    let page = format!("{}/{}/", index.trim_end_matches('/'), normalize(package));
     let not_published = |reason: String| PackError::NotPublished {
         package: package.to_string(),
         version: version.to_string(),
         reason,
     };
-    let info: ReleaseInfo = match agent().get(&url).call() {
+    let body = match agent()
+        .get(&page)
+        .set(
+            "Accept",
+            "application/vnd.pypi.simple.v1+json, text/html;q=0.1",
+        )
+        .call()
+    {
         Ok(resp) => resp
-            .into_json()
+            .into_string()
             .map_err(|e| not_published(format!("unreadable answer: {e}")))?,
-        Err(ureq::Error::Status(code, _)) => return Err(not_published(format!("HTTP {code}"))),
+        Err(ureq::Error::Status(code, _)) => {
+            return Err(not_published(format!("HTTP {code} for {page}")))
+        }
         Err(e) => return Err(unreachable(index, dir, e)),
     };
-    let rank = |r: &Release| match r.packagetype.as_str() {
-        "bdist_wheel" if r.filename.ends_with("-none-any.whl") => 0,
-        "sdist" if r.filename.ends_with(".tar.gz") || r.filename.ends_with(".zip") => 1,
-        _ => 2,
+    let files = project_files(&body).map_err(|e| not_published(format!("unreadable page: {e}")))?;
+    let rank = |f: &ProjectFile| {
+        let (name, v) = name_and_version(&f.filename)?;
+        if name != normalize(package) || v != version {
+            return None;
+        }
+        if f.filename.ends_with("-none-any.whl") {
+            Some(0)
+        } else if f.filename.ends_with(".tar.gz") || f.filename.ends_with(".zip") {
+            Some(1)
+        } else {
+            None
+        }
     };
-    info.urls
+    let file = files
         .into_iter()
-        .filter(|r| rank(r) < 2)
-        .min_by_key(rank)
-        .ok_or_else(|| not_published("no wheel or source archive".into()))
+        .filter(|f| rank(f).is_some())
+        .min_by_key(|f| rank(f))
+        .ok_or_else(|| not_published("no wheel or source archive of that version".into()))?;
+    let sha256 = file
+        .hashes
+        .get("sha256")
+        .cloned()
+        .ok_or_else(|| not_published(format!("{} has no SHA-256", file.filename)))?;
+    let url = if file.url.starts_with("http") {
+        file.url
+    } else {
+        format!("{page}{}", file.url)
+    };
+    Ok(Release {
+        filename: file.filename,
+        url,
+        size: file.size.unwrap_or(0),
+        sha256,
+    })
 }
 
 /// Download `release` next to the packs, checking its SHA-256 on the way.
@@ -177,7 +265,7 @@ fn download(release: &Release, index: &str, dir: &Path) -> Result<PathBuf, PackE
         reason: e.to_string(),
     };
     std::fs::create_dir_all(dir).map_err(disk)?;
-    let path = dir.join(format!(".{}.{}.part", release.filename, std::process::id()));
+    let path = dir.join(format!(".{}.{}.part", release.filename, unique()));
     let resp = agent()
         .get(&release.url)
         .call()
@@ -200,15 +288,22 @@ fn download(release: &Release, index: &str, dir: &Path) -> Result<PathBuf, PackE
     }
     file.flush().map_err(disk)?;
     let got = crate::store::hex(&hasher.finalize());
-    if !got.eq_ignore_ascii_case(&release.digests.sha256) {
+    if !got.eq_ignore_ascii_case(&release.sha256) {
         let _ = std::fs::remove_file(&path);
         return Err(PackError::Checksum {
             archive: release.filename.clone(),
             got,
-            want: release.digests.sha256.clone(),
+            want: release.sha256.clone(),
         });
     }
     Ok(path)
+}
+
+/// A suffix no other download in flight uses (processes and threads alike).
+fn unique() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}-{n}", std::process::id())
 }
 
 /// Whether the archive member `name` is `member` (a path suffix at a `/`).
@@ -278,7 +373,7 @@ fn write_whole(dir: &Path, file: &PackFile, reader: &mut dyn Read) -> Result<(),
         reason: e.to_string(),
     };
     std::fs::create_dir_all(&folder).map_err(disk)?;
-    let part = folder.join(format!(".{}.{}.part", file.file, std::process::id()));
+    let part = folder.join(format!(".{}.{}.part", file.file, unique()));
     let mut out = std::fs::File::create(&part).map_err(disk)?;
     std::io::copy(reader, &mut out).map_err(disk)?;
     out.flush().map_err(disk)?;
@@ -288,6 +383,26 @@ fn write_whole(dir: &Path, file: &PackFile, reader: &mut dyn Read) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn index_pages_in_json_and_html() {
+        let json = r#"{"files": [{"filename": "unidic-lite-1.0.8.tar.gz", "url": "https://files.example/u.tar.gz", "hashes": {"sha256": "ab"}, "size": 5}]}"#;
+        let files = project_files(json).unwrap();
+        assert_eq!(files[0].filename, "unidic-lite-1.0.8.tar.gz");
+        assert_eq!(files[0].size, Some(5));
+        let html = r#"<a href="https://files.example/p/misaki-0.9.4-py3-none-any.whl#sha256=cd" data-requires-python="&gt;=3.8">misaki-0.9.4-py3-none-any.whl</a><br/>"#;
+        let files = project_files(html).unwrap();
+        assert_eq!(files[0].filename, "misaki-0.9.4-py3-none-any.whl");
+        assert_eq!(files[0].hashes["sha256"], "cd");
+        assert_eq!(
+            name_and_version("pypinyin-0.55.0-py2.py3-none-any.whl"),
+            Some(("pypinyin".into(), "0.55.0"))
+        );
+        assert_eq!(
+            name_and_version("unidic_lite-1.0.8.tar.gz"),
+            Some(("unidic-lite".into(), "1.0.8"))
+        );
+    }
 
     #[test]
     fn members_match_at_path_boundaries() {

