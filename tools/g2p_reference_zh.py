@@ -5,7 +5,10 @@ Kokoro 0.9.4's `KPipeline('z')` with the Kokoro-82M (v1.0) weights phonemizes
 with `misaki.zh.ZHG2P(version=None)`: the legacy path of cn2an (an2cn), jieba
 and pypinyin. This script runs it on tests/fixtures/g2p/zh/sentences.txt (one
 sentence per line) and writes tests/fixtures/g2p/zh/reference.tsv, a
-`sentence<TAB>phonemes` row per sentence.
+`sentence<TAB>phonemes` row per sentence, and tests/fixtures/g2p/zh/syllables.tsv:
+every pinyin syllable lazy_pinyin can give (the first reading of each character
+U+4E00-U+9FFF and of each phrase, in TONE3 style with 5 for the neutral tone)
+with misaki's IPA for it, U+032F removed as legacy_call does.
 
     python3.11 -m venv /tmp/g2pzh
     /tmp/g2pzh/bin/pip install "misaki[zh]==0.9.4"
@@ -24,8 +27,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SENTENCES = ROOT / "tests/fixtures/g2p/zh/sentences.txt"
 OUTPUT = ROOT / "tests/fixtures/g2p/zh/reference.tsv"
+SYLLABLES = ROOT / "tests/fixtures/g2p/zh/syllables.tsv"
 
 EXPECTED = {"misaki": "0.9.4", "jieba": "0.42.1", "pypinyin": "0.55.0"}
+
+
+def syllables() -> list[str]:
+    """`tone3<TAB>ipa` of every syllable lazy_pinyin can give, sorted."""
+    from misaki.zh import ZHG2P
+    from pypinyin import Style
+    from pypinyin.constants import PHRASES_DICT, PINYIN_DICT
+    from pypinyin.converter import UltimateConverter
+
+    readings = {v.split(",")[0] for k, v in PINYIN_DICT.items() if 0x4E00 <= k <= 0x9FFF}
+    readings |= {item[0] for v in PHRASES_DICT.values() for item in v}
+    converter = UltimateConverter(neutral_tone_with_five=True)
+    rows = {}
+    for reading in readings:
+        tone3 = converter.convert_style("", reading, Style.TONE3, True)
+        rows[tone3] = ZHG2P.py2ipa(tone3).replace(chr(815), "")
+    return [f"{k}\t{rows[k]}" for k in sorted(rows)]
 
 
 def main() -> None:
@@ -66,6 +87,9 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(header + rows) + "\n", encoding="utf-8")
     print(f"wrote {len(rows)} sentences to {args.out}")
+    syllable_rows = syllables()
+    SYLLABLES.write_text("\n".join(syllable_rows) + "\n", encoding="utf-8")
+    print(f"wrote {len(syllable_rows)} syllables to {SYLLABLES}")
 
 
 if __name__ == "__main__":
