@@ -16,6 +16,7 @@
 //! `voxpool pull kokoro` fetches. The tables are built on first use (jieba's
 //! dictionary, pypinyin's JSON) and dropped by [`release`].
 
+mod data;
 mod ipa;
 mod numbers;
 mod pinyin;

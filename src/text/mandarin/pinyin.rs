@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 
+use super::data::{char_readings, phrase_readings};
 use super::ipa::syllable_ipa;
 
 /// pypinyin's tables, each reading already in IPA.
@@ -21,12 +22,6 @@ pub struct Pinyin {
     /// IPA of each distinct reading; empty where misaki cannot transcribe it.
     ipa: Vec<String>,
 }
-
-/// Single characters to readings, as in `pinyin_dict.json`: code point (decimal,
-/// as a string) → comma-separated readings with tone marks.
-type CharReadings = HashMap<String, String>;
-/// Phrases to readings, as in `phrases_dict.json`: per character, its readings.
-type PhraseReadings = HashMap<String, Vec<Vec<String>>>;
 
 /// pypinyin's `phonetic_symbol` table: a tone-marked letter → letter and tone.
 fn tone_number(c: char) -> Option<&'static str> {
@@ -126,28 +121,20 @@ impl Pinyin {
     /// Build the tables from the text of `pinyin_dict.json` and
     /// `phrases_dict.json`.
     pub fn from_json(pinyin_dict: &str, phrases_dict: &str) -> Result<Self, String> {
-        let chars: CharReadings =
-            serde_json::from_str(pinyin_dict).map_err(|e| format!("pinyin_dict.json: {e}"))?;
-        let phrases: PhraseReadings =
-            serde_json::from_str(phrases_dict).map_err(|e| format!("phrases_dict.json: {e}"))?;
         let mut syllables = Syllables::default();
+        let chars = char_readings(pinyin_dict)?;
         let mut char_table = HashMap::with_capacity(chars.len());
-        for (code, readings) in &chars {
-            let c = code
-                .parse::<u32>()
-                .ok()
-                .and_then(char::from_u32)
-                .ok_or_else(|| format!("pinyin_dict.json: bad code point {code}"))?;
-            let first = readings.split(',').next().unwrap_or_default();
-            char_table.insert(c, syllables.id(first)?);
+        for (c, first) in chars {
+            char_table.insert(c, syllables.id(&first)?);
         }
+        let phrases = phrase_readings(phrases_dict)?;
         let mut phrase_table = Vec::with_capacity(phrases.len());
         for (phrase, readings) in phrases {
             let ids = readings
                 .iter()
-                .map(|r| syllables.id(r.first().map_or("", String::as_str)))
+                .map(|r| syllables.id(r))
                 .collect::<Result<Vec<u16>, String>>()?;
-            phrase_table.push((phrase.into_boxed_str(), ids.into_boxed_slice()));
+            phrase_table.push((Box::<str>::from(&*phrase), ids.into_boxed_slice()));
         }
         phrase_table.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Ok(Pinyin {
