@@ -165,3 +165,18 @@ fn legacy_call(tables: &Tables, text: &str) -> String {
     }
     out.replace('\u{32F}', "")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::map_punctuation;
+
+    #[test]
+    fn punctuation_as_misaki_maps_it() {
+        assert_eq!(map_punctuation("你好，世界。"), "你好, 世界.");
+        assert_eq!(
+            map_punctuation("《红楼梦》（小说）！"),
+            "“红楼梦”  (小说) !"
+        );
+        assert_eq!(map_punctuation("问：好；吗？"), "问: 好; 吗?");
+    }
+}

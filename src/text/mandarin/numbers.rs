@@ -227,3 +227,45 @@ fn decimal_low(decimal: &str) -> Option<String> {
         .map(|c| c.to_digit(10).map(|d| DIGITS[d as usize]));
     std::iter::once(Some("点")).chain(digits).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::an2cn_transform;
+
+    /// Each as cn2an 0.5.24's `transform(text, "an2cn")` gives it.
+    #[test]
+    fn as_cn2an_transforms() {
+        for (text, expected) in [
+            ("2024年5月3日", "二零二四年五月三日"),
+            ("99年", "九九年"),
+            ("12345年", "一二三四五年"),
+            ("30日", "三十日"),
+            ("2024-05-03", "二千零二十四负五负三"),
+            ("13812345678", "一百三十八亿一千二百三十四万五千六百七十八"),
+            ("3-5个", "三到五个"),
+            ("1.5-2.5公里", "一点五到二点五公里"),
+            ("25℃", "二十五摄氏度"),
+            ("3/4", "四分之三"),
+            ("-3.5%", "百分之负三点五"),
+            ("１２３个", "一百二十三个"),
+            ("100000000", "一亿"),
+            ("10001000", "一千万一千"),
+            ("100010001", "一亿零一万零一"),
+            ("1000001", "一百万零一"),
+            ("10010", "一万零一十"),
+            ("105000", "十万五千"),
+            ("0.05", "零点零五"),
+            ("007", "七"),
+            ("0", "零"),
+            ("1.2.3", "一点二.三"),
+            ("1,000", "一,零"),
+            ("20:30", "二十:三十"),
+            ("iPhone 15 Pro", "iPhone 十五 Pro"),
+            // More than 16 digits, or digits cn2an does not read: as written.
+            ("10000000000000000", "10000000000000000"),
+            ("١٢٣", "١٢٣"),
+        ] {
+            assert_eq!(an2cn_transform(text), expected, "{text}");
+        }
+    }
+}

@@ -220,3 +220,54 @@ impl Pinyin {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{tone3, Pinyin};
+
+    #[test]
+    fn readings_in_tone3_style() {
+        assert_eq!(tone3("zhōng"), "zhong1");
+        assert_eq!(tone3("lǜ"), "lv4");
+        assert_eq!(tone3("lüè"), "lve4");
+        assert_eq!(tone3("le"), "le5");
+        assert_eq!(tone3("ḿ"), "m2");
+        assert_eq!(tone3("ê̄"), "ê1");
+        assert_eq!(tone3(""), "");
+    }
+
+    fn tables() -> Pinyin {
+        let chars = r#"{"38134": "yín", "34892": "xíng,háng", "38271": "cháng,zhǎng",
+            "22823": "dà,dài", "20102": "le,liǎo", "35299": "jiě"}"#;
+        let phrases = r#"{"银行": [["yín"], ["háng"]], "行长": [["háng"], ["zhǎng"]],
+            "长大": [["zhǎng"], ["dà"]], "了解": [["liǎo"], ["jiě"]],
+            "银行行长室": [["yín"], ["háng"], ["háng"], ["zhǎng"], ["shì"]]}"#;
+        Pinyin::from_json(chars, phrases).unwrap()
+    }
+
+    #[test]
+    fn longest_phrase_first() {
+        let p = tables();
+        assert_eq!(p.segment("银行行长"), ["银行", "行长"]);
+        assert_eq!(p.segment("长大了"), ["长大", "了"]);
+        assert_eq!(p.segment("了解"), ["了解"]);
+        // What only starts a phrase goes one character at a time.
+        assert_eq!(p.segment("银"), ["银"]);
+        assert_eq!(p.segment("行长大"), ["行长", "大"]);
+    }
+
+    #[test]
+    fn phrase_readings_before_single_ones() {
+        let p = tables();
+        let mut out = String::new();
+        p.word_ipa("银行行长", &mut out);
+        assert_eq!(out, "i↗nxa↗ŋxa↗ŋꭧa↓ŋ");
+        out.clear();
+        p.word_ipa("行了", &mut out);
+        assert_eq!(out, "ɕi↗ŋlɤ");
+        // A character without a reading adds nothing.
+        out.clear();
+        p.word_ipa("兙解", &mut out);
+        assert_eq!(out, "ʨje↓");
+    }
+}

@@ -64,3 +64,20 @@ fn jieba_total(jieba: &Jieba) -> usize {
         .and_then(|s| s.parse().ok())
         .unwrap_or(PYTHON_TOTAL)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{jieba_total, Segmenter, PYTHON_TOTAL};
+
+    #[test]
+    fn cuts_as_python_jieba() {
+        let s = Segmenter::new();
+        assert_eq!(jieba_total(&s.jieba), PYTHON_TOTAL);
+        assert_eq!(
+            s.cut("我们明天早上八点在学校门口见面"),
+            ["我们", "明天", "早上", "八点", "在", "学校", "门口", "见面"]
+        );
+        // Python jieba's Han class ends at U+9FD5.
+        assert_eq!(s.cut("你好\u{9FD6}世界"), ["你好", "\u{9FD6}", "世界"]);
+    }
+}
