@@ -52,6 +52,7 @@ fn rows(tsv: &'static str) -> Vec<(&'static str, &'static str)> {
 #[test]
 fn sentences_agree_with_misaki() {
     let _serial = setup();
+    mandarin::release();
     let started = Instant::now();
     mandarin::phonemize("你好").expect("Mandarin G2P");
     let load = started.elapsed();

@@ -104,7 +104,7 @@ fn tables() -> Result<Arc<Tables>, TextError> {
 
 /// Phonemes of `text`.
 pub fn phonemize(text: &str) -> Result<String, TextError> {
-    if text.trim().is_empty() {
+    if text.trim_matches(is_python_space).is_empty() {
         return Ok(String::new());
     }
     let tables = tables()?;
@@ -135,7 +135,13 @@ fn map_punctuation(text: &str) -> String {
             c => out.push(c),
         }
     }
-    out.trim().to_string()
+    out.trim_matches(is_python_space).to_string()
+}
+
+/// Python's `str.isspace`, which `str.strip` uses: Unicode white space and the
+/// separators U+001C–U+001F.
+fn is_python_space(c: char) -> bool {
+    c.is_whitespace() || ('\u{1C}'..='\u{1F}').contains(&c)
 }
 
 fn is_han(c: char) -> bool {
@@ -178,5 +184,6 @@ mod tests {
             "“红楼梦”  (小说) !"
         );
         assert_eq!(map_punctuation("问：好；吗？"), "问: 好; 吗?");
+        assert_eq!(map_punctuation("\u{1C}好\u{3000}"), "好");
     }
 }

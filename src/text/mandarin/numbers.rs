@@ -268,4 +268,15 @@ mod tests {
             assert_eq!(an2cn_transform(text), expected, "{text}");
         }
     }
+
+    #[test]
+    fn long_digit_runs_stay_as_written() {
+        let digits = "1".repeat(5000);
+        let started = std::time::Instant::now();
+        assert_eq!(
+            an2cn_transform(&format!("{digits}个")),
+            format!("{digits}个")
+        );
+        assert!(started.elapsed().as_secs() < 5);
+    }
 }
