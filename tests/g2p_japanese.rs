@@ -9,30 +9,16 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+mod packs;
+
 use voxpool::text::japanese;
-use voxpool::text::settings::{configure, TextSettings};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/g2p/ja")
 }
 
 fn setup() {
-    let packs_dir = std::env::var_os("VOXPOOL_LANGUAGE_PACKS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/language-packs"));
-    configure(TextSettings {
-        packs_dir: packs_dir.clone(),
-        espeak_library: None,
-    });
-    // What `voxpool pull kokoro` does: fetch the packs from PyPI unless they are there.
-    if let Err(e) = voxpool::packs::fetch(
-        &voxpool::text::pack_files(),
-        &packs_dir,
-        voxpool::packs::DEFAULT_INDEX,
-        &mut |line| eprintln!("{line}"),
-    ) {
-        panic!("the language packs are missing and could not be fetched: {e}");
-    }
+    packs::setup();
     if let Err(why) = japanese::availability() {
         panic!(
             "{why}\n(fix: run `voxpool pull kokoro`, or point VOXPOOL_LANGUAGE_PACKS at a \

@@ -7,12 +7,12 @@
 //! `phrases_dict.json`) under `$VOXPOOL_LANGUAGE_PACKS/zh/`, else under
 //! `target/language-packs/zh/`; `voxpool pull kokoro` fetches it.
 
-use std::path::PathBuf;
+mod packs;
+
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use voxpool::text::mandarin;
-use voxpool::text::settings::{configure, TextSettings};
 
 const REFERENCE: &str = include_str!("fixtures/g2p/zh/reference.tsv");
 
@@ -24,13 +24,7 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 fn setup() -> MutexGuard<'static, ()> {
     let guard = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
-    let packs_dir = std::env::var_os("VOXPOOL_LANGUAGE_PACKS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/language-packs"));
-    configure(TextSettings {
-        packs_dir,
-        espeak_library: None,
-    });
+    packs::setup();
     if let Err(why) = mandarin::availability() {
         panic!(
             "the Mandarin language pack is missing: {why}\n\

@@ -4,32 +4,10 @@
 //! espeak-ng`), with the tiny Kokoro checkpoint in a worker process.
 
 mod common;
-
-use std::path::PathBuf;
+mod packs;
 
 use common::start;
 use serde_json::{json, Value};
-use voxpool::text::settings::{configure, TextSettings};
-
-/// Configure this process's text settings (the server's workers inherit them) and
-/// fetch the packs if they are missing.
-fn setup() {
-    let packs_dir = std::env::var_os("VOXPOOL_LANGUAGE_PACKS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/language-packs"));
-    configure(TextSettings {
-        packs_dir: packs_dir.clone(),
-        espeak_library: std::env::var_os("VOXPOOL_ESPEAK_LIBRARY").map(PathBuf::from),
-    });
-    if let Err(e) = voxpool::packs::fetch(
-        &voxpool::text::pack_files(),
-        &packs_dir,
-        voxpool::packs::DEFAULT_INDEX,
-        &mut |line| eprintln!("{line}"),
-    ) {
-        panic!("the language packs are missing and could not be fetched: {e}");
-    }
-}
 
 /// The reference's phonemes of a fixture sentence (`tests/fixtures/g2p/<dir>`).
 fn reference(dir: &str, sentence: &str) -> String {
@@ -46,7 +24,7 @@ fn reference(dir: &str, sentence: &str) -> String {
 
 #[tokio::test]
 async fn every_language_is_served() {
-    setup();
+    packs::setup();
     let srv = start().await;
     let models = srv.dir.path().join("models");
     common::install_tiny_kokoro(&models);
