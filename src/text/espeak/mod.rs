@@ -110,7 +110,7 @@ mod tests {
         assert_eq!(phonemize(" ", Language::Italian), Err(TextError::Empty));
         assert!(matches!(
             phonemize("x", Language::Japanese),
-            Err(TextError::UnsupportedLanguage(_))
+            Err(TextError::UnknownLanguage { .. })
         ));
         assert!(has_voice(Language::Hindi).unwrap());
     }
