@@ -640,12 +640,7 @@ async fn languages_by_code_alias_and_voice() {
         )
         .await;
     let status = srv.get("/model/status?model=kokoro").await.1;
-    let available: Vec<&str> = status["available_languages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l.as_str().unwrap())
-        .collect();
+    let available = common::strings(&status["available_languages"]);
     assert!(available.starts_with(&["a", "b"]), "{available:?}");
     if available.contains(&"j") {
         assert_eq!(code, 200, "{err}");

@@ -34,12 +34,7 @@ async fn every_language_is_served() {
 
     let (code, status) = srv.get("/model/status?model=kokoro").await;
     assert_eq!(code, 200);
-    let available: Vec<&str> = status["available_languages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l.as_str().unwrap())
-        .collect();
+    let available = common::strings(&status["available_languages"]);
     assert_eq!(
         available,
         ["a", "b", "e", "f", "h", "i", "j", "p", "z"],

@@ -37,6 +37,14 @@ pub fn install_tiny_kokoro(models: &std::path::Path) {
     }
 }
 
+/// The strings of a JSON array (`available_languages`, …).
+pub fn strings(value: &Value) -> Vec<&str> {
+    value
+        .as_array()
+        .map(|items| items.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
 /// The test model every server gets, and the default one.
 pub const MODEL: &str = "test-tts";
 

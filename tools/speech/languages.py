@@ -32,7 +32,7 @@ import unicodedata
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tier import RATE, Server, wav_samples, write_wav  # noqa: E402
+from tier import RATE, Server, finish, wav_samples, write_wav  # noqa: E402
 
 JAPANESE = [
     "駅の近くに新しいパン屋ができました。",
@@ -227,10 +227,7 @@ def main():
                             f"{ref * 100:.1f}%")
     print(f"\nvoxpool spoke {timing['audio']:.1f} s of audio in {timing['voxpool']:.1f} s "
           f"({timing['audio'] / timing['voxpool']:.1f}× real time over HTTP)")
-    if failures:
-        print("\nFAILED:\n  " + "\n  ".join(failures))
-        sys.exit(1)
-    print(f"\nlanguage tier passed ({len(cases)} sentences; files in {work})")
+    finish(failures, f"language tier passed ({len(cases)} sentences; files in {work})")
 
 
 if __name__ == "__main__":

@@ -301,6 +301,14 @@ def chunks_of(text, max_chars=400):
     return chunks
 
 
+def finish(failures, passed):
+    """Exit 1 listing the failures, or print what passed."""
+    if failures:
+        print("\nFAILED:\n  " + "\n  ".join(failures))
+        sys.exit(1)
+    print(f"\n{passed}")
+
+
 def summarise(name, rates):
     return f"{name}: mean {np.mean(rates) * 100:.1f}%, worst {max(rates) * 100:.0f}%"
 
@@ -479,10 +487,7 @@ def main():
                 f.write(open(files["mp3", i], "rb").read())
         print(f"samples written to {args.samples}")
 
-    if failures:
-        print("\nFAILED:\n  " + "\n  ".join(failures))
-        sys.exit(1)
-    print(f"\nspeech tier passed ({len(SENTENCES)} sentences; files in {work})")
+    finish(failures, f"speech tier passed ({len(SENTENCES)} sentences; files in {work})")
 
 
 if __name__ == "__main__":
