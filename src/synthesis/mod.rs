@@ -361,8 +361,8 @@ impl Synthesizer {
         })
     }
 
-    /// Kokoro phonemes for `input` in `language`, and their token ids. The
-    /// phonemizer's tables belong to Kokoro and live in its worker.
+    /// Kokoro phonemes for `input` in `language`, as the model reads them, and their
+    /// token ids. The phonemizer's tables belong to Kokoro and live in its worker.
     pub async fn phonemize(
         &self,
         input: String,
@@ -375,8 +375,21 @@ impl Synthesizer {
             tokio::task::spawn_blocking(move || lease.engine().phonemize(&input, language))
                 .await
                 .map_err(|e| SpeechError::Internal(format!("phonemizer task failed: {e}")))??;
-        let tokens = vocab::encode(vocab::v1_0(), &phonemes)
-            .map_err(|unknown| SpeechError::BadPhonemes(unknown_symbols(&unknown)))?;
+        // What the model reads: symbols outside its vocabulary (Spanish ¿ and ¡, which
+        // espeak-ng keeps) are dropped, as the model drops them, so the phonemes can be
+        // sent back as `input_format: "phonemes"` unchanged.
+        let vocab = vocab::v1_0();
+        let phonemes: String = phonemes
+            .chars()
+            .filter(|c| vocab.contains_key(c.encode_utf8(&mut [0; 4]) as &str))
+            .collect();
+        let phonemes = phonemes.split_whitespace().collect::<Vec<_>>().join(" ");
+        if phonemes.is_empty() {
+            return Err(SpeechError::Engine(EngineError::InvalidInput(
+                crate::text::g2p::TextError::Empty.to_string(),
+            )));
+        }
+        let tokens = vocab::tokens_lossy(vocab, &phonemes);
         Ok((phonemes, tokens))
     }
 
