@@ -59,6 +59,26 @@ async fn every_language_is_served() {
         .await;
     assert_eq!(by_voice["phonemes"], body["phonemes"]);
 
+    // Phonemes come as the model reads them: espeak-ng's Spanish ¿ is outside the
+    // vocabulary and dropped, so the answer can be spoken back as phonemes.
+    let (code, spanish) = srv
+        .post(
+            "/v1/audio/phonemize",
+            json!({"input": "¿Dónde está?", "language": "es"}),
+        )
+        .await;
+    assert_eq!(code, 200, "{spanish}");
+    let read = spanish["phonemes"].as_str().unwrap();
+    assert!(!read.contains('¿') && read.contains("dˈonde"), "{read}");
+    let (code, body) = srv
+        .post(
+            "/v1/audio/speech",
+            json!({"model": "kokoro", "input": read, "voice": "tiny_a",
+                   "input_format": "phonemes", "response_format": "wav"}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+
     // Every language speaks (tiny model: audio, not words).
     for (lang, text) in [
         ("j", japanese),

@@ -63,6 +63,11 @@ pub trait EngineLoader: Send + Sync {
         let _ = ctx;
         Vec::new()
     }
+    /// The languages the model would speak if loaded now, where that depends on
+    /// the machine (Kokoro's language packs and espeak-ng); `None`: the spec's.
+    fn languages(&self) -> Option<Vec<String>> {
+        None
+    }
     /// The language a voice speaks, as a code of [`ModelSpec::languages`]; `None`
     /// when the model's one language applies.
     fn voice_language(&self, voice: &str) -> Option<String> {

@@ -302,7 +302,11 @@ impl ModelPool {
         let loaded = self.inner.cache.get(model).await;
         let languages = match &loaded {
             Some(l) => l.engine().languages(),
-            None => state.spec.languages.clone(),
+            None => state
+                .spec
+                .loader
+                .languages()
+                .unwrap_or_else(|| state.spec.languages.clone()),
         };
         // A worker's figures are its own, measured now.
         let worker = loaded.as_ref().and_then(|l| l.worker().cloned());

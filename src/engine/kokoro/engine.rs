@@ -259,6 +259,15 @@ impl EngineLoader for KokoroLoader {
         })
     }
 
+    fn languages(&self) -> Option<Vec<String>> {
+        Some(
+            g2p::available_languages()
+                .iter()
+                .map(|l| l.code().to_string())
+                .collect(),
+        )
+    }
+
     fn voice_language(&self, voice: &str) -> Option<String> {
         Some(language_of(kokoro_voice(voice)).code().to_string())
     }
