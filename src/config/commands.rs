@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use super::parse::{database_url, db_url_from_env, default_models_dir, OrEmpty, Setting};
-use super::{ConfigError, LogFormat, ServeArgs};
+use super::{ConfigError, LogFormat, ServeArgs, TextArgs};
 use crate::engine::chatterbox::config::T3Quant;
 use crate::engine::DeviceSpec;
 
@@ -203,32 +203,6 @@ pub struct ServerUrl {
     /// API key sent as `Authorization: Bearer` (an admin key where keys are required).
     #[arg(long, env = "VOXPOOL_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
-}
-
-/// Where G2P finds what is not compiled in (serve, speak, pull, worker).
-#[derive(Debug, Clone, Args)]
-pub struct TextArgs {
-    /// Folder of the language packs (Japanese and Mandarin dictionaries) that
-    /// `voxpool pull kokoro` fetches. Defaults to `$XDG_CACHE_HOME/voxpool/language-packs`,
-    /// then `~/.cache/voxpool/language-packs`.
-    #[arg(long, env = "VOXPOOL_LANGUAGE_PACKS")]
-    pub language_packs: Option<PathBuf>,
-    /// The espeak-ng shared library for Spanish, French, Hindi, Italian and Brazilian
-    /// Portuguese (loaded at run time; default: the system's `libespeak-ng.so.1`).
-    #[arg(long, env = "VOXPOOL_ESPEAK_LIBRARY")]
-    pub espeak_library: Option<PathBuf>,
-}
-
-impl TextArgs {
-    pub fn settings(&self) -> crate::text::settings::TextSettings {
-        crate::text::settings::TextSettings {
-            packs_dir: self
-                .language_packs
-                .clone()
-                .unwrap_or_else(super::parse::default_language_packs_dir),
-            espeak_library: self.espeak_library.clone(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Args)]

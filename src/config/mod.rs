@@ -14,6 +14,7 @@
 mod commands;
 mod parse;
 mod serve;
+mod text;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -27,9 +28,10 @@ pub use crate::pool::{Admission, AutoPull, IdleTimeout, PoolSettings};
 pub use crate::store::{normalize_db_url, sqlite_path};
 pub use commands::{
     CleanupArgs, Cli, Command, KeysAction, KeysArgs, ModelArgs, PullArgs, ServerUrl, SpeakArgs,
-    StatusArgs, TextArgs, TimeoutArgs, WorkerArgs,
+    StatusArgs, TimeoutArgs, WorkerArgs,
 };
 pub use serve::ServeArgs;
+pub use text::TextArgs;
 
 /// A setting that could not be accepted.
 #[derive(Debug, thiserror::Error)]

@@ -93,7 +93,7 @@ pub struct ServeArgs {
     #[arg(long, env = "VOXPOOL_MODELS_DIR")]
     pub models_dir: Option<PathBuf>,
     #[command(flatten)]
-    pub text: super::commands::TextArgs,
+    pub text: super::TextArgs,
     /// Bytes of memory that loaded models may use together (suffixes K, M, G, KiB, MiB,
     /// GiB accepted); loading past it unloads the least recently used idle models.
     #[arg(

@@ -10,32 +10,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use misaki_rs::G2P;
 
+pub use super::error::TextError;
 use super::{espeak, japanese, mandarin, Language};
 
 /// Phonemes of one model call at most (Kokoro's context is 512 tokens with the two pads).
 pub const MAX_PHONEMES: usize = 510;
-
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum TextError {
-    #[error("language '{given}' is not known; available here: {available}")]
-    UnknownLanguage { given: String, available: String },
-    #[error("the text has nothing to pronounce")]
-    Empty,
-    /// The language exists but cannot be spoken on this machine; the text says why
-    /// and what to install.
-    #[error("{0}")]
-    Unavailable(String),
-}
-
-impl TextError {
-    /// The error for a language code that names no language.
-    pub fn unknown(given: &str) -> Self {
-        TextError::UnknownLanguage {
-            given: given.to_string(),
-            available: describe(&available_languages()),
-        }
-    }
-}
 
 /// `a (American English), b (British English), …`.
 pub fn describe(languages: &[Language]) -> String {
@@ -52,7 +31,10 @@ pub fn describe(languages: &[Language]) -> String {
 
 /// Parse a language code or alias ([`Language::parse`]), or say which exist.
 pub fn parse_language(code: &str) -> Result<Language, TextError> {
-    Language::parse(code).ok_or_else(|| TextError::unknown(code))
+    Language::parse(code).ok_or_else(|| TextError::UnknownLanguage {
+        given: code.to_string(),
+        available: describe(&available_languages()),
+    })
 }
 
 /// Whether `language` can be spoken here, or why not and what to install.

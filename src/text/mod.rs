@@ -1,6 +1,7 @@
 //! Text handling before synthesis: sentences, then phonemes per language.
 
 pub mod chunk;
+pub mod error;
 pub mod espeak;
 pub mod g2p;
 pub mod japanese;

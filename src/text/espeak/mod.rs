@@ -19,7 +19,7 @@ mod punctuation;
 
 use std::sync::{Mutex, PoisonError};
 
-use super::g2p::TextError;
+use super::error::TextError;
 use super::settings::settings;
 use super::Language;
 use library::Espeak;
@@ -62,9 +62,9 @@ pub fn has_voice(language: Language) -> Result<bool, String> {
 /// Phonemes of `text` in `language` (one with an espeak voice), in Kokoro's
 /// symbols. [`TextError::Empty`] when espeak reads nothing in it.
 pub fn phonemize(text: &str, language: Language) -> Result<String, TextError> {
-    let voice = language
-        .espeak_voice()
-        .ok_or_else(|| TextError::unknown(language.code()))?;
+    let voice = language.espeak_voice().ok_or_else(|| {
+        TextError::Unavailable(format!("{} is not read by espeak-ng", language.name()))
+    })?;
     let text = misaki::before(text);
     let line = with_espeak(|espeak| {
         espeak.set_language(voice)?;
@@ -110,7 +110,7 @@ mod tests {
         assert_eq!(phonemize(" ", Language::Italian), Err(TextError::Empty));
         assert!(matches!(
             phonemize("x", Language::Japanese),
-            Err(TextError::UnknownLanguage { .. })
+            Err(TextError::Unavailable(_))
         ));
         assert!(has_voice(Language::Hindi).unwrap());
     }

@@ -28,7 +28,7 @@ mod num2kana;
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::g2p::TextError;
+use super::error::TextError;
 use super::settings::{settings, PackFile};
 
 const UNIDIC: &str = "unidic-lite";

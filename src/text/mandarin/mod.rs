@@ -24,7 +24,7 @@ mod segment;
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::g2p::TextError;
+use super::error::TextError;
 use super::settings::{settings, PackFile};
 
 use pinyin::Pinyin;
