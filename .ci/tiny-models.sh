@@ -11,6 +11,8 @@ mkdir -p "$snap/voices"
 cp tests/fixtures/kokoro/tiny.pth "$snap/kokoro-v1_0.pth"
 cp tests/fixtures/kokoro/tiny_config.json "$snap/config.json"
 cp tests/fixtures/kokoro/voices/tiny_a.pt "$snap/voices/af_alloy.pt"
+# A British voice: the web page's language picker follows the voice's first letter.
+cp tests/fixtures/kokoro/voices/tiny_b.pt "$snap/voices/bf_tiny.pt"
 # Tiny Turbo: the released s3gen file holds the flow and the vocoder together.
 turbo="$work_models/models--ResembleAI--chatterbox-turbo/snapshots/tiny"
 mkdir -p "$turbo"

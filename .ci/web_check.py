@@ -76,6 +76,14 @@ try:
     Select(driver.find_element(By.ID, "model")).select_by_value("kokoro")
     wait.until(lambda d: "af_alloy" in [o.get_attribute("value") for o in
                                         Select(d.find_element(By.ID, "voice")).options])
+    # The language picker lists the model's languages and follows the voice.
+    language = lambda d: Select(d.find_element(By.ID, "language"))
+    wait.until(lambda d: len(language(d).options) >= 2)
+    codes = [o.get_attribute("value") for o in language(driver).options]
+    assert codes[:2] == ["a", "b"], codes
+    for voice, code in [("bf_tiny", "b"), ("af_alloy", "a")]:
+        Select(driver.find_element(By.ID, "voice")).select_by_value(voice)
+        wait.until(lambda d: language(d).first_selected_option.get_attribute("value") == code)
     text = driver.find_element(By.ID, "text")
     text.clear()
     text.send_keys("Hello from the browser. This is a second sentence.")

@@ -261,6 +261,41 @@ fn speak_command_writes_audio_files() {
     );
     assert!(wav_len("a.wav") > 0);
 
+    // A language by code or alias; an unknown one is a usage error naming those
+    // available.
+    for (flag, code, file) in [
+        ("--language", "en-us", "us.wav"),
+        ("--lang-code", "b", "gb.wav"),
+    ] {
+        let out = speak(&[
+            "The schedule is on the tomato.",
+            "-v",
+            "tiny_a",
+            flag,
+            code,
+            "-o",
+            file,
+        ])
+        .output()
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_ne!(
+        wav_len("us.wav"),
+        wav_len("gb.wav"),
+        "British English reads the words with other phonemes"
+    );
+    let out = speak(&["Hello.", "--language", "xx", "-o", "x.wav"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("a (American English)"), "{stderr}");
+
     // Phonemes give the same audio as through the server (frames × 600 samples).
     let files = KokoroFiles::locate(&models).unwrap();
     let engine = KokoroEngine::load(&files, &dir.path().join("cache"), &Device::Cpu).unwrap();
