@@ -52,13 +52,16 @@ pub fn availability(language: Language) -> Result<(), String> {
             })
         }),
     };
-    why.map_err(|e| {
-        format!(
-            "{} ({}) is not available here: {e}",
-            language.name(),
-            language.code()
-        )
-    })
+    why.map_err(|e| unavailable(language, &e))
+}
+
+/// Why `language` cannot be spoken, as users read it.
+fn unavailable(language: Language, why: &str) -> String {
+    format!(
+        "{} ({}) is not available here: {why}",
+        language.name(),
+        language.code()
+    )
 }
 
 /// The languages this build speaks on this machine, in the reference's order.
@@ -135,14 +138,16 @@ pub fn phonemize(text: &str, language: Language) -> Result<String, TextError> {
                 .map(|(p, _)| p)
                 .unwrap_or_default()
         }
-        other => {
-            availability(other).map_err(TextError::Unavailable)?;
-            match other {
-                Language::Japanese => japanese::phonemize(text)?,
-                Language::Mandarin => mandarin::phonemize(text)?,
-                other => espeak::phonemize(text, other)?,
-            }
+        // Each backend says what it lacks when it loads: no check of files per call.
+        other => match other {
+            Language::Japanese => japanese::phonemize(text),
+            Language::Mandarin => mandarin::phonemize(text),
+            _ => espeak::phonemize(text, other),
         }
+        .map_err(|e| match e {
+            TextError::Unavailable(why) => TextError::Unavailable(unavailable(other, &why)),
+            e => e,
+        })?,
     };
     let phonemes = phonemes.split_whitespace().collect::<Vec<_>>().join(" ");
     if phonemes.is_empty() {

@@ -34,7 +34,7 @@ import unicodedata
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tier import RATE, Server, finish, wav_samples, write_wav  # noqa: E402
+from tier import RATE, Server, distance, finish, wav_samples, write_wav  # noqa: E402
 
 JAPANESE = [
     "駅の近くに新しいパン屋ができました。",
@@ -131,14 +131,7 @@ def units(text, by_char):
 
 
 def error_rate(ref, hyp, by_char):
-    r, h = units(ref, by_char), units(hyp, by_char)
-    d = list(range(len(h) + 1))
-    for i in range(1, len(r) + 1):
-        prev, d[0] = d[0], i
-        for j in range(1, len(h) + 1):
-            cur = min(d[j] + 1, d[j - 1] + 1, prev + (r[i - 1] != h[j - 1]))
-            prev, d[j] = d[j], cur
-    return min(d[len(h)] / max(len(r), 1), 1.0)
+    return distance(units(ref, by_char), units(hyp, by_char))
 
 
 def reference_pipelines(snapshot):

@@ -135,7 +135,12 @@ def words(text):
 def wer(ref, hyp):
     """Word error rate: word-level Levenshtein distance over the reference length,
     capped at 1 (beyond it only the recogniser's hallucinated loops add errors)."""
-    r, h = words(ref), words(hyp)
+    return distance(words(ref), words(hyp))
+
+
+def distance(r, h):
+    """Levenshtein distance between two sequences over the reference's length,
+    capped at 1."""
     d = list(range(len(h) + 1))
     for i in range(1, len(r) + 1):
         prev, d[0] = d[0], i
