@@ -209,8 +209,12 @@ def main():
 
     def transcribe(path, lang):
         language, prompt = ("ja", None) if lang == "j" else OTHERS[lang][:2]
+        # Temperature 0 only: faster-whisper's default falls back to sampling at higher
+        # temperatures when a transcript looks poor, as it does for a Japanese voice
+        # speaking Hindi or French, and then the same audio transcribed differently
+        # from run to run (Hindi's mean moved by 8 points on unchanged audio).
         segments, _ = asr.transcribe(path, language=language, beam_size=5, vad_filter=False,
-                                     initial_prompt=prompt)
+                                     initial_prompt=prompt, temperature=0.0)
         return " ".join(s.text.strip() for s in segments)
 
     rates, heard = {}, {}
