@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use base64::Engine as _;
 use candle_core::{Device, IndexOp, Tensor};
 use rand::SeedableRng;
 use serde_json::{json, Value};
@@ -229,8 +230,11 @@ async fn chatterbox_turbo_speaks_through_the_server() {
     let both = pcm("Hello there. How are you?").await;
     let apart = [pcm("Hello there.").await, pcm("How are you?").await].concat();
     assert_eq!(both, apart);
+    // The wav comes whole, each sentence rendered in one pass; the pcm streams, each
+    // sentence rendered in parts while T3 speaks it: the same tokens, so the same
+    // length, and audio that differs where the parts join.
     let wav_samples: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
-    assert_eq!(wav_samples, both, "wav and pcm differ");
+    assert_eq!(wav_samples.len(), both.len(), "wav and pcm lengths differ");
 
     let resp = client
         .post(format!("{base}/v1/audio/speech"))
@@ -604,6 +608,73 @@ async fn chatterbox_turbo_clones_voices_through_the_server() {
             "voice {} spoken alongside the other",
             i % 2
         );
+    }
+    server.shutdown().await;
+}
+
+/// A streamed response gets a sentence's audio in parts while T3 is still speaking
+/// it (the tiny T3 speaks a sentence in dozens of tokens, S3Gen's first part is ten):
+/// SSE and pcm bring several pieces for one sentence, as long as the sentence
+/// rendered whole (a wav of one sentence comes whole), also under `speed`.
+#[tokio::test]
+async fn a_streamed_sentence_arrives_in_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    install_tiny_turbo(&dir.path().join("models"));
+    let (server, base) = serve(dir.path(), "parts", None).await;
+    let client = reqwest::Client::new();
+    let text = "Hello there, this sentence is long enough to come in parts.";
+    for speed in [1.0, 2.0] {
+        let whole = client
+            .post(format!("{base}/v1/audio/speech"))
+            .json(&json!({"model": "chatterbox-turbo", "input": text, "voice": "default", "response_format": "wav", "speed": speed}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(whole.status(), 200);
+        let (_, whole) = common::wav_decode(&whole.bytes().await.unwrap());
+        let body = client
+            .post(format!("{base}/v1/audio/speech"))
+            .json(&json!({"model": "chatterbox-turbo", "input": text, "voice": "default", "response_format": "pcm", "stream_format": "sse", "speed": speed}))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let mut pcm = Vec::new();
+        let mut deltas = 0;
+        for line in body.lines().filter_map(|l| l.strip_prefix("data: ")) {
+            let event: Value = serde_json::from_str(line).unwrap();
+            if event["type"] == "speech.audio.delta" {
+                deltas += 1;
+                pcm.extend(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(event["audio"].as_str().unwrap())
+                        .unwrap(),
+                );
+            }
+        }
+        assert!(
+            deltas >= 3,
+            "speed {speed}: {deltas} deltas for one sentence"
+        );
+        assert_eq!(pcm.len(), 2 * whole.len(), "speed {speed}");
+        assert!(pcm.iter().any(|&b| b != 0));
+        // The same request streams the same audio again.
+        let mut again = client
+            .post(format!("{base}/v1/audio/speech"))
+            .json(&json!({"model": "chatterbox-turbo", "input": text, "voice": "default", "response_format": "pcm", "speed": speed}))
+            .send()
+            .await
+            .unwrap();
+        let mut streamed = Vec::new();
+        let mut pieces = 0;
+        while let Some(piece) = again.chunk().await.unwrap() {
+            pieces += 1;
+            streamed.extend_from_slice(&piece);
+        }
+        assert_eq!(streamed, pcm, "speed {speed}");
+        assert!(pieces >= 2, "speed {speed}: {pieces} pieces");
     }
     server.shutdown().await;
 }

@@ -75,6 +75,78 @@ pub fn time_stretch(samples: &[f32], rate: u32, speed: f32) -> Vec<f32> {
     out
 }
 
+/// [`time_stretch`] for audio that arrives in pieces: each piece returns the
+/// stretched samples that no later input can change, and [`StretchStream::finish`]
+/// the rest, so the pieces put together are exactly `time_stretch` of the whole.
+///
+/// An output frame reads the input around where the speed puts it, and its match
+/// search starts from where the previous frame was taken; both depend only on input
+/// up to a frame and the search's tolerance past it. So the whole input is stretched
+/// again for each piece (a few milliseconds a second of audio) and the output is sent
+/// up to the frames that input still lies ahead of.
+pub struct StretchStream {
+    rate: u32,
+    speed: f32,
+    input: Vec<f32>,
+    sent: usize,
+}
+
+impl StretchStream {
+    pub fn new(rate: u32, speed: f32) -> Self {
+        Self {
+            rate,
+            speed,
+            input: Vec::new(),
+            sent: 0,
+        }
+    }
+
+    /// Whether [`time_stretch`] returns its input as it is at this speed.
+    fn passes_through(&self) -> bool {
+        let speed = self.speed;
+        (speed - 1.0).abs() < 1e-3 || !speed.is_finite() || speed <= 0.0
+    }
+
+    /// The next piece of input; returns the output now final.
+    pub fn push(&mut self, samples: &[f32]) -> Vec<f32> {
+        if self.passes_through() {
+            return samples.to_vec();
+        }
+        self.input.extend_from_slice(samples);
+        let frame = ((FRAME * f64::from(self.rate)) as usize).max(8) & !1;
+        let hop_out = frame / 2;
+        let hop_in = f64::from(self.speed) * hop_out as f64;
+        let tolerance = (TOLERANCE * f64::from(self.rate)) as usize;
+        // Frames whose reads all lie inside the input so far (with a frame to spare),
+        // and the output samples only they write.
+        let room = self.input.len().saturating_sub(3 * frame + 2 * tolerance);
+        let frames = (room as f64 / hop_in).floor() as usize;
+        let stable = frames.saturating_sub(1) * hop_out;
+        if stable <= self.sent {
+            return Vec::new();
+        }
+        let out = time_stretch(&self.input, self.rate, self.speed);
+        let stable = stable.min(out.len());
+        let piece = out[self.sent..stable].to_vec();
+        self.sent = stable;
+        piece
+    }
+
+    /// The rest of the output once the input is complete.
+    pub fn finish(&mut self) -> Vec<f32> {
+        if self.passes_through() {
+            return Vec::new();
+        }
+        let out = time_stretch(&self.input, self.rate, self.speed);
+        let piece = out
+            .get(self.sent..)
+            .map(<[f32]>::to_vec)
+            .unwrap_or_default();
+        self.sent = out.len();
+        piece
+    }
+}
+
 /// The start in `lo..=hi` whose frame correlates best with `target`.
 fn best_match(input: &[f32], target: &[f32], lo: isize, hi: isize) -> isize {
     if hi <= lo {
@@ -145,6 +217,24 @@ mod tests {
                 .fold(0f32, f32::max);
             let tone_step = 0.5 * 2.0 * std::f32::consts::PI * 220.0 / RATE as f32;
             assert!(max_step < tone_step * 1.5, "speed {speed}: step {max_step}");
+        }
+    }
+
+    #[test]
+    fn pieces_stretch_as_the_whole_does() {
+        let mut input = tone(180.0, 1.3);
+        input.extend(tone(240.0, 0.9));
+        for speed in [0.5f32, 0.8, 1.0, 1.7, 3.0] {
+            let whole = time_stretch(&input, RATE, speed);
+            for piece in [333usize, 4_800, 20_000] {
+                let mut stream = StretchStream::new(RATE, speed);
+                let mut out = Vec::new();
+                for chunk in input.chunks(piece) {
+                    out.extend(stream.push(chunk));
+                }
+                out.extend(stream.finish());
+                assert_eq!(out, whole, "speed {speed}, pieces of {piece}");
+            }
         }
     }
 

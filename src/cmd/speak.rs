@@ -86,6 +86,7 @@ pub fn run(
             phonemes: args.phonemes,
             cloned: None,
             language: args.language,
+            incremental: false,
         };
         // The server's sentence loop, with nobody to leave and no time limit.
         let mut audio = AudioChunk {

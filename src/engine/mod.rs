@@ -58,6 +58,11 @@ pub struct SpeechJob {
     pub cloned: Option<ClonedVoice>,
     /// See [`SynthRequest::language`].
     pub language: Option<Language>,
+    /// The audio goes out as it is made (a streamed response): an engine that can
+    /// hands a chunk's first audio on before the chunk is finished
+    /// ([`ChunkSink::send_part`]), at some cost in speed.
+    #[serde(default)]
+    pub incremental: bool,
 }
 
 /// Where the audio of a [`SpeechJob`] goes, one chunk at a time.
@@ -65,6 +70,12 @@ pub trait ChunkSink {
     /// Take one chunk's audio (or the error that ends the job); `false` when no
     /// more is wanted (the client left, the time limit passed).
     fn send(&mut self, chunk: Result<AudioChunk, EngineError>) -> bool;
+    /// Take the next part of the chunk being spoken, which [`ChunkSink::send`]
+    /// ends with its last part; `false` when no more is wanted.
+    fn send_part(&mut self, part: AudioChunk) -> bool {
+        let _ = part;
+        true
+    }
     /// Whether the job is still wanted while a chunk is being made (the client is
     /// still there); an engine that can stop early asks.
     fn wanted(&self) -> bool {
@@ -161,19 +172,27 @@ pub trait TtsEngine: Send + Sync {
 
 /// Speak every chunk of `job` and join the audio; the first error ends it.
 pub fn synthesize_job(engine: &dyn TtsEngine, job: &SpeechJob) -> Result<AudioChunk, EngineError> {
-    let mut out = Ok(AudioChunk {
+    struct Collect(Result<AudioChunk, EngineError>);
+    impl ChunkSink for Collect {
+        fn send(&mut self, chunk: Result<AudioChunk, EngineError>) -> bool {
+            match (&mut self.0, chunk) {
+                (Ok(all), Ok(chunk)) => all.samples.extend(chunk.samples),
+                (_, Err(e)) => self.0 = Err(e),
+                (Err(_), Ok(_)) => {}
+            }
+            self.0.is_ok()
+        }
+
+        fn send_part(&mut self, part: AudioChunk) -> bool {
+            self.send(Ok(part))
+        }
+    }
+    let mut collect = Collect(Ok(AudioChunk {
         samples: Vec::new(),
         sample_rate: engine.sample_rate(),
-    });
-    engine.synthesize_each(job, &mut |chunk: Result<AudioChunk, EngineError>| {
-        match (&mut out, chunk) {
-            (Ok(all), Ok(chunk)) => all.samples.extend(chunk.samples),
-            (_, Err(e)) => out = Err(e),
-            (Err(_), Ok(_)) => {}
-        }
-        out.is_ok()
-    });
-    out
+    }));
+    engine.synthesize_each(job, &mut collect);
+    collect.0
 }
 
 /// What can go wrong loading or running an engine. Crosses the worker protocol as is.

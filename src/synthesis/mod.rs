@@ -283,13 +283,14 @@ impl Synthesizer {
         if let Some(language) = request.language.filter(|_| !request.phonemes) {
             check_language(&model, &lease.engine().languages(), language)?;
         }
-        let job = SpeechJob {
+        let mut job = SpeechJob {
             chunks: plan(&request.input),
             voice: request.voice.clone(),
             speed: request.speed,
             phonemes: request.phonemes,
             cloned,
             language: request.language,
+            incremental: false,
         };
         let encoder = StreamEncoder::new(
             request.format,
@@ -299,6 +300,8 @@ impl Synthesizer {
         )
         .map_err(SpeechError::from)?;
         let streams = encoder.streams();
+        // A streamed response gets each sentence's audio as it is made.
+        job.incremental = streams;
         let (tx, mut rx) = mpsc::channel::<Result<Vec<u8>, Arc<SpeechError>>>(1);
         let (outcome_tx, outcome_rx) = oneshot::channel::<Outcome>();
         let time_limit = self.time_limit;

@@ -37,10 +37,14 @@ pub fn render(
     let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut sink = Sink {
             wanted,
-            on_chunk: |chunk: Result<AudioChunk, EngineError>| {
-                spoken += 1;
+            on_chunk: |chunk: Result<AudioChunk, EngineError>, part: bool| {
+                if !part {
+                    spoken += 1;
+                }
                 // The limit is checked where more sentences would follow.
-                if let Some(limit) = limit.filter(|l| spoken < total && started.elapsed() > *l) {
+                if let Some(limit) =
+                    limit.filter(|l| !part && spoken < total && started.elapsed() > *l)
+                {
                     tracing::warn!(
                         limit_s = limit.as_secs(),
                         "synthesis stopped at its time limit"
@@ -79,16 +83,20 @@ pub fn render(
     Rendered { samples, error }
 }
 
-/// A job's audio on its way out: each chunk goes to `on_chunk`; the job is wanted
-/// while `wanted` says so.
+/// A job's audio on its way out: each chunk, and each part of one, goes to
+/// `on_chunk` (with `true` for a part); the job is wanted while `wanted` says so.
 struct Sink<'a, F> {
     wanted: &'a dyn Fn() -> bool,
     on_chunk: F,
 }
 
-impl<F: FnMut(Result<AudioChunk, EngineError>) -> bool> ChunkSink for Sink<'_, F> {
+impl<F: FnMut(Result<AudioChunk, EngineError>, bool) -> bool> ChunkSink for Sink<'_, F> {
     fn send(&mut self, chunk: Result<AudioChunk, EngineError>) -> bool {
-        (self.on_chunk)(chunk)
+        (self.on_chunk)(chunk, false)
+    }
+
+    fn send_part(&mut self, part: AudioChunk) -> bool {
+        (self.on_chunk)(Ok(part), true)
     }
 
     fn wanted(&self) -> bool {

@@ -52,7 +52,8 @@ pub struct Launch {
 const WANTED_CHECK: Duration = Duration::from_millis(50);
 
 enum Pending {
-    Audio(std::sync::mpsc::Sender<Result<Vec<f32>, EngineError>>),
+    /// A job's audio: each chunk's samples, or a part of one (`true`).
+    Audio(std::sync::mpsc::Sender<Result<(Vec<f32>, bool), EngineError>>),
     Call(oneshot::Sender<Result<Reply, EngineError>>),
 }
 
@@ -111,9 +112,9 @@ impl Shared {
         let Some(id) = reply.id() else { return };
         let mut table = self.table();
         match reply {
-            Reply::Audio { samples, .. } => {
+            Reply::Audio { samples, part, .. } => {
                 if let Some(Pending::Audio(tx)) = table.pending.get(&id) {
-                    let _ = tx.send(Ok(samples));
+                    let _ = tx.send(Ok((samples, part)));
                 }
             }
             // Dropping the sender ends the request's stream.
@@ -407,6 +408,7 @@ impl TtsEngine for WorkerEngine {
             phonemes: req.phonemes,
             cloned: req.cloned.cloned(),
             language: req.language,
+            incremental: false,
         };
         crate::engine::synthesize_job(self, &job)
     }
@@ -440,11 +442,17 @@ impl TtsEngine for WorkerEngine {
                 Err(RecvTimeoutError::Disconnected) => return,
             };
             match chunk {
-                Ok(samples) => {
-                    if !sink.send(Ok(AudioChunk {
+                Ok((samples, part)) => {
+                    let audio = AudioChunk {
                         samples,
                         sample_rate,
-                    })) {
+                    };
+                    let taken = if part {
+                        sink.send_part(audio)
+                    } else {
+                        sink.send(Ok(audio))
+                    };
+                    if !taken {
                         self.shared.cancel(id);
                         return;
                     }

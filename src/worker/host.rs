@@ -18,7 +18,9 @@ use tracing::{error, info};
 use super::protocol::{codec, decode, encode, rss_of, Memory, Ready, Reply, Request};
 use crate::audio::clip::ReferenceClip;
 use crate::config::WorkerArgs;
-use crate::engine::{AudioChunk, EngineError, EngineLoader, LoadContext, SpeechJob, TtsEngine};
+use crate::engine::{
+    AudioChunk, ChunkSink, EngineError, EngineLoader, LoadContext, SpeechJob, TtsEngine,
+};
 
 /// How often the worker checks that the server that started it is still there.
 const PARENT_CHECK: Duration = Duration::from_millis(200);
@@ -279,28 +281,51 @@ fn synthesize(
             },
         };
     }
-    let mut failure = None;
-    let spoken = guarded(|| {
-        engine.synthesize_each(
-            job,
-            &mut |chunk: Result<AudioChunk, EngineError>| match chunk {
-                Ok(audio) => {
-                    outbox
-                        .send(Reply::Audio {
-                            id,
-                            samples: audio.samples,
-                        })
-                        .is_ok()
-                        && !cancelled.load(Ordering::Acquire)
-                }
+    /// Each chunk and part goes out as a reply; a cancel stops the job there, and
+    /// an engine that asks learns of it while it speaks.
+    struct Replies<'a> {
+        id: u64,
+        outbox: &'a Outbox,
+        cancelled: &'a AtomicBool,
+        failure: Option<EngineError>,
+    }
+    impl Replies<'_> {
+        fn audio(&mut self, samples: Vec<f32>, part: bool) -> bool {
+            let id = self.id;
+            let sent = self.outbox.send(Reply::Audio { id, samples, part });
+            sent.is_ok() && self.wanted()
+        }
+    }
+    impl ChunkSink for Replies<'_> {
+        fn send(&mut self, chunk: Result<AudioChunk, EngineError>) -> bool {
+            match chunk {
+                Ok(audio) => self.audio(audio.samples, false),
                 Err(e) => {
-                    failure = Some(e);
+                    self.failure = Some(e);
                     false
                 }
-            },
-        );
+            }
+        }
+
+        fn send_part(&mut self, part: AudioChunk) -> bool {
+            self.audio(part.samples, true)
+        }
+
+        fn wanted(&self) -> bool {
+            !self.cancelled.load(Ordering::Acquire)
+        }
+    }
+    let mut replies = Replies {
+        id,
+        outbox,
+        cancelled,
+        failure: None,
+    };
+    let spoken = guarded(|| {
+        engine.synthesize_each(job, &mut replies);
         Ok(())
     });
+    let failure = replies.failure;
     match spoken.err().or(failure) {
         Some(error) => Reply::Failed { id, error },
         None => Reply::Done { id },

@@ -65,10 +65,13 @@ pub enum Reply {
     Ready(Ready),
     /// The engine could not be loaded; the worker exits after this.
     LoadFailed(EngineError),
-    /// One chunk's audio, f32 at the engine's sample rate.
+    /// One chunk's audio, f32 at the engine's sample rate; with `part`, the next
+    /// part of a chunk still being spoken ([`crate::engine::ChunkSink::send_part`]).
     Audio {
         id: u64,
         samples: Vec<f32>,
+        #[serde(default)]
+        part: bool,
     },
     /// `id` has ended (all chunks spoken, or cancelled).
     Done {
@@ -162,6 +165,7 @@ mod tests {
                 conditioning: vec![1u8, 2, 3].into(),
             }),
             language: Some(crate::text::Language::Japanese),
+            incremental: true,
         };
         let frame = encode(&Request::Synthesize {
             id: 7,
@@ -178,10 +182,15 @@ mod tests {
         let frame = encode(&Reply::Audio {
             id: 9,
             samples: samples.clone(),
+            part: true,
         });
         match decode::<Reply>(&frame).unwrap() {
-            Reply::Audio { id, samples: back } => {
-                assert_eq!((id, back), (9, samples));
+            Reply::Audio {
+                id,
+                samples: back,
+                part,
+            } => {
+                assert_eq!((id, back, part), (9, samples, true));
             }
             other => panic!("{other:?}"),
         }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod features;
 pub mod s3gen;
 pub mod s3tokenizer;
+pub mod stream;
 pub mod t3;
 pub mod text;
 pub mod tts_turbo;

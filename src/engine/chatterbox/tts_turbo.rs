@@ -15,23 +15,26 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use rand::{Rng, SeedableRng};
 
 use super::cloner::{ClonerConfig, VoiceCloner};
 use super::conds::Conditionals;
 use super::config::{T3Config, T3Quant};
-use super::s3gen::hifigan::{trim_fade, HiFTConfig, HiFTGenerator};
+use super::s3gen::hifigan::{HiFTConfig, HiFTGenerator};
 use super::s3gen::{S3GenConfig, S3Token2Mel};
+use super::stream::{SpeechRenderer, StreamPlan};
 use super::t3::inference::SamplingParams;
 use super::t3::T3;
 use super::text::{punc_norm, TextTokenizer};
 use crate::audio::clip::ReferenceClip;
+use crate::audio::stretch::StretchStream;
 use crate::engine::files::find_model_file;
 use crate::engine::nn::safetensors_file::{var_builder, SafetensorsFile};
 use crate::engine::seed::Fnv1a64;
 use crate::engine::{
-    AudioChunk, ClonedVoice, EngineError, EngineLoader, LoadContext, SynthRequest, TtsEngine,
+    AudioChunk, ChunkSink, ClonedVoice, EngineError, EngineLoader, LoadContext, SpeechJob,
+    SynthRequest, TtsEngine,
 };
 
 pub const MODEL: &str = "chatterbox-turbo";
@@ -247,10 +250,26 @@ impl ChatterboxTurboEngine {
         voice: &Conditionals,
         rng: &mut impl Rng,
     ) -> Result<Vec<u32>, EngineError> {
+        let (ids, params) = self.t3_input(text, voice)?;
+        let mut tokens = self
+            .t3
+            .inference(&ids, &voice.t3, &params, rng)
+            .map_err(EngineError::from)?;
+        tokens.retain(|&t| t < SPEECH_VOCAB);
+        tokens.extend([SILENCE_TOKEN; 3]);
+        Ok(tokens)
+    }
+
+    /// T3's text ids for `text` and its sampling, with the speech tokens limited to
+    /// what is left of the position table once `voice`'s conditioning and the text
+    /// are in it (8196 for Turbo, far beyond its 1000-token limit; smaller
+    /// checkpoints stop earlier instead of failing).
+    fn t3_input(
+        &self,
+        text: &str,
+        voice: &Conditionals,
+    ) -> Result<(Vec<u32>, SamplingParams), EngineError> {
         let ids = self.tokenizer.encode(&punc_norm(text))?;
-        // Speaker, prompt tokens, text and the start token come first; speech tokens
-        // may fill what is left of the position table (8196 for Turbo, far beyond its
-        // 1000-token limit; smaller checkpoints stop earlier instead of failing).
         let prompt = match &voice.t3.cond_prompt_speech_tokens {
             Some(t) => t.dim(1).map_err(EngineError::from)?,
             None => 0,
@@ -269,33 +288,122 @@ impl ChatterboxTurboEngine {
             max_gen_len: self.sampling.max_gen_len.min(room),
             ..self.sampling.clone()
         };
-        let mut tokens = self
-            .t3
-            .inference(&ids, &voice.t3, &params, rng)
-            .map_err(EngineError::from)?;
-        tokens.retain(|&t| t < SPEECH_VOCAB);
-        tokens.extend([SILENCE_TOKEN; 3]);
-        Ok(tokens)
+        Ok((ids, params))
     }
 
-    /// Speech tokens → 24 kHz samples (S3Gen, HiFT, the reference's fade-in) with `voice`.
+    /// Speech tokens → 24 kHz samples (S3Gen, HiFT, the reference's fade-in) with
+    /// `voice`, rendered whole; `rng` gives the seed of the random draws.
     pub fn vocode_for(
         &self,
         tokens: &[u32],
         voice: &Conditionals,
         rng: &mut impl Rng,
     ) -> Result<Vec<f32>, EngineError> {
-        let mut run = || -> candle_core::Result<Vec<f32>> {
-            let speech = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
-            let shape = self.s3gen.noise_shape(tokens.len(), &voice.gen)?;
-            let noise = standard_normal(shape, rng, &self.device)?;
-            let mel = self.s3gen.mel(&speech, &voice.gen, &noise)?;
-            let wav = self.hift.inference_seeded(&mel, rng.random())?;
-            trim_fade(&wav, SAMPLE_RATE)?
-                .flatten_all()?
-                .to_vec1::<f32>()
-        };
-        run().map_err(EngineError::from)
+        let mut renderer = self
+            .renderer(voice, rng.random())
+            .map_err(EngineError::from)?;
+        renderer.finish(tokens).map_err(EngineError::from)
+    }
+
+    fn renderer<'a>(
+        &'a self,
+        voice: &'a Conditionals,
+        seed: u64,
+    ) -> candle_core::Result<SpeechRenderer<'a>> {
+        SpeechRenderer::new(
+            &self.s3gen,
+            &self.hift,
+            &voice.gen,
+            StreamPlan::default(),
+            seed,
+            SAMPLE_RATE,
+        )
+    }
+
+    /// One sentence in `voice`: T3's tokens, then their audio, stretched to `speed`.
+    /// With `incremental`, the audio is rendered in chunks while T3 goes on and each
+    /// part but the last goes to `sink` as it is made; the rest is returned. `None`
+    /// when `sink` wanted no more (the client left) before the end.
+    fn speak_sentence(
+        &self,
+        text: &str,
+        voice: &Conditionals,
+        seed: u64,
+        speed: f32,
+        incremental: bool,
+        sink: &mut dyn ChunkSink,
+    ) -> Result<Option<Vec<f32>>, EngineError> {
+        // T3 samples from the seed as it always has; the vocoder's draws come from a
+        // second seed made from it, so they do not depend on how many T3 took.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let vocoder_seed = Fnv1a64::new()
+            .bytes(&seed.to_le_bytes())
+            .bytes(b"vocoder")
+            .finish();
+        let (ids, params) = self.t3_input(text, voice)?;
+        let mut renderer = self.renderer(voice, vocoder_seed)?;
+        let mut stretch = StretchStream::new(SAMPLE_RATE, speed);
+        let mut stopped = false;
+        let mut speech = Vec::new();
+        let tokens = self.t3.inference_with(
+            &ids,
+            &voice.t3,
+            &params,
+            &mut rng,
+            &mut |generated: &[u32]| {
+                if !sink.wanted() {
+                    stopped = true;
+                    return Ok(false);
+                }
+                if incremental {
+                    speech.clear();
+                    speech.extend(generated.iter().copied().filter(|&t| t < SPEECH_VOCAB));
+                    let audio = stretch.push(&renderer.push(&speech)?);
+                    if !audio.is_empty()
+                        && !sink.send_part(AudioChunk {
+                            samples: audio,
+                            sample_rate: SAMPLE_RATE,
+                        })
+                    {
+                        stopped = true;
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            },
+        )?;
+        if stopped {
+            return Ok(None);
+        }
+        let mut speech: Vec<u32> = tokens.into_iter().filter(|&t| t < SPEECH_VOCAB).collect();
+        speech.extend([SILENCE_TOKEN; 3]);
+        let mut samples = stretch.push(&renderer.finish(&speech)?);
+        samples.extend(stretch.finish());
+        Ok(Some(samples))
+    }
+
+    /// The voice a request speaks with: a cloned voice's conditioning, or the
+    /// built-in one; refuses voices it does not know and phoneme input.
+    fn request_voice(
+        &self,
+        voice: &str,
+        cloned: Option<&ClonedVoice>,
+        phonemes: bool,
+    ) -> Result<Option<Arc<Conditionals>>, EngineError> {
+        let cloned = cloned.map(|v| self.cloned_voice(v)).transpose()?;
+        if cloned.is_none() && !self.accepts_voice(voice) {
+            return Err(EngineError::UnknownVoice {
+                model: MODEL.into(),
+                voice: voice.into(),
+            });
+        }
+        if phonemes {
+            return Err(EngineError::Unsupported {
+                param: "input_format".into(),
+                message: "chatterbox-turbo reads plain text; phoneme input is for kokoro".into(),
+            });
+        }
+        Ok(cloned)
     }
 }
 
@@ -373,48 +481,53 @@ fn request_seed(text: &str, cloned: Option<&ClonedVoice>) -> u64 {
     .finish()
 }
 
-/// `torch.randn(shape)` from `rng`, so a seed fixes the whole call (as the vocoder's
-/// `SourceNoise::draw` does).
-fn standard_normal(
-    shape: (usize, usize, usize),
-    rng: &mut impl Rng,
-    device: &Device,
-) -> candle_core::Result<Tensor> {
-    let n = shape.0 * shape.1 * shape.2;
-    let values: Vec<f32> = (0..n)
-        .map(|_| rng.sample::<f32, _>(rand_distr::StandardNormal))
-        .collect();
-    Tensor::from_vec(values, shape, device)
-}
-
 impl TtsEngine for ChatterboxTurboEngine {
     fn synthesize(&self, req: &SynthRequest<'_>) -> Result<AudioChunk, EngineError> {
-        let cloned = req.cloned.map(|v| self.cloned_voice(v)).transpose()?;
-        if cloned.is_none() && !self.accepts_voice(req.voice) {
-            return Err(EngineError::UnknownVoice {
-                model: MODEL.into(),
-                voice: req.voice.into(),
-            });
-        }
-        if req.phonemes {
-            return Err(EngineError::Unsupported {
-                param: "input_format".into(),
-                message: "chatterbox-turbo reads plain text; phoneme input is for kokoro".into(),
-            });
-        }
+        let cloned = self.request_voice(req.voice, req.cloned, req.phonemes)?;
+        let voice = cloned.as_deref().unwrap_or(&self.voice);
         // Sampling is seeded by the input: the same text in the same voice gives the
         // same audio, whatever else runs at the same time, and after an upgrade.
         let seed = request_seed(req.text, req.cloned);
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let voice = cloned.as_deref().unwrap_or(&self.voice);
-        let tokens = self.speech_tokens_for(req.text, voice, &mut rng)?;
-        let samples = self.vocode_for(&tokens, voice, &mut rng)?;
-        // The model has no rate control: other speeds are a pitch-preserving stretch.
-        let samples = crate::audio::stretch::time_stretch(&samples, SAMPLE_RATE, req.speed);
+        let mut everything = |_: Result<AudioChunk, EngineError>| true;
+        let samples = self
+            .speak_sentence(req.text, voice, seed, req.speed, false, &mut everything)?
+            .unwrap_or_default();
         Ok(AudioChunk {
             samples,
             sample_rate: SAMPLE_RATE,
         })
+    }
+
+    /// Each sentence in turn; for a streamed response its audio goes out in parts
+    /// while T3 is still speaking it. A client that leaves stops T3 at its next token.
+    fn synthesize_each(&self, job: &SpeechJob, sink: &mut dyn ChunkSink) {
+        let cloned = match self.request_voice(&job.voice, job.cloned.as_ref(), job.phonemes) {
+            Ok(cloned) => cloned,
+            Err(e) => {
+                sink.send(Err(e));
+                return;
+            }
+        };
+        let voice = cloned.as_deref().unwrap_or(&self.voice);
+        for text in &job.chunks {
+            let seed = request_seed(text, job.cloned.as_ref());
+            match self.speak_sentence(text, voice, seed, job.speed, job.incremental, sink) {
+                Ok(Some(samples)) => {
+                    let taken = sink.send(Ok(AudioChunk {
+                        samples,
+                        sample_rate: SAMPLE_RATE,
+                    }));
+                    if !taken {
+                        return;
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    sink.send(Err(e));
+                    return;
+                }
+            }
+        }
     }
 
     fn sample_rate(&self) -> u32 {

@@ -211,6 +211,58 @@ impl SineGen {
             .reshape((b, dim, len))
     }
 
+    /// One item's sine channels [dim, len] for [`PhaseIntegration::PerSample`], the
+    /// phase carried on from `acc` (per channel, the cycles accumulated before the
+    /// first sample; zeros at the start of an utterance, as [`SineGen::forward`]
+    /// starts) and left at the last sample's, so consecutive spans give the samples
+    /// one call over the whole `f0` gives. `phase` holds the start phases ([dim];
+    /// the fundamental's is ignored) and `randn` the noise sample-major ([len, dim]),
+    /// so a span of an utterance reads the same noise however it was cut.
+    pub fn continue_per_sample(
+        &self,
+        f0: &[f32],
+        phase: &[f32],
+        randn: &[f32],
+        acc: &mut [f64],
+    ) -> Result<Vec<f32>> {
+        let (dim, scale) = (self.dim(), self.cfg.upsample_scale);
+        let len = f0.len() * scale;
+        if phase.len() != dim || acc.len() != dim || randn.len() != len * dim {
+            candle_core::bail!(
+                "SineGen: {} phases, {} accumulators and {} noise values for {dim} channels \
+                 of {len} samples",
+                phase.len(),
+                acc.len(),
+                randn.len()
+            );
+        }
+        let sampling_rate = self.cfg.samp_rate as f32;
+        let voiced_threshold = self.cfg.voiced_threshold as f32;
+        let (sine_amp, noise_std) = (self.cfg.sine_amp as f32, self.cfg.noise_std as f32);
+        let two_pi = 2.0 * std::f32::consts::PI;
+        let unvoiced_amp = sine_amp / 3.0;
+        let mut out = vec![0f32; dim * len];
+        for (h, (out, acc)) in out.chunks_exact_mut(len).zip(acc.iter_mut()).enumerate() {
+            let start = if h == 0 { 0.0 } else { phase[h] };
+            for (j, &f) in f0.iter().enumerate() {
+                let step = f64::from(f * (h + 1) as f32 / sampling_rate);
+                let voiced = f > voiced_threshold;
+                for i in j * scale..(j + 1) * scale {
+                    let r = randn[i * dim + h];
+                    *acc += step;
+                    let cum = *acc as f32;
+                    let theta = two_pi * cum.rem_euclid(1.0);
+                    out[i] = if voiced {
+                        sine_amp * (theta + start).sin() + noise_std * r
+                    } else {
+                        unvoiced_amp * r
+                    };
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// [`PhaseIntegration::PerSample`]: `phase` [B, dim] start phases (empty for
     /// zeros), `randn` [B, dim, L].
     fn forward_per_sample(&self, f0: &Tensor, phase: &[f32], randn: &Tensor) -> Result<Tensor> {
@@ -283,11 +335,20 @@ impl SourceModuleHnNSF {
         self.l_sin_gen.dim()
     }
 
+    /// The sine generator.
+    pub fn sine_gen(&self) -> &SineGen {
+        &self.l_sin_gen
+    }
+
     /// `f0` [B, n] at frame rate → source [B, 1, n·upsample_scale].
     pub fn forward(&self, f0: &Tensor, noise: &SourceNoise) -> Result<Tensor> {
-        let sines = self.l_sin_gen.forward(f0, noise)?; // [B, dim, L]
+        self.merge(&self.l_sin_gen.forward(f0, noise)?)
+    }
+
+    /// The sine channels [B, dim, L] merged into the source [B, 1, L].
+    pub fn merge(&self, sines: &Tensor) -> Result<Tensor> {
         let b = sines.dim(0)?;
-        let merged = self.l_linear.weight().broadcast_left(b)?.matmul(&sines)?; // [B, 1, L]
+        let merged = self.l_linear.weight().broadcast_left(b)?.matmul(sines)?; // [B, 1, L]
         let merged = match self.l_linear.bias() {
             Some(bias) => merged.broadcast_add(&bias.reshape((1, 1, 1))?)?,
             None => merged,
@@ -344,6 +405,45 @@ mod tests {
         assert!(sine_gen(PhaseIntegration::PerFrame)
             .forward(&f0, &short)
             .is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn a_continued_source_is_the_whole_source() -> Result<()> {
+        let dev = Device::Cpu;
+        let gen = sine_gen(PhaseIntegration::PerSample);
+        let f0: Vec<f32> = (0..9).map(|i| [0.0, 95.0, 130.5, 220.0][i % 4]).collect();
+        let (dim, len) = (3usize, 36usize);
+        let randn = Tensor::randn(0f32, 1.0, (1, dim, len), &dev)?;
+        let rand = Tensor::new(&[[0.1f32, 0.7, 0.3]], &dev)?;
+        let whole = gen
+            .forward(
+                &Tensor::new(f0.as_slice(), &dev)?.unsqueeze(0)?,
+                &SourceNoise::from_draws(&rand, &randn)?,
+            )?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let phase = SourceNoise::from_draws(&rand, &randn)?
+            .phase
+            .expect("drawn phases")
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        // Sample-major noise, the spans cut at frames 2 and 7.
+        let noise = randn.squeeze(0)?.t()?.flatten_all()?.to_vec1::<f32>()?;
+        let mut acc = vec![0f64; dim];
+        let mut spans = vec![Vec::new(); dim];
+        for (a, b) in [(0usize, 2usize), (2, 7), (7, 9)] {
+            let part = gen.continue_per_sample(
+                &f0[a..b],
+                &phase,
+                &noise[a * 4 * dim..b * 4 * dim],
+                &mut acc,
+            )?;
+            for (h, span) in spans.iter_mut().enumerate() {
+                span.extend_from_slice(&part[h * (b - a) * 4..(h + 1) * (b - a) * 4]);
+            }
+        }
+        assert_eq!(spans.concat(), whole);
         Ok(())
     }
 

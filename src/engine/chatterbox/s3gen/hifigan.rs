@@ -354,6 +354,29 @@ impl HiFTGenerator {
         self.m_source.forward(f0, noise)
     }
 
+    /// The source [1, 1, n·scale] for one item's F0 `f0` [n], its phase carried on
+    /// from `acc` (see [`crate::engine::nn::source::SineGen::continue_per_sample`]:
+    /// `phase` [dim] start phases, `randn` [n·scale, dim] sample-major noise).
+    pub fn source_continued(
+        &self,
+        f0: &[f32],
+        phase: &[f32],
+        randn: &[f32],
+        acc: &mut [f64],
+        device: &candle_core::Device,
+    ) -> Result<Tensor> {
+        let sines = self
+            .m_source
+            .sine_gen()
+            .continue_per_sample(f0, phase, randn, acc)?;
+        let len = f0.len() * self.upsample_scale;
+        self.m_source.merge(&Tensor::from_vec(
+            sines,
+            (1, self.source_dim(), len),
+            device,
+        )?)
+    }
+
     /// `_stft(s)` as the generator reads it: real parts, then imaginary parts,
     /// [B, n_fft + 2, L/hop + 1].
     pub fn source_stft(&self, source: &Tensor) -> Result<Tensor> {
@@ -447,6 +470,21 @@ impl HiFTGenerator {
 /// and `cos` in f32, as the reference builds the buffer).
 pub fn trim_fade(audio: &Tensor, sampling_rate: u32) -> Result<Tensor> {
     let (_, len) = audio.dims2()?;
+    let mut fade = fade_in_gains(sampling_rate);
+    let n = fade.len().min(len);
+    fade.truncate(n);
+    let head = audio
+        .narrow(1, 0, n)?
+        .broadcast_mul(&Tensor::from_vec(fade, (1, n), audio.device())?.to_dtype(audio.dtype())?)?;
+    if n == len {
+        return Ok(head);
+    }
+    Tensor::cat(&[&head, &audio.narrow(1, n, len - n)?], 1)
+}
+
+/// The gains [`trim_fade`] multiplies the first 40 ms by (the samples after them
+/// are kept as they are).
+pub fn fade_in_gains(sampling_rate: u32) -> Vec<f32> {
     let n_trim = (sampling_rate / 50) as usize;
     let mut fade = vec![0f32; 2 * n_trim];
     // torch.linspace(π, 0, n): the first half counts up from the start, the second
@@ -461,13 +499,5 @@ pub fn trim_fade(audio: &Tensor, sampling_rate: u32) -> Result<Tensor> {
         };
         fade[n_trim + i] = (x.cos() + 1.0) / 2.0;
     }
-    let n = fade.len().min(len);
-    fade.truncate(n);
-    let head = audio
-        .narrow(1, 0, n)?
-        .broadcast_mul(&Tensor::from_vec(fade, (1, n), audio.device())?.to_dtype(audio.dtype())?)?;
-    if n == len {
-        return Ok(head);
-    }
-    Tensor::cat(&[&head, &audio.narrow(1, n, len - n)?], 1)
+    fade
 }

@@ -194,6 +194,20 @@ impl T3 {
         params: &SamplingParams,
         rng: &mut R,
     ) -> Result<Vec<u32>> {
+        self.inference_with(text_tokens, cond, params, rng, &mut |_| Ok(true))
+    }
+
+    /// [`T3::inference`], handing the tokens generated so far to `on_token` after
+    /// each one but the stop token; generation ends early, with the tokens so far,
+    /// when `on_token` answers `false`.
+    pub fn inference_with<R: Rng + ?Sized>(
+        &self,
+        text_tokens: &[u32],
+        cond: &T3Cond,
+        params: &SamplingParams,
+        rng: &mut R,
+        on_token: &mut dyn FnMut(&[u32]) -> Result<bool>,
+    ) -> Result<Vec<u32>> {
         let _span = tracing::trace_span!("t3_inference", text_tokens = text_tokens.len()).entered();
         let device = self.device();
         let (start, stop) = (self.hp().start_speech_token, self.hp().stop_speech_token);
@@ -207,8 +221,12 @@ impl T3 {
         let probs = params.probabilities(&logits, &[start]);
         let mut token = sample(&probs, rng)?;
         let mut generated = vec![token];
+        let mut going = on_token(&generated)?;
 
         for _ in 0..params.max_gen_len {
+            if !going {
+                break;
+            }
             let embed = self.embed_speech(&Tensor::new(&[[token]], device)?)?;
             let hidden = self.forward_hidden(&embed, &mut cache)?;
             let mut scores = self.last_speech_logits(&hidden)?;
@@ -222,6 +240,7 @@ impl T3 {
             if token == stop {
                 break;
             }
+            going = on_token(&generated)?;
         }
         if generated.last() == Some(&stop) {
             generated.pop();
