@@ -137,8 +137,8 @@ fn a_sentence_in_chunks_stays_close_to_it_whole() -> Result<()> {
     assert_eq!(mel.len(), whole_mel.len());
     assert!(chunks >= 4, "{chunks} chunks");
     assert_eq!(
-        first, 13,
-        "first audio after the first 10 tokens and 3 ahead"
+        first, 11,
+        "first audio after the first 8 tokens and 3 ahead"
     );
     let mel_snr = snr_db(&whole_mel, &mel);
     println!("default plan: {chunks} chunks, mel SNR {mel_snr:.1} dB");
@@ -226,11 +226,19 @@ fn full_size_plans() -> Result<()> {
     let plans = [
         d.clone(),
         StreamPlan {
-            prompt_tokens: 25,
+            first_prompt_tokens: 100,
             ..d.clone()
         },
         StreamPlan {
-            prompt_tokens: 100,
+            context_tokens: 25,
+            ..d.clone()
+        },
+        StreamPlan {
+            prompt_tokens: 50,
+            ..d.clone()
+        },
+        StreamPlan {
+            prompt_tokens: 150,
             ..d.clone()
         },
         StreamPlan {
@@ -238,32 +246,11 @@ fn full_size_plans() -> Result<()> {
             ..d.clone()
         },
         StreamPlan {
-            context_tokens: 10,
-            ..d.clone()
-        },
-        StreamPlan {
-            context_tokens: 50,
-            ..d.clone()
-        },
-        StreamPlan {
-            lookahead: 5,
-            ..d.clone()
-        },
-        StreamPlan {
-            lookahead: 8,
-            ..d.clone()
-        },
-        StreamPlan {
-            first_tokens: 15,
-            ..d.clone()
-        },
-        StreamPlan {
             context_as_prompt: true,
             ..d.clone()
         },
         StreamPlan {
-            context_tokens: 50,
-            prompt_tokens: 100,
+            first_tokens: 6,
             ..d.clone()
         },
     ];
@@ -272,28 +259,40 @@ fn full_size_plans() -> Result<()> {
         let started = std::time::Instant::now();
         let mut first = None;
         let mut audio = Vec::new();
+        let mut joins = Vec::new();
         for k in 1..tokens.len() {
             let piece = r.push(&tokens[..k])?;
             if first.is_none() && !piece.is_empty() {
                 first = Some((k, started.elapsed().as_secs_f64(), seconds(&piece)));
             }
+            if !piece.is_empty() && !audio.is_empty() {
+                joins.push(audio.len());
+            }
             audio.extend(piece);
         }
+        joins.push(audio.len());
         audio.extend(r.finish(&tokens)?);
+        let step = |i: usize| (audio[i] - audio[i - 1]).abs();
+        let mut steps: Vec<f32> = (1..audio.len()).map(step).collect();
+        steps.sort_by(f32::total_cmp);
+        let p999 = steps[steps.len() * 999 / 1000];
+        let join_step = joins.iter().map(|&i| step(i)).fold(0f32, f32::max);
         let total = started.elapsed().as_secs_f64();
         let mel = r.mel()?.flatten_all()?.to_vec1::<f32>()?;
         let (k, t, s) = first.unwrap_or((0, 0.0, 0.0));
         println!(
-            "prompt {:>4} context {:>3}{} lookahead {} first {:>2}: {} chunks, mel SNR {:.1} dB, \
-             audio SNR {:.1} dB, first {s:.2} s of audio after token {k} in {t:.2} s, total {total:.2} s",
+            "prompt {:>4} ({:>3} first) context {:>3}{} lookahead {} first {:>2} max {:>3}: {} chunks, mel SNR {:.1} dB, \
+             largest step at a join {join_step:.4} (inside: 99.9th percentile {p999:.4}), \
+             first {s:.2} s of audio after token {k} in {t:.2} s, total {total:.2} s",
             plan.prompt_tokens.min(9999),
+            plan.first_prompt_tokens.min(999),
             plan.context_tokens.min(999),
             if plan.context_as_prompt { " as prompt" } else { "" },
             plan.lookahead,
             plan.first_tokens,
+            plan.max_tokens,
             r.chunks(),
             snr_db(&whole_mel, &mel),
-            snr_db(&whole_audio, &audio),
         );
     }
     Ok(())

@@ -1,15 +1,18 @@
 //! Speech tokens → audio while T3 is still speaking: S3Gen's flow and HiFT render a
 //! sentence in chunks, so its first audio leaves long before its last token exists.
 //!
-//! **The flow** runs once per chunk on the tokens not yet final. Its attention sees
-//! the whole sequence, so each run is conditioned as the model was trained to be
-//! conditioned: on a prompt of tokens whose mel is known. That prompt is the tail of
-//! the voice's own prompt ([`StreamPlan::prompt_tokens`]) followed by the last
-//! [`StreamPlan::context_tokens`] speech tokens already rendered, with their mel;
-//! the new tokens continue it. The last [`StreamPlan::lookahead`] tokens of a chunk
-//! are rendered but not kept: the encoder reads three tokens ahead, so their mel
-//! waits for the next chunk, which crossfades from this chunk's provisional frames to
-//! its own over those frames.
+//! **The flow** runs once per chunk on the tokens not yet final, with the last
+//! [`StreamPlan::context_tokens`] final ones before them (their frames are rendered
+//! again and dropped), conditioned on the tail of the voice's prompt
+//! ([`StreamPlan::prompt_tokens`] tokens and their mel; fewer for the first chunk, so
+//! its audio comes sooner). Its attention sees the whole sequence, so a chunk cannot
+//! equal one pass; the plan's numbers are the ones that came closest per second of
+//! compute (`tests/chatterbox_stream.rs` prints the comparison: giving the context
+//! tokens' mel as part of the prompt instead came out further from one pass, as did
+//! the voice's whole prompt, at twice the cost). The last [`StreamPlan::lookahead`]
+//! tokens of a chunk are rendered but not kept: the encoder reads three tokens
+//! ahead, so their mel waits for the next chunk, which crossfades from this chunk's
+//! provisional frames to its own over those frames.
 //!
 //! **HiFT** is convolutional, so a window of mel renders the same audio as the whole
 //! mel away from the window's edges. Each window starts [`HIFT_LEFT`] frames before
@@ -49,21 +52,25 @@ pub struct StreamPlan {
     pub max_tokens: usize,
     /// Tokens rendered past the final ones, for the encoder's look-ahead.
     pub lookahead: usize,
-    /// Tokens of the voice's prompt that condition each chunk.
+    /// Tokens of the voice's prompt that condition each chunk, and the first one (a
+    /// shorter prompt makes the first audio sooner).
     pub prompt_tokens: usize,
-    /// Tokens already rendered that condition the next chunk.
+    pub first_prompt_tokens: usize,
+    /// Tokens already final rendered again before the next chunk's, for context.
     pub context_tokens: usize,
+    /// Give the context tokens' final mel as part of the prompt instead.
     pub context_as_prompt: bool,
 }
 
 impl Default for StreamPlan {
     fn default() -> Self {
         Self {
-            first_tokens: 10,
+            first_tokens: 8,
             max_tokens: 50,
             lookahead: 3,
             prompt_tokens: 100,
-            context_tokens: 25,
+            first_prompt_tokens: 50,
+            context_tokens: 10,
             context_as_prompt: false,
         }
     }
@@ -275,10 +282,12 @@ impl<'a> SpeechRenderer<'a> {
         let (prompt_keep, context) = if self.chunks == 0 && last {
             (m, 0)
         } else {
-            (
-                self.plan.prompt_tokens.min(m),
-                self.plan.context_tokens.min(first),
-            )
+            let prompt = if self.chunks == 0 {
+                self.plan.first_prompt_tokens
+            } else {
+                self.plan.prompt_tokens
+            };
+            (prompt.min(m), self.plan.context_tokens.min(first))
         };
         let (prompt_token, prompt_feat) = match &self.prompt_mel {
             Some(prompt_mel) => {
