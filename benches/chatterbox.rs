@@ -9,7 +9,8 @@
 //!    `VOXPOOL_HIFT_FULL`, defaults the folders above; runs the reference with
 //!    `CHATTERBOX_REF_PYTHON`, default `/tmp/cbvenv/bin/python`, when it exists;
 //!    `CHATTERBOX_BENCH_RUNS` timed runs after one warm-up, default 3, medians reported;
-//!    `CHATTERBOX_BENCH_GEN` T3 decode steps, default 50; `CHATTERBOX_BENCH_QUANT` the
+//!    `CHATTERBOX_BENCH_GEN` T3 decode steps, default 75 (with the first token and three
+//!    silence tokens, a 3.16 s sentence); `CHATTERBOX_BENCH_QUANT` the
 //!    quantised T3 variants also timed, default `q8_0,q4k`, `none` for none).
 //!
 //! Both sides do the same work (`tools/chatterbox_bench_reference.py` is the other
@@ -24,6 +25,12 @@
 //! keys and values the engine keeps (`T3::prefill`: only the 42 text and start
 //! positions run); the reference runs all 417 positions every time, so both voxpool
 //! rows compare with its one figure.
+//!
+//! Each run also speaks the sentence as a streamed response does, in a voice T3 keeps:
+//! S3Gen and HiFT render T3's tokens in parts while T3 goes on (the engine's
+//! `StreamPlan`), timing its first audio and its end; the reference sends nothing
+//! before its whole sentence, so its first audio is its end to end. The streamed mel is
+//! compared with the same tokens rendered whole (SNR).
 //!
 //! Prints T3 prefill time and decode tokens/s, S3Gen and end-to-end speed in seconds
 //! of audio per second of compute (×RT), for both and their ratio; then voxpool's T3
@@ -49,6 +56,7 @@ use candle_core::{DType, Device, Tensor};
 use voxpool::engine::chatterbox::config::T3Config;
 use voxpool::engine::chatterbox::s3gen::hifigan::{trim_fade, HiFTConfig, HiFTGenerator};
 use voxpool::engine::chatterbox::s3gen::{PromptRef, S3GenConfig, S3Token2Mel};
+use voxpool::engine::chatterbox::stream::{SpeechRenderer, StreamPlan};
 use voxpool::engine::chatterbox::t3::{SamplingParams, T3Cond, T3Quant, T3};
 use voxpool::engine::nn::safetensors_file::var_builder;
 
@@ -83,6 +91,45 @@ fn env_path(var: &str, default: &str) -> PathBuf {
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]
+}
+
+/// One streamed request: seconds to its first audio and to its end, seconds of audio
+/// (first part and all), parts, and its mel against the same tokens rendered whole.
+#[derive(Clone, Copy)]
+struct Streamed {
+    first: f64,
+    first_audio: f64,
+    total: f64,
+    audio: f64,
+    parts: usize,
+    mel_snr: f64,
+}
+
+impl Streamed {
+    fn median_of(runs: &[Streamed]) -> Streamed {
+        let med = |f: fn(&Streamed) -> f64| median(runs.iter().map(f).collect());
+        Streamed {
+            first: med(|s| s.first),
+            first_audio: med(|s| s.first_audio),
+            total: med(|s| s.total),
+            audio: med(|s| s.audio),
+            parts: runs.first().map_or(0, |s| s.parts),
+            mel_snr: med(|s| s.mel_snr),
+        }
+    }
+}
+
+/// Signal-to-noise ratio of `got` against `want` (same shape), in dB.
+fn snr_db(want: &Tensor, got: &Tensor) -> candle_core::Result<f64> {
+    let want = want.flatten_all()?.to_vec1::<f32>()?;
+    let got = got.flatten_all()?.to_vec1::<f32>()?;
+    let signal: f64 = want.iter().map(|&w| f64::from(w).powi(2)).sum();
+    let noise: f64 = want
+        .iter()
+        .zip(&got)
+        .map(|(&w, &g)| f64::from(w - g).powi(2))
+        .sum();
+    Ok(10.0 * (signal / noise.max(1e-30)).log10())
 }
 
 struct Models {
@@ -155,6 +202,18 @@ impl Models {
         steps: usize,
         kept: bool,
     ) -> candle_core::Result<(Vec<u32>, f64, f64)> {
+        self.t3_generate_with(cond, text, steps, kept, &mut |_| Ok(()))
+    }
+
+    /// [`Models::t3_generate`], handing the tokens so far to `on_token` after each.
+    fn t3_generate_with(
+        &self,
+        cond: &T3Cond,
+        text: &[u32],
+        steps: usize,
+        kept: bool,
+        on_token: &mut dyn FnMut(&[u32]) -> candle_core::Result<()>,
+    ) -> candle_core::Result<(Vec<u32>, f64, f64)> {
         let device = self.t3.device();
         let params = SamplingParams::default();
         let pick = |hidden: &Tensor, history: &[u32]| -> candle_core::Result<u32> {
@@ -178,6 +237,7 @@ impl Models {
         let (hidden, mut cache) = self.t3.prefill(cond, &text, &start_tokens, steps + 1)?;
         let mut generated = vec![pick(&hidden, &[start_token])?];
         let prefill = start.elapsed().as_secs_f64();
+        on_token(&generated)?;
         let start = Instant::now();
         for _ in 0..steps {
             let token = *generated.last().expect("one token");
@@ -185,6 +245,7 @@ impl Models {
             let hidden = self.t3.forward_hidden(&embed, &mut cache)?;
             let next = pick(&hidden, &generated)?;
             generated.push(next);
+            on_token(&generated)?;
         }
         Ok((generated, prefill, start.elapsed().as_secs_f64()))
     }
@@ -222,6 +283,52 @@ impl Models {
             }
         }
         Ok((t, count, samples))
+    }
+
+    /// A streamed request in a voice whose conditioning T3 keeps, as the engine runs
+    /// it: S3Gen and HiFT render T3's tokens in parts while T3 goes on (the engine's
+    /// [`StreamPlan`]). Then the same tokens rendered whole, for the mel comparison.
+    fn streamed(
+        &self,
+        cond: &T3Cond,
+        text: &[u32],
+        steps: usize,
+        prompt: &PromptRef,
+        seed: u64,
+    ) -> candle_core::Result<Streamed> {
+        let plan = StreamPlan::default();
+        let mut renderer =
+            SpeechRenderer::new(&self.s3gen, &self.hift, prompt, plan.clone(), seed, 24_000)?;
+        let start = Instant::now();
+        let mut first = None;
+        let mut samples = 0;
+        let mut speech = Vec::new();
+        let (tokens, _, _) =
+            self.t3_generate_with(cond, text, steps, true, &mut |generated: &[u32]| {
+                speech.clear();
+                speech.extend(generated.iter().copied().filter(|&t| t < SPEECH_VOCAB));
+                let part = renderer.push(&speech)?.len();
+                if part > 0 && first.is_none() {
+                    first = Some((start.elapsed().as_secs_f64(), part));
+                }
+                samples += part;
+                Ok(())
+            })?;
+        let mut speech: Vec<u32> = tokens.into_iter().filter(|&t| t < SPEECH_VOCAB).collect();
+        speech.extend([SILENCE_TOKEN; 3]);
+        samples += renderer.finish(&speech)?.len();
+        let total = start.elapsed().as_secs_f64();
+        let (first, first_samples) = first.unwrap_or((total, samples));
+        let mut whole = SpeechRenderer::new(&self.s3gen, &self.hift, prompt, plan, seed, 24_000)?;
+        whole.finish(&speech)?;
+        Ok(Streamed {
+            first,
+            first_audio: first_samples as f64 / SAMPLE_RATE,
+            total,
+            audio: samples as f64 / SAMPLE_RATE,
+            parts: renderer.chunks(),
+            mel_snr: snr_db(&whole.mel()?, &renderer.mel()?)?,
+        })
     }
 
     /// S3Gen flow, then HiFT and the fade-in: (flow seconds, HiFT seconds, samples).
@@ -410,7 +517,7 @@ fn main() -> candle_core::Result<()> {
     let steps: usize = std::env::var("CHATTERBOX_BENCH_GEN")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
+        .unwrap_or(75);
     let cpu = cpu_model();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("Chatterbox Turbo, full size, random weights — {cpu}, {cores} cores");
@@ -458,6 +565,7 @@ fn main() -> candle_core::Result<()> {
 
     let mut first = Times::default();
     let mut all = Vec::new();
+    let mut streams = Vec::new();
     let (mut ref_first, mut ref_all) = (None, Vec::new());
     let prefill_len = 1 + PROMPT_TOKENS + TEXT_TOKENS + 1;
     let (mut audio_s, mut e2e_audio_s, mut e2e_tokens) = (0.0, 0.0, 0);
@@ -470,16 +578,19 @@ fn main() -> candle_core::Result<()> {
             let (flow, hift, samples) = models.vocode(&speech, &prompt, run as u64)?;
             (t.flow, t.hift) = (flow, hift);
             audio_s = samples as f64 / SAMPLE_RATE;
+            streams.push(models.streamed(&cond, &text, steps, &prompt, run as u64)?);
             Ok(t)
         })?;
         if run == 0 {
             first = t;
             ref_first = theirs;
+            streams.clear();
         } else {
             all.push(t);
             ref_all.extend(theirs);
         }
     }
+    let streamed = Streamed::median_of(&streams);
     let ours = Times::median_of(&all);
     let our_peak = peak_rss_mib();
 
@@ -505,12 +616,17 @@ fn main() -> candle_core::Result<()> {
             quant,
         )?;
         let load = started.elapsed().as_secs_f64();
-        let (mut times, mut ref_times) = (Vec::new(), Vec::new());
+        let (mut times, mut ref_times, mut streams) = (Vec::new(), Vec::new(), Vec::new());
         for run in 0..=runs {
             let (t, theirs) = Reference::in_turns(&mut reference, "e2e", run, || {
-                Ok(models
+                let t = models
                     .end_to_end(&cond, &text, steps, &prompt, run as u64)?
-                    .0)
+                    .0;
+                let s = models.streamed(&cond, &text, steps, &prompt, run as u64)?;
+                if run > 0 {
+                    streams.push(s);
+                }
+                Ok(t)
             })?;
             if run > 0 {
                 times.push(t);
@@ -518,7 +634,13 @@ fn main() -> candle_core::Result<()> {
             }
         }
         let theirs = (ref_times.len() == runs).then(|| Times::median_of(&ref_times));
-        quantised.push((quant, Times::median_of(&times), load, theirs));
+        quantised.push((
+            quant,
+            Times::median_of(&times),
+            load,
+            theirs,
+            Streamed::median_of(&streams),
+        ));
     }
     drop(models);
 
@@ -591,7 +713,32 @@ fn main() -> candle_core::Result<()> {
         ]
     };
     let mut rows = rows;
-    for (quant, t, _, theirs) in &quantised {
+    // PyTorch sends nothing before the whole sentence is rendered: its first audio is
+    // its end to end.
+    let stream_rows = |rows: &mut Vec<(String, f64, Option<f64>, bool)>,
+                       label: &str,
+                       s: &Streamed,
+                       theirs: Option<&Times>| {
+        rows.push((
+            format!("streamed{label}: first audio (s)"),
+            s.first,
+            theirs.map(|r| r.e2e),
+            false,
+        ));
+        rows.push((
+            format!("streamed{label}: end to end (×RT)"),
+            s.audio / s.total,
+            theirs.map(|r| e2e_audio_s / r.e2e),
+            true,
+        ));
+    };
+    stream_rows(
+        &mut rows,
+        ", voice kept",
+        &streamed,
+        theirs.as_ref().map(|(t, _)| t),
+    );
+    for (quant, t, _, theirs, s) in &quantised {
         let theirs = theirs.as_ref();
         rows.push((
             format!("T3 {quant} prefill (s)"),
@@ -617,6 +764,7 @@ fn main() -> candle_core::Result<()> {
             theirs.map(|r| e2e_audio_s / r.e2e),
             true,
         ));
+        stream_rows(&mut rows, &format!(", {quant} T3"), s, theirs);
     }
     println!(
         "\n{:<42} {:>10} {:>10} {:>16}",
@@ -638,9 +786,14 @@ fn main() -> candle_core::Result<()> {
         first.e2e,
         first.t3_prefill + first.t3_decode
     );
-    for (quant, _, load, _) in &quantised {
+    for (quant, _, load, _, _) in &quantised {
         println!("voxpool T3 {quant}: load and quantise {load:.2} s");
     }
+    println!(
+        "streamed (f32 T3): {} parts, the first {:.2} s of audio; mel against the same \
+         tokens rendered whole: SNR {:.1} dB",
+        streamed.parts, streamed.first_audio, streamed.mel_snr
+    );
     match (&ref_facts, &theirs) {
         (Some(r), Some((_, first))) => println!(
             "PyTorch {}: load {:.2} s, first end-to-end run {:.2} s (T3 {:.2} s), peak RSS \
