@@ -26,7 +26,8 @@ pub enum Request {
     /// Speak every chunk of `job`: one [`Reply::Audio`] per chunk, then
     /// [`Reply::Done`], or [`Reply::Failed`] at the first error.
     Synthesize { id: u64, job: SpeechJob },
-    /// Stop `id` at the next chunk (the client left); it ends with `Done`.
+    /// Stop `id` at the next chunk, or sooner where the engine asks while it speaks
+    /// (Chatterbox Turbo stops at T3's next token); it ends with `Done`.
     Cancel { id: u64 },
     /// A voice's conditioning from a prepared reference clip.
     CloneVoice {
