@@ -5,7 +5,6 @@
 
 use std::path::Path;
 
-use base64::Engine as _;
 use candle_core::{Device, IndexOp, Tensor};
 use rand::SeedableRng;
 use serde_json::{json, Value};
@@ -641,19 +640,7 @@ async fn a_streamed_sentence_arrives_in_parts() {
             .text()
             .await
             .unwrap();
-        let mut pcm = Vec::new();
-        let mut deltas = 0;
-        for line in body.lines().filter_map(|l| l.strip_prefix("data: ")) {
-            let event: Value = serde_json::from_str(line).unwrap();
-            if event["type"] == "speech.audio.delta" {
-                deltas += 1;
-                pcm.extend(
-                    base64::engine::general_purpose::STANDARD
-                        .decode(event["audio"].as_str().unwrap())
-                        .unwrap(),
-                );
-            }
-        }
+        let (pcm, deltas) = common::sse_audio(&body);
         assert!(
             deltas >= 3,
             "speed {speed}: {deltas} deltas for one sentence"

@@ -228,8 +228,6 @@ async fn audio_streams_sentence_by_sentence_and_stops_when_the_client_leaves() {
 /// sample. One sentence gets the exact file.
 #[tokio::test]
 async fn wav_and_flac_carry_their_exact_length() {
-    use base64::Engine as _;
-
     let srv = start().await;
     let sentences = [
         "First sentence here.",
@@ -289,19 +287,7 @@ async fn wav_and_flac_carry_their_exact_length() {
         .text()
         .await
         .unwrap();
-    let mut wav = Vec::new();
-    let mut deltas = 0;
-    for line in body.lines().filter_map(|l| l.strip_prefix("data: ")) {
-        let event: serde_json::Value = serde_json::from_str(line).unwrap();
-        if event["type"] == "speech.audio.delta" {
-            deltas += 1;
-            wav.extend(
-                base64::engine::general_purpose::STANDARD
-                    .decode(event["audio"].as_str().unwrap())
-                    .unwrap(),
-            );
-        }
-    }
+    let (wav, deltas) = common::sse_audio(&body);
     assert!(deltas > 1, "{body}");
     assert_eq!(&wav[4..8], &[0xff; 4]);
     assert_eq!(decode(wav, "wav").2.len(), want);

@@ -299,3 +299,23 @@ pub fn children_of(pid: u32) -> Vec<u32> {
         })
         .collect()
 }
+
+/// The audio of an SSE speech response: the `speech.audio.delta` events' base64
+/// payloads joined, and how many there were.
+pub fn sse_audio(body: &str) -> (Vec<u8>, usize) {
+    use base64::Engine as _;
+    let mut audio = Vec::new();
+    let mut deltas = 0;
+    for line in body.lines().filter_map(|l| l.strip_prefix("data: ")) {
+        let event: Value = serde_json::from_str(line).unwrap();
+        if event["type"] == "speech.audio.delta" {
+            deltas += 1;
+            audio.extend(
+                base64::engine::general_purpose::STANDARD
+                    .decode(event["audio"].as_str().unwrap())
+                    .unwrap(),
+            );
+        }
+    }
+    (audio, deltas)
+}
