@@ -17,7 +17,7 @@ use candle_nn::VarBuilder;
 use rand::SeedableRng;
 use serde_json::Value;
 use voxpool::engine::chatterbox::config::T3Config;
-use voxpool::engine::chatterbox::t3::{SamplingParams, T3Cond, T3Quant, T3};
+use voxpool::engine::chatterbox::t3::{Gpt2Cache, SamplingParams, T3Cond, T3Quant, T3};
 use voxpool::engine::chatterbox::text::{punc_norm, TextTokenizer};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/chatterbox");
@@ -582,20 +582,29 @@ fn full_size_quantized_weights() -> Result<()> {
         models.push(t3);
     }
 
-    // Prefill of the 417 conditioning + text + start positions, then cached steps.
+    // Prefill of the 417 conditioning + text + start positions, then cached steps;
+    // and the 41 text + start positions after a kept voice's 376 (`T3::prefill`).
     let start = Tensor::new(&[[start]], dev)?;
-    let (embeds, _) = models[0].prepare_input_embeds(&cond, &text, &start)?;
+    let (embeds, len_cond) = models[0].prepare_input_embeds(&cond, &text, &start)?;
+    let len = embeds.dim(1)?;
+    let tail = embeds.narrow(1, len_cond, len - len_cond)?;
     let step_token = Tensor::new(&[[5u32]], dev)?;
     let (rounds, steps) = (3, 8);
     let mut prefill = vec![Vec::new(); models.len()];
+    let mut prefill_kept = vec![Vec::new(); models.len()];
     let mut decode = vec![Vec::new(); models.len()];
     for _ in 0..rounds {
         for (i, t3) in models.iter().enumerate() {
-            let mut cache = t3.tfmr().new_cache(embeds.dim(1)? + steps);
+            let mut cache = t3.tfmr().new_cache(len + steps);
             let t0 = std::time::Instant::now();
             let hidden = t3.forward_hidden(&embeds, &mut cache)?;
             t3.speech_logits(&hidden.narrow(1, hidden.dim(1)? - 1, 1)?)?;
             prefill[i].push(t0.elapsed());
+            let mut kept = Gpt2Cache::from_prefix(&cache.prefix(len_cond)?, len)?;
+            let t0 = std::time::Instant::now();
+            let hidden = t3.forward_hidden(&tail, &mut kept)?;
+            t3.speech_logits(&hidden.narrow(1, hidden.dim(1)? - 1, 1)?)?;
+            prefill_kept[i].push(t0.elapsed());
             let step = t3.embed_speech(&step_token)?;
             for _ in 0..steps {
                 let t0 = std::time::Instant::now();
@@ -609,15 +618,25 @@ fn full_size_quantized_weights() -> Result<()> {
         v.sort();
         v[v.len() / 2]
     };
-    let (p0, d0) = (median(&mut prefill[0]), median(&mut decode[0]));
+    let (p0, k0, d0) = (
+        median(&mut prefill[0]),
+        median(&mut prefill_kept[0]),
+        median(&mut decode[0]),
+    );
     for (i, t3) in models.iter().enumerate() {
-        let (p, d) = (median(&mut prefill[i]), median(&mut decode[i]));
+        let (p, k, d) = (
+            median(&mut prefill[i]),
+            median(&mut prefill_kept[i]),
+            median(&mut decode[i]),
+        );
         println!(
-            "{:?}: prefill of {} positions {p:.2?} ({:.2}x f32), decode step {d:.1?} \
-             ({:.2}x f32); medians of {rounds} and {} interleaved runs",
+            "{:?}: prefill of {len} positions {p:.2?} ({:.2}x f32), of {} after the \
+             voice's {len_cond} {k:.2?} ({:.2}x f32), decode step {d:.1?} ({:.2}x f32); \
+             medians of {rounds} and {} interleaved runs",
             t3.quant(),
-            embeds.dim(1)?,
             p.as_secs_f64() / p0.as_secs_f64(),
+            len - len_cond,
+            k.as_secs_f64() / k0.as_secs_f64(),
             d.as_secs_f64() / d0.as_secs_f64(),
             rounds * steps,
         );
