@@ -20,6 +20,7 @@ pub mod lstm;
 pub use lstm::Lstm;
 pub mod norm;
 pub mod ops;
+pub mod quantized;
 pub mod safetensors_file;
 pub use safetensors_file::SafetensorsFile;
 pub mod source;

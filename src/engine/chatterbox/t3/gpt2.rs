@@ -11,6 +11,8 @@
 //! outside the modules, hence this small one. The key/value cache is a
 //! [`Gpt2Cache`] made per request and passed in; weights stay behind `&self`.
 
+use std::sync::Arc;
+
 use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::kv_cache::KvCache;
@@ -20,13 +22,19 @@ use crate::engine::chatterbox::config::{Gpt2Config, T3Quant};
 use crate::engine::nn::attention::{attend_one_query, causal_self_attention};
 use crate::engine::nn::linear::PackedMatrix;
 use crate::engine::nn::ops::with_cpu_f32;
+use crate::engine::nn::quantized;
 
 /// A linear layer over a weight quantised at load (`y = x Wᵀ + b`, `W` [out, in]),
-/// the shape of candle-transformers' `quantized_nn::Linear`.
+/// the shape of candle-transformers' `quantized_nn::Linear`. Products of many rows
+/// that candle has no fast kernel for dequantise the weight panel by panel instead
+/// (see [`crate::engine::nn::quantized`]).
 #[derive(Debug, Clone)]
 pub struct QLinear {
-    weight: QMatMul,
+    weight: Arc<QTensor>,
+    matmul: QMatMul,
     bias: Tensor,
+    /// The bias in CPU memory, for the dequantised products.
+    bias_values: Vec<f32>,
 }
 
 impl QLinear {
@@ -41,18 +49,27 @@ impl QLinear {
             return Ok(None);
         }
         let weight = QTensor::quantize(&weight.contiguous()?, dtype)?;
-        Ok(Some(Self {
-            weight: QMatMul::from_qtensor(weight)?,
+        Self::new(Arc::new(weight), bias).map(Some)
+    }
+
+    /// A layer over the quantised `weight` [out, in] and `bias` [out].
+    pub fn new(weight: Arc<QTensor>, bias: &Tensor) -> Result<Self> {
+        Ok(Self {
+            matmul: QMatMul::from_arc(weight.clone())?,
+            weight,
             bias: bias.clone(),
-        }))
+            bias_values: bias.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?,
+        })
     }
 
     /// Bytes the quantised weight takes less than the f32 one it replaced.
     pub fn bytes_saved(&self) -> u64 {
-        match &self.weight {
-            QMatMul::QTensor(q) => {
+        let q = &self.weight;
+        match &self.matmul {
+            QMatMul::QTensor(_) => {
                 (q.shape().elem_count() * 4).saturating_sub(q.storage_size_in_bytes()) as u64
             }
+            // Dequantised by candle (`CANDLE_DEQUANTIZE_ALL`): f32 after all.
             QMatMul::Tensor(_) | QMatMul::TensorF16(_) => 0,
         }
     }
@@ -60,7 +77,24 @@ impl QLinear {
 
 impl Module for QLinear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.apply(&self.weight)?.broadcast_add(&self.bias)
+        let (n, k) = self.weight.shape().dims2()?;
+        let rows = x.elem_count() / k.max(1);
+        if matches!(self.matmul, QMatMul::QTensor(_))
+            && quantized::dequantizes(self.weight.dtype(), rows, n, k)
+        {
+            let mut dims = x.dims().to_vec();
+            if let Some(last) = dims.last_mut() {
+                *last = n;
+            }
+            let y = with_cpu_f32(x, |xs| {
+                let y = quantized::dequantized_times(&self.weight, xs, rows, &self.bias_values)?;
+                Tensor::from_vec(y, dims.as_slice(), x.device())
+            });
+            if let Some(y) = y {
+                return y;
+            }
+        }
+        x.apply(&self.matmul)?.broadcast_add(&self.bias)
     }
 }
 
