@@ -138,7 +138,10 @@ fn overrides_file_chooses_t3_weight_type() {
     let mut overrides: Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let files = TurboFiles::locate(dir.path()).unwrap();
+    // Without a setting, T3 is quantised to q8_0.
     let engine = ChatterboxTurboEngine::load(&files, &Device::Cpu, None).unwrap();
+    assert_eq!(engine.t3_quant(), T3Quant::Q8_0);
+    let engine = ChatterboxTurboEngine::load(&files, &Device::Cpu, Some(T3Quant::F32)).unwrap();
     assert_eq!(engine.t3_quant(), T3Quant::F32);
     let f32_bytes = engine.memory_bytes();
     for (name, quant) in [("q8_0", T3Quant::Q8_0), ("q4k", T3Quant::Q4K)] {
@@ -284,15 +287,15 @@ async fn chatterbox_turbo_speaks_through_the_server() {
     server.shutdown().await;
 }
 
-/// What a loaded Turbo is charged: the weights it read (not the tensors of the files it
-/// never uses), the voice caches at their largest and, once cloning is possible, the
+/// What a loaded Turbo (T3 in f32) is charged: the weights it read (not the tensors of
+/// the files it never uses), the voice caches at their largest and, once cloning is possible, the
 /// cloning encoders.
 #[test]
 fn memory_charged_is_what_the_engine_holds() {
     let dir = tempfile::tempdir().unwrap();
     let snap = install_tiny_turbo(dir.path());
     let files = TurboFiles::locate(dir.path()).unwrap();
-    let engine = ChatterboxTurboEngine::load(&files, &Device::Cpu, None).unwrap();
+    let engine = ChatterboxTurboEngine::load(&files, &Device::Cpu, Some(T3Quant::F32)).unwrap();
     let tensor_bytes = |file: &str, keep: &dyn Fn(&str) -> bool| -> u64 {
         candle_core::safetensors::load(snap.join(file), &Device::Cpu)
             .unwrap()
@@ -328,7 +331,7 @@ fn memory_charged_is_what_the_engine_holds() {
         + tensor_bytes("s3gen_meanflow.safetensors", &|n| {
             n.starts_with("tokenizer.") || n.starts_with("speaker_encoder.")
         });
-    let engine = ChatterboxTurboEngine::load(&files, &Device::Cpu, None).unwrap();
+    let engine = ChatterboxTurboEngine::load(&files, &Device::Cpu, Some(T3Quant::F32)).unwrap();
     assert_eq!(engine.memory_bytes(), t3 + s3gen + prefix + voices + cloner);
 }
 

@@ -104,8 +104,8 @@ pub struct ServeArgs {
     )]
     pub model_memory_budget: OrEmpty<u64>,
     /// Storage of Chatterbox Turbo's T3 weights: `f32` (exact), `q8_0` or `q4k`
-    /// (quantised at load: a decode step reads 4-8x fewer bytes); empty: `f32`, or
-    /// what the checkpoint's `voxpool_chatterbox.json` says.
+    /// (quantised at load: a decode step reads 4-8x fewer bytes); empty: what the
+    /// checkpoint's `voxpool_chatterbox.json` says, else `q8_0`.
     #[arg(
         long,
         env = "CHATTERBOX_T3_QUANT",

@@ -197,10 +197,13 @@ impl T3Config {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum T3Quant {
     /// The checkpoint's f32 weights, unchanged.
-    #[default]
     #[serde(rename = "f32")]
     F32,
-    /// GGML `Q8_0`: blocks of 32 weights, 8 bits each and an f16 scale.
+    /// GGML `Q8_0`: blocks of 32 weights, 8 bits each and an f16 scale. The default:
+    /// a decode step ~2.5× faster than f32's with logits within ~0.1 of them, about
+    /// as fast as `q4k`, whose logits move ten times further (README, Chatterbox
+    /// Turbo speed).
+    #[default]
     #[serde(rename = "q8_0")]
     Q8_0,
     /// GGML `Q4_K`: super-blocks of 256 weights, 4 bits each with 6-bit scales.
@@ -285,6 +288,6 @@ mod tests {
             assert_eq!(serde_json::to_string(&quant).unwrap(), json);
         }
         assert!("q4_0".parse::<T3Quant>().is_err());
-        assert_eq!(T3Quant::default(), T3Quant::F32);
+        assert_eq!(T3Quant::default(), T3Quant::Q8_0);
     }
 }

@@ -9,7 +9,7 @@
 //! sizes may carry `voxpool_chatterbox.json` with `{"t3": …, "s3gen": …, "hift": …}`
 //! configurations (each optional; the released Turbo sizes otherwise) and
 //! `"t3_quant": "f32" | "q8_0" | "q4k"`, the storage of T3's matrix-product
-//! weights (f32 when absent; see [`T3Quant`]).
+//! weights (q8_0 when absent; see [`T3Quant`]).
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
