@@ -335,6 +335,74 @@ fn memory_charged_is_what_the_engine_holds() {
     assert_eq!(engine.memory_bytes(), t3 + s3gen + prefix + voices + cloner);
 }
 
+/// The pool's loader keeps T3's quantised weights in the models folder's
+/// `voxpool-cache/chatterbox-turbo/`: the first load writes them, later ones read them
+/// from there and speak the same, bit for bit, charged the same memory; a damaged file
+/// is written again; `voxpool cleanup` counts and removes the folder.
+#[test]
+fn quantized_t3_is_kept_in_the_models_folder() {
+    use voxpool::engine::chatterbox::tts_turbo::TurboLoader;
+    use voxpool::engine::{DeviceSpec, EngineLoader, LoadContext};
+    let dir = tempfile::tempdir().unwrap();
+    install_tiny_turbo(dir.path());
+    let ctx = LoadContext {
+        models_dir: dir.path().to_path_buf(),
+        device: DeviceSpec::Cpu,
+        t3_quant: Some(T3Quant::Q8_0),
+    };
+    let speak = |engine: &dyn TtsEngine| {
+        engine
+            .synthesize(&SynthRequest {
+                text: "hello there",
+                voice: "default",
+                speed: 1.0,
+                phonemes: false,
+                cloned: None,
+                language: None,
+            })
+            .unwrap()
+            .samples
+    };
+    let cache = dir.path().join("voxpool-cache").join("chatterbox-turbo");
+    let first = TurboLoader.load(&ctx).unwrap();
+    let files: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let name = files[0].file_name().unwrap().to_string_lossy().to_string();
+    assert!(
+        name.starts_with("t3_turbo_v1-") && name.ends_with("-q8_0-v1.gguf"),
+        "{name}"
+    );
+    let written = std::fs::read(&files[0]).unwrap();
+    let second = TurboLoader.load(&ctx).unwrap();
+    let audio = speak(first.as_ref());
+    assert_eq!(speak(second.as_ref()), audio);
+    assert_eq!(second.memory_bytes(), first.memory_bytes());
+    // Cut short: ignored, and written whole again.
+    std::fs::write(&files[0], &written[..written.len() / 3]).unwrap();
+    let third = TurboLoader.load(&ctx).unwrap();
+    assert_eq!(speak(third.as_ref()), audio);
+    assert_eq!(std::fs::read(&files[0]).unwrap(), written);
+    // f32 has nothing to keep.
+    let f32_ctx = LoadContext {
+        t3_quant: Some(T3Quant::F32),
+        ..ctx.clone()
+    };
+    TurboLoader.load(&f32_ctx).unwrap();
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 1);
+
+    let found = voxpool::cmd::cleanup::candidates(dir.path());
+    assert!(
+        found.contains(&dir.path().join("voxpool-cache")),
+        "{found:?}"
+    );
+    assert!(
+        voxpool::cmd::cleanup::size_of(&dir.path().join("voxpool-cache")) >= written.len() as u64
+    );
+}
+
 /// Kokoro and Turbo in one server: both speak, side by side; under a memory budget
 /// that holds either but not both, each load evicts the other and nothing is lost.
 #[tokio::test]

@@ -17,8 +17,11 @@ use candle_nn::VarBuilder;
 use rand::SeedableRng;
 use serde_json::Value;
 use voxpool::engine::chatterbox::config::T3Config;
-use voxpool::engine::chatterbox::t3::{Gpt2Cache, SamplingParams, T3Cond, T3Quant, T3};
+use voxpool::engine::chatterbox::t3::{
+    quantized_layers, Gpt2Cache, QuantCache, SamplingParams, T3Cond, T3Quant, T3,
+};
 use voxpool::engine::chatterbox::text::{punc_norm, TextTokenizer};
+use voxpool::engine::nn::SafetensorsFile;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/chatterbox");
 /// Largest absolute difference accepted on embeddings, hidden states and logits.
@@ -375,6 +378,119 @@ fn quantized_logits_follow_f32() -> Result<()> {
             "{quant:?}: argmax agreement {same} < {agree}"
         );
     }
+    Ok(())
+}
+
+/// Quantised weights kept on disk ([`QuantCache`]): the first load quantises and
+/// writes the file; the second reads the quantised weights from it and not the f32
+/// ones from the checkpoint (the bytes read say so), holds as many bytes, and gives
+/// the same logits bit for bit. A damaged or mismatched file is ignored and written
+/// again; a cache that cannot be written leaves the load as it was.
+#[test]
+fn quantized_weights_are_cached() -> Result<()> {
+    let f = Fixture::load()?;
+    let checkpoint = Path::new(FIXTURES).join("t3_tiny.safetensors");
+    let dir = tempfile::tempdir()?;
+    let embeds = f.get("tf.embeds");
+    let n = f.get("tf.logits").dim(1)?;
+    let logits = |t3: &T3| -> Result<Vec<f32>> {
+        teacher_forced_logits(t3, &embeds, n)?
+            .flatten_all()?
+            .to_vec1::<f32>()
+    };
+    for quant in [T3Quant::Q8_0, T3Quant::Q4K] {
+        let cache = QuantCache::new(dir.path(), &checkpoint, quant).expect("a cache");
+        let name = cache
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
+        assert!(
+            name.starts_with("t3_tiny-") && name.ends_with(&format!("-{quant}-v1.gguf")),
+            "{name}"
+        );
+        // The load and the bytes it read from the checkpoint.
+        let load = |cache: Option<&QuantCache>| -> Result<(T3, u64)> {
+            let file = SafetensorsFile::open(&checkpoint)?;
+            let read = file.loaded();
+            let vb = file.into_var_builder(DType::F32, &Device::Cpu);
+            let t3 = T3::load_cached(vb, &f.cfg, quant, cache)?;
+            Ok((t3, read.get()))
+        };
+        let (first, first_read) = load(Some(&cache))?;
+        assert!(!first.quant_from_cache());
+        assert!(cache.path().is_file(), "{quant}: no cache written");
+        let written = std::fs::read(cache.path())?;
+
+        let (second, second_read) = load(Some(&cache))?;
+        assert!(second.quant_from_cache(), "{quant}: the cache was not used");
+        let layers = quantized_layers(&f.cfg, quant);
+        assert!(!layers.is_empty());
+        let f32_bytes: u64 = layers.iter().map(|(_, (o, i))| (o * i * 4) as u64).sum();
+        assert_eq!(
+            first_read - second_read,
+            f32_bytes,
+            "{quant}: f32 weights read"
+        );
+        assert_eq!(
+            first.weight_bytes(first_read),
+            second.weight_bytes(second_read)
+        );
+        assert_eq!(
+            first.quantization_bytes_saved(),
+            second.quantization_bytes_saved()
+        );
+        let want = logits(&first)?;
+        assert_eq!(logits(&second)?, want, "{quant}: logits from the cache");
+
+        // Damaged (a cut file, a bad header) or made for another configuration (other
+        // layers): ignored, quantised again and written again.
+        let mut other = f.cfg.clone();
+        other.backbone.n_layer = 1;
+        let fewer = {
+            let file = SafetensorsFile::open(&checkpoint)?;
+            T3::load_cached(
+                file.into_var_builder(DType::F32, &Device::Cpu),
+                &other,
+                quant,
+                Some(&cache),
+            )?
+        };
+        assert!(!fewer.quant_from_cache());
+        for damage in [
+            written[..written.len() / 2].to_vec(),
+            [b"not a gguf file".as_slice(), &written[15..]].concat(),
+        ] {
+            std::fs::write(cache.path(), damage)?;
+            let (again, _) = load(Some(&cache))?;
+            assert!(!again.quant_from_cache());
+            assert_eq!(logits(&again)?, want);
+            assert_eq!(
+                std::fs::read(cache.path())?,
+                written,
+                "{quant}: not rewritten"
+            );
+        }
+        assert!(load(Some(&cache))?.0.quant_from_cache());
+
+        // A folder that cannot be made (below a file): the load goes on without it.
+        let blocked = dir.path().join("a-file");
+        std::fs::write(&blocked, b"")?;
+        let cache = QuantCache::new(&blocked.join("cache"), &checkpoint, quant).unwrap();
+        let (t3, _) = load(Some(&cache))?;
+        assert!(!t3.quant_from_cache());
+        assert_eq!(logits(&t3)?, want);
+    }
+    // Nothing to keep for f32.
+    assert!(QuantCache::new(dir.path(), &checkpoint, T3Quant::F32).is_none());
+    // Only the two caches are left (no partial files).
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())?
+        .map(|e| Ok(e?.file_name().to_string_lossy().to_string()))
+        .collect::<Result<_>>()?;
+    names.sort();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(names[0] == "a-file" && names[1].ends_with("q4k-v1.gguf"));
     Ok(())
 }
 

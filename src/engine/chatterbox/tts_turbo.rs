@@ -25,7 +25,7 @@ use super::s3gen::hifigan::{HiFTConfig, HiFTGenerator};
 use super::s3gen::{S3GenConfig, S3Token2Mel};
 use super::stream::{SpeechRenderer, StreamPlan};
 use super::t3::inference::SamplingParams;
-use super::t3::T3;
+use super::t3::{QuantCache, T3};
 use super::text::{punc_norm, TextTokenizer};
 use crate::audio::clip::ReferenceClip;
 use crate::audio::stretch::StretchStream;
@@ -143,6 +143,17 @@ impl ChatterboxTurboEngine {
         device: &Device,
         t3_quant: Option<T3Quant>,
     ) -> Result<Self, EngineError> {
+        Self::load_cached(files, device, t3_quant, None)
+    }
+
+    /// [`Self::load`] keeping T3's quantised weights in `t3_cache` (a folder; see
+    /// [`QuantCache`]), read from there by later loads.
+    pub fn load_cached(
+        files: &TurboFiles,
+        device: &Device,
+        t3_quant: Option<T3Quant>,
+        t3_cache: Option<&Path>,
+    ) -> Result<Self, EngineError> {
         let mut overrides = files.overrides()?;
         if let Some(q) = t3_quant {
             overrides.t3_quant = q;
@@ -175,10 +186,13 @@ impl ChatterboxTurboEngine {
         let open = |path: &Path| SafetensorsFile::open(path).map_err(|e| bad_file(path, e));
         let t3_file = open(&t3_path)?;
         let t3_read = t3_file.loaded();
-        let t3 = T3::load_quantized(
+        let quant_cache =
+            t3_cache.and_then(|dir| QuantCache::new(dir, &t3_path, overrides.t3_quant));
+        let t3 = T3::load_cached(
             t3_file.into_var_builder(DType::F32, device),
             &t3_cfg,
             overrides.t3_quant,
+            quant_cache.as_ref(),
         )
         .map_err(|e| bad_file(&t3_path, e))?;
         let s3gen_file = open(&s3gen_path)?;
@@ -203,9 +217,10 @@ impl ChatterboxTurboEngine {
         let conds_path = files.dir.join(CONDS);
         let voice =
             Conditionals::load(&conds_path, device).map_err(|e| bad_file(&conds_path, e))?;
-        // What the weights hold (the tensors read, less what quantising T3 saved), and
-        // the caches filled while speaking and cloning, at their largest.
-        let memory_bytes = t3_read.get().saturating_sub(t3.quantization_bytes_saved())
+        // What the weights hold (the tensors read, T3's quantised ones at their size
+        // whether quantised now or read from the cache), and the caches filled while
+        // speaking and cloning, at their largest.
+        let memory_bytes = t3.weight_bytes(t3_read.get())
             + s3gen_read.get()
             + t3.voice_prefix_bytes()
             + (1 + CLONED_CACHE as u64) * voice.bytes()
@@ -572,7 +587,13 @@ impl EngineLoader for TurboLoader {
 
     fn load(&self, ctx: &LoadContext) -> Result<Box<dyn TtsEngine>, EngineError> {
         let files = TurboFiles::locate(&ctx.models_dir)?;
-        let engine = ChatterboxTurboEngine::load(&files, &ctx.candle_device()?, ctx.t3_quant)?;
+        let cache = ctx.models_dir.join("voxpool-cache").join(MODEL);
+        let engine = ChatterboxTurboEngine::load_cached(
+            &files,
+            &ctx.candle_device()?,
+            ctx.t3_quant,
+            Some(&cache),
+        )?;
         Ok(Box::new(engine))
     }
 

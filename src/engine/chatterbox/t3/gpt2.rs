@@ -11,6 +11,8 @@
 //! outside the modules, hence this small one. The key/value cache is a
 //! [`Gpt2Cache`] made per request and passed in; weights stay behind `&self`.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use candle_core::quantized::{QMatMul, QTensor};
@@ -62,6 +64,11 @@ impl QLinear {
         })
     }
 
+    /// The quantised weight [out, in].
+    pub fn weight(&self) -> &Arc<QTensor> {
+        &self.weight
+    }
+
     /// Bytes the quantised weight takes less than the f32 one it replaced.
     pub fn bytes_saved(&self) -> u64 {
         let q = &self.weight;
@@ -72,6 +79,11 @@ impl QLinear {
             // Dequantised by candle (`CANDLE_DEQUANTIZE_ALL`): f32 after all.
             QMatMul::Tensor(_) | QMatMul::TensorF16(_) => 0,
         }
+    }
+
+    /// Bytes the quantised weight takes.
+    pub fn bytes(&self) -> u64 {
+        self.weight.storage_size_in_bytes() as u64
     }
 }
 
@@ -120,13 +132,110 @@ pub struct Conv1D {
     n_out: usize,
 }
 
+/// Where a load of T3 takes the quantised weights of its matrix products (the
+/// backbone's `Conv1D`s and the speech head) from: quantised from the checkpoint's f32
+/// ones as `quant` says (recording them, for the cache), or read from the cache, in
+/// which case the checkpoint's f32 weights are never read.
+#[derive(Debug)]
+pub struct QuantWeights {
+    quant: T3Quant,
+    cached: Option<HashMap<String, Arc<QTensor>>>,
+    made: RefCell<Vec<(String, Arc<QTensor>)>>,
+}
+
+impl QuantWeights {
+    /// Weights quantised at load as `quant` says (none for f32).
+    pub fn quantize(quant: T3Quant) -> Self {
+        Self {
+            quant,
+            cached: None,
+            made: RefCell::default(),
+        }
+    }
+
+    /// The quantised weights in `tensors`, by checkpoint name (`[out, in]` each).
+    pub fn cached(quant: T3Quant, tensors: HashMap<String, Arc<QTensor>>) -> Self {
+        Self {
+            quant,
+            cached: Some(tensors),
+            made: RefCell::default(),
+        }
+    }
+
+    pub fn quant(&self) -> T3Quant {
+        self.quant
+    }
+
+    /// Whether the weights come from the cache.
+    pub fn is_cached(&self) -> bool {
+        self.cached.is_some()
+    }
+
+    /// The weights quantised by the loads so far, by checkpoint name, in load order.
+    pub fn into_made(self) -> Vec<(String, Arc<QTensor>)> {
+        self.made.into_inner()
+    }
+
+    /// Whether a layer of `n_in` inputs is quantised: a GGML type is asked for and
+    /// `n_in` is a multiple of its block (32 for q8_0, 256 for q4k).
+    pub fn quantizes(quant: T3Quant, n_in: usize) -> bool {
+        quant
+            .ggml_dtype()
+            .is_some_and(|d| n_in.is_multiple_of(d.block_size()))
+    }
+
+    /// The layer `[n_out, n_in]` named `name` (its checkpoint key) with `bias`, when
+    /// quantised: from the cache, or quantised from `read()` (the f32 weight `[out,
+    /// in]`, asked for only then); `None` where it stays f32.
+    fn linear(
+        &self,
+        name: String,
+        (n_out, n_in): (usize, usize),
+        bias: &Tensor,
+        read: impl FnOnce() -> Result<Tensor>,
+    ) -> Result<Option<QLinear>> {
+        if !Self::quantizes(self.quant, n_in) {
+            return Ok(None);
+        }
+        if let Some(cached) = &self.cached {
+            let Some(w) = cached.get(&name) else {
+                candle_core::bail!("{name}: not in the quantised weights' cache");
+            };
+            if w.shape().dims() != [n_out, n_in] || Some(w.dtype()) != self.quant.ggml_dtype() {
+                candle_core::bail!(
+                    "{name}: cached as {:?} {:?}, expected [{n_out}, {n_in}] {}",
+                    w.dtype(),
+                    w.shape(),
+                    self.quant
+                );
+            }
+            return QLinear::new(w.clone(), bias).map(Some);
+        }
+        let layer = QLinear::quantize(&read()?, bias, self.quant)?;
+        if let Some(layer) = &layer {
+            self.made.borrow_mut().push((name, layer.weight().clone()));
+        }
+        Ok(layer)
+    }
+}
+
+/// `vb`'s key for its tensor `name`.
+fn key(vb: &VarBuilder, name: &str) -> String {
+    let prefix = vb.prefix();
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
+
 impl Conv1D {
-    pub fn load(vb: VarBuilder, n_in: usize, n_out: usize, quant: T3Quant) -> Result<Self> {
-        let weight = vb.get((n_in, n_out), "weight")?;
+    pub fn load(vb: VarBuilder, n_in: usize, n_out: usize, weights: &QuantWeights) -> Result<Self> {
         let bias = vb.get(n_out, "bias")?;
-        let weight = match QLinear::quantize(&weight.t()?, &bias, quant)? {
+        let read = || vb.get((n_in, n_out), "weight")?.t();
+        let weight = match weights.linear(key(&vb, "weight"), (n_out, n_in), &bias, read)? {
             Some(q) => Conv1DWeight::Quantized(q),
-            None => Conv1DWeight::f32(weight, &bias)?,
+            None => Conv1DWeight::f32(vb.get((n_in, n_out), "weight")?, &bias)?,
         };
         Ok(Self {
             weight,
@@ -134,18 +243,31 @@ impl Conv1D {
             n_out,
         })
     }
-}
 
-impl Conv1D {
-    /// An `nn.Linear` (`weight` [out, in]) in f32 as a `Conv1D`: the weight transposed
-    /// once at load, so that a decode step's single row streams it (see `cpu_product`)
-    /// where a matrix product by the transposed view read it at a fraction of the
-    /// memory bandwidth (T3's 27 MB speech head: ~10 ms of a ~90 ms step).
-    pub fn from_linear(weight: &Tensor, bias: Tensor) -> Result<Self> {
+    /// [`Conv1D::load`] of an `nn.Linear` (`weight` [out, in] under `vb`), as T3's
+    /// speech head is stored. In f32 the weight is transposed once at load, so that a
+    /// decode step's single row streams it (see `cpu_product`) where a matrix product
+    /// by the transposed view read it at a fraction of the memory bandwidth (T3's 27 MB
+    /// speech head: ~10 ms of a ~90 ms step).
+    pub fn load_linear(
+        vb: VarBuilder,
+        n_in: usize,
+        n_out: usize,
+        weights: &QuantWeights,
+    ) -> Result<Self> {
+        let bias = vb.get(n_out, "bias")?;
+        let read = || vb.get((n_out, n_in), "weight");
+        let weight = match weights.linear(key(&vb, "weight"), (n_out, n_in), &bias, read)? {
+            Some(q) => Conv1DWeight::Quantized(q),
+            None => {
+                let w = vb.get((n_out, n_in), "weight")?;
+                Conv1DWeight::f32(w.t()?.contiguous()?, &bias)?
+            }
+        };
         Ok(Self {
-            n_out: weight.dim(0)?,
-            weight: Conv1DWeight::f32(weight.t()?.contiguous()?, &bias)?,
+            weight,
             bias,
+            n_out,
         })
     }
 }
@@ -173,6 +295,14 @@ impl Conv1D {
     pub fn bytes_saved(&self) -> u64 {
         match &self.weight {
             Conv1DWeight::Quantized(q) => q.bytes_saved(),
+            Conv1DWeight::F32(_) | Conv1DWeight::Cpu { .. } => 0,
+        }
+    }
+
+    /// Bytes of this layer's quantised weight (0 in f32).
+    pub fn quantized_bytes(&self) -> u64 {
+        match &self.weight {
+            Conv1DWeight::Quantized(q) => q.bytes(),
             Conv1DWeight::F32(_) | Conv1DWeight::Cpu { .. } => 0,
         }
     }
@@ -266,11 +396,11 @@ pub struct Gpt2Attention {
 }
 
 impl Gpt2Attention {
-    pub fn load(vb: VarBuilder, cfg: &Gpt2Config, quant: T3Quant) -> Result<Self> {
+    pub fn load(vb: VarBuilder, cfg: &Gpt2Config, weights: &QuantWeights) -> Result<Self> {
         let e = cfg.n_embd;
         Ok(Self {
-            c_attn: Conv1D::load(vb.pp("c_attn"), e, 3 * e, quant)?,
-            c_proj: Conv1D::load(vb.pp("c_proj"), e, e, quant)?,
+            c_attn: Conv1D::load(vb.pp("c_attn"), e, 3 * e, weights)?,
+            c_proj: Conv1D::load(vb.pp("c_proj"), e, e, weights)?,
             n_head: cfg.n_head,
             head_dim: cfg.head_dim(),
         })
@@ -331,11 +461,11 @@ pub struct Gpt2Mlp {
 }
 
 impl Gpt2Mlp {
-    pub fn load(vb: VarBuilder, cfg: &Gpt2Config, quant: T3Quant) -> Result<Self> {
+    pub fn load(vb: VarBuilder, cfg: &Gpt2Config, weights: &QuantWeights) -> Result<Self> {
         let (e, i) = (cfg.n_embd, cfg.inner_dim());
         Ok(Self {
-            c_fc: Conv1D::load(vb.pp("c_fc"), e, i, quant)?,
-            c_proj: Conv1D::load(vb.pp("c_proj"), i, e, quant)?,
+            c_fc: Conv1D::load(vb.pp("c_fc"), e, i, weights)?,
+            c_proj: Conv1D::load(vb.pp("c_proj"), i, e, weights)?,
         })
     }
 }
@@ -358,13 +488,13 @@ pub struct Gpt2Block {
 }
 
 impl Gpt2Block {
-    pub fn load(vb: VarBuilder, cfg: &Gpt2Config, quant: T3Quant) -> Result<Self> {
+    pub fn load(vb: VarBuilder, cfg: &Gpt2Config, weights: &QuantWeights) -> Result<Self> {
         let (e, eps) = (cfg.n_embd, cfg.layer_norm_epsilon);
         Ok(Self {
             ln_1: layer_norm(e, eps, vb.pp("ln_1"))?,
-            attn: Gpt2Attention::load(vb.pp("attn"), cfg, quant)?,
+            attn: Gpt2Attention::load(vb.pp("attn"), cfg, weights)?,
             ln_2: layer_norm(e, eps, vb.pp("ln_2"))?,
-            mlp: Gpt2Mlp::load(vb.pp("mlp"), cfg, quant)?,
+            mlp: Gpt2Mlp::load(vb.pp("mlp"), cfg, weights)?,
         })
     }
 
@@ -390,10 +520,10 @@ pub struct Gpt2Model {
 }
 
 impl Gpt2Model {
-    /// `quant` applies to the blocks' `Conv1D`s; `wpe` and the layer norms stay f32.
-    pub fn load(vb: VarBuilder, cfg: &Gpt2Config, quant: T3Quant) -> Result<Self> {
+    /// `weights` gives the blocks' `Conv1D`s; `wpe` and the layer norms stay f32.
+    pub fn load(vb: VarBuilder, cfg: &Gpt2Config, weights: &QuantWeights) -> Result<Self> {
         let h = (0..cfg.n_layer)
-            .map(|i| Gpt2Block::load(vb.pp("h").pp(i), cfg, quant))
+            .map(|i| Gpt2Block::load(vb.pp("h").pp(i), cfg, weights))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             wpe: embedding(cfg.n_positions, cfg.n_embd, vb.pp("wpe"))?,
@@ -403,13 +533,20 @@ impl Gpt2Model {
         })
     }
 
-    /// Bytes the blocks' quantised weights take less than in f32.
-    pub fn bytes_saved(&self) -> u64 {
+    fn conv1ds(&self) -> impl Iterator<Item = &Conv1D> {
         self.h
             .iter()
             .flat_map(|b| [&b.attn.c_attn, &b.attn.c_proj, &b.mlp.c_fc, &b.mlp.c_proj])
-            .map(Conv1D::bytes_saved)
-            .sum()
+    }
+
+    /// Bytes the blocks' quantised weights take less than in f32.
+    pub fn bytes_saved(&self) -> u64 {
+        self.conv1ds().map(Conv1D::bytes_saved).sum()
+    }
+
+    /// Bytes of the blocks' quantised weights.
+    pub fn quantized_bytes(&self) -> u64 {
+        self.conv1ds().map(Conv1D::quantized_bytes).sum()
     }
 
     /// Bytes of keys and values a cache holds per position (every layer, f32).

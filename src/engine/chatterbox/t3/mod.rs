@@ -16,6 +16,7 @@
 pub mod cond_enc;
 pub mod gpt2;
 pub mod inference;
+pub mod quant_cache;
 
 use std::sync::{Arc, Mutex};
 
@@ -23,39 +24,12 @@ use candle_core::{Device, Module, Result, Tensor};
 use candle_nn::{embedding, Embedding, VarBuilder};
 
 pub use cond_enc::{T3Cond, T3CondEnc};
-pub use gpt2::{Conv1D, Gpt2Cache, Gpt2Model, QLinear};
+pub use gpt2::{Conv1D, Gpt2Cache, Gpt2Model, QLinear, QuantWeights};
 pub use inference::{sample, softmax, SamplingParams};
+pub use quant_cache::QuantCache;
 
 pub use crate::engine::chatterbox::config::T3Quant;
 use crate::engine::chatterbox::config::{T3Config, T3Hparams};
-
-/// `speech_head`, in f32 or quantised.
-#[derive(Debug, Clone)]
-enum SpeechHead {
-    F32(Conv1D),
-    Quantized(QLinear),
-}
-
-impl SpeechHead {
-    fn load(vb: VarBuilder, dim: usize, vocab: usize, quant: T3Quant) -> Result<Self> {
-        // GPT-2 builds (`is_gpt`) give the speech head a bias.
-        let weight = vb.get((vocab, dim), "weight")?;
-        let bias = vb.get(vocab, "bias")?;
-        Ok(match QLinear::quantize(&weight, &bias, quant)? {
-            Some(q) => Self::Quantized(q),
-            None => Self::F32(Conv1D::from_linear(&weight, bias)?),
-        })
-    }
-}
-
-impl Module for SpeechHead {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        match self {
-            Self::F32(head) => head.forward(x),
-            Self::Quantized(head) => head.forward(x),
-        }
-    }
-}
 
 /// The backbone's keys and values over one voice's conditioning (speaker embedding
 /// and prompt tokens), the first positions of every request in that voice.
@@ -92,9 +66,13 @@ pub struct T3 {
     cond_enc: T3CondEnc,
     text_emb: Embedding,
     speech_emb: Embedding,
-    speech_head: SpeechHead,
+    /// `speech_head`, an `nn.Linear` (GPT-2 builds, `is_gpt`, give it a bias).
+    speech_head: Conv1D,
     hp: T3Hparams,
     quant: T3Quant,
+    /// Whether the quantised weights were read from a [`QuantCache`] rather than
+    /// quantised from the checkpoint's.
+    quant_from_cache: bool,
     /// The last voice's [`CondPrefix`] (see [`T3::prefill`]).
     prefix: Arc<Mutex<Option<Arc<CondPrefix>>>>,
 }
@@ -111,21 +89,84 @@ impl T3 {
     /// of the GGML block (32 for q8_0, 256 for q4k) stays f32, as do the
     /// embeddings, layer norms and biases. `T3Quant::F32` is [`T3::load`].
     pub fn load_quantized(vb: VarBuilder, cfg: &T3Config, quant: T3Quant) -> Result<Self> {
+        Self::load_with(vb, cfg, &QuantWeights::quantize(quant))
+    }
+
+    /// [`T3::load_quantized`] keeping the quantised weights in `cache` (for `quant`;
+    /// see [`QuantCache`]): when the cache file holds every weight this configuration
+    /// quantises, they are read from it and the checkpoint's f32 ones are not read at
+    /// all; otherwise (no file, or one that cannot be read or does not match, with a
+    /// warning) they are quantised from the checkpoint and the file is written, and a
+    /// cache that cannot be written costs a warning, not the load. Without a cache, or
+    /// for f32, this is [`T3::load_quantized`].
+    pub fn load_cached(
+        vb: VarBuilder,
+        cfg: &T3Config,
+        quant: T3Quant,
+        cache: Option<&QuantCache>,
+    ) -> Result<Self> {
+        let Some(cache) = cache.filter(|c| c.quant() == quant && quant.ggml_dtype().is_some())
+        else {
+            return Self::load_quantized(vb, cfg, quant);
+        };
+        cfg.validate().map_err(candle_core::Error::wrap)?;
+        let path = cache.path().display().to_string();
+        let started = std::time::Instant::now();
+        match cache.read(&quantized_layers(cfg, quant)) {
+            Ok(Some(tensors)) => {
+                let t3 = Self::load_with(vb, cfg, &QuantWeights::cached(quant, tensors))?;
+                tracing::info!(
+                    %path,
+                    %quant,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "quantised T3 weights read from the cache"
+                );
+                return Ok(t3);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(
+                %path,
+                error = %e,
+                "ignoring the cache of quantised T3 weights; quantising again"
+            ),
+        }
+        let weights = QuantWeights::quantize(quant);
+        let t3 = Self::load_with(vb, cfg, &weights)?;
+        let quantized = started.elapsed().as_secs_f64();
+        match cache.write(&weights.into_made()) {
+            Ok(()) => tracing::info!(
+                %path,
+                %quant,
+                seconds = quantized,
+                "T3 weights quantised; kept in the cache for later loads"
+            ),
+            Err(e) => tracing::warn!(
+                %path,
+                error = %e,
+                "could not write the cache of quantised T3 weights; the next load \
+                 quantises again"
+            ),
+        }
+        Ok(t3)
+    }
+
+    fn load_with(vb: VarBuilder, cfg: &T3Config, weights: &QuantWeights) -> Result<Self> {
         cfg.validate().map_err(candle_core::Error::wrap)?;
         let (hp, dim) = (&cfg.t3, cfg.backbone.n_embd);
         Ok(Self {
-            tfmr: Gpt2Model::load(vb.pp("tfmr"), &cfg.backbone, quant)?,
+            tfmr: Gpt2Model::load(vb.pp("tfmr"), &cfg.backbone, weights)?,
             cond_enc: T3CondEnc::load(vb.pp("cond_enc"), cfg)?,
             text_emb: embedding(hp.text_tokens_dict_size, dim, vb.pp("text_emb"))?,
             speech_emb: embedding(hp.speech_tokens_dict_size, dim, vb.pp("speech_emb"))?,
-            speech_head: SpeechHead::load(
+            speech_head: Conv1D::load_linear(
                 vb.pp("speech_head"),
                 dim,
                 hp.speech_tokens_dict_size,
-                quant,
+                weights,
             )?,
             hp: hp.clone(),
-            quant,
+            quant: weights.quant(),
+            quant_from_cache: weights.is_cached(),
             prefix: Arc::default(),
         })
     }
@@ -139,13 +180,26 @@ impl T3 {
         self.quant
     }
 
-    /// Bytes the quantised weights take less than the f32 ones they were made from.
+    /// Bytes the quantised weights take less than the f32 ones they stand for.
     pub fn quantization_bytes_saved(&self) -> u64 {
-        let head = match &self.speech_head {
-            SpeechHead::Quantized(q) => q.bytes_saved(),
-            SpeechHead::F32(_) => 0,
-        };
-        self.tfmr.bytes_saved() + head
+        self.tfmr.bytes_saved() + self.speech_head.bytes_saved()
+    }
+
+    /// Whether the quantised weights were read from a [`QuantCache`] (see
+    /// [`T3::load_cached`]).
+    pub fn quant_from_cache(&self) -> bool {
+        self.quant_from_cache
+    }
+
+    /// Bytes T3's weights hold, given `read`, the bytes of the tensors its load took
+    /// from the checkpoint: the quantised weights replaced the f32 ones they were made
+    /// from, or, read from the cache, come on top of the others.
+    pub fn weight_bytes(&self, read: u64) -> u64 {
+        if self.quant_from_cache {
+            read + self.tfmr.quantized_bytes() + self.speech_head.quantized_bytes()
+        } else {
+            read.saturating_sub(self.quantization_bytes_saved())
+        }
     }
 
     /// Bytes of the conditioning keys and values kept for the last voice (see
@@ -268,5 +322,64 @@ impl T3 {
     /// `speech_head`: hidden states [.., D] → speech logits [.., V].
     pub fn speech_logits(&self, hidden: &Tensor) -> Result<Tensor> {
         self.speech_head.forward(hidden)
+    }
+}
+
+/// The weights `quant` quantises in a T3 of configuration `cfg`, by checkpoint key,
+/// with their `[out, in]` shapes: every layer of the backbone whose input width is a
+/// multiple of the GGML block, and the speech head likewise (what [`QuantWeights`]
+/// quantises).
+pub fn quantized_layers(cfg: &T3Config, quant: T3Quant) -> Vec<(String, (usize, usize))> {
+    let (e, inner) = (cfg.backbone.n_embd, cfg.backbone.inner_dim());
+    let mut layers = Vec::new();
+    for i in 0..cfg.backbone.n_layer {
+        for (name, shape) in [
+            ("attn.c_attn", (3 * e, e)),
+            ("attn.c_proj", (e, e)),
+            ("mlp.c_fc", (inner, e)),
+            ("mlp.c_proj", (e, inner)),
+        ] {
+            layers.push((format!("tfmr.h.{i}.{name}.weight"), shape));
+        }
+    }
+    layers.push((
+        "speech_head.weight".to_string(),
+        (cfg.t3.speech_tokens_dict_size, e),
+    ));
+    layers.retain(|(_, (_, n_in))| QuantWeights::quantizes(quant, *n_in));
+    layers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::DType;
+
+    #[test]
+    fn quantized_layers_are_those_a_load_quantizes() -> Result<()> {
+        let vb = VarBuilder::zeros(DType::F32, &Device::Cpu);
+        for (width, quant) in [
+            (64, T3Quant::Q8_0),
+            (64, T3Quant::Q4K),
+            (256, T3Quant::Q4K),
+            (64, T3Quant::F32),
+        ] {
+            let mut cfg = T3Config::turbo();
+            cfg.backbone.n_embd = width;
+            cfg.backbone.n_head = 4;
+            cfg.backbone.n_layer = 2;
+            cfg.backbone.n_positions = 64;
+            cfg.t3.text_tokens_dict_size = 300;
+            let weights = QuantWeights::quantize(quant);
+            let t3 = T3::load_with(vb.clone(), &cfg, &weights)?;
+            let made: Vec<(String, (usize, usize))> = weights
+                .into_made()
+                .into_iter()
+                .map(|(name, w)| Ok((name, w.shape().dims2()?)))
+                .collect::<Result<_>>()?;
+            assert_eq!(made, quantized_layers(&cfg, quant), "{width} wide, {quant}");
+            assert_eq!(made.is_empty(), t3.quantization_bytes_saved() == 0);
+        }
+        Ok(())
     }
 }
