@@ -35,8 +35,10 @@
 //! Prints T3 prefill time and decode tokens/s, S3Gen and end-to-end speed in seconds
 //! of audio per second of compute (×RT), for both and their ratio; then voxpool's T3
 //! quantised at load (`CHATTERBOX_T3_QUANT`), prefill, decode and end to end with the
-//! same S3Gen, against the f32 reference; cold load time,
-//! the first (warm-up) synthesis and peak RSS.
+//! same S3Gen, against the f32 reference; cold load time (T3's apart, and for each
+//! quantised T3 the first load, which quantises and writes the cache of its weights,
+//! and the next, which reads them from there), the first (warm-up) synthesis and peak
+//! RSS.
 //!
 //! Timings depend on what else the machine runs. So the reference is loaded once in a
 //! child process (`--serve`, after voxpool's load, each load timed alone) and the two
@@ -57,7 +59,7 @@ use voxpool::engine::chatterbox::config::T3Config;
 use voxpool::engine::chatterbox::s3gen::hifigan::{trim_fade, HiFTConfig, HiFTGenerator};
 use voxpool::engine::chatterbox::s3gen::{PromptRef, S3GenConfig, S3Token2Mel};
 use voxpool::engine::chatterbox::stream::{SpeechRenderer, StreamPlan};
-use voxpool::engine::chatterbox::t3::{SamplingParams, T3Cond, T3Quant, T3};
+use voxpool::engine::chatterbox::t3::{QuantCache, SamplingParams, T3Cond, T3Quant, T3};
 use voxpool::engine::nn::safetensors_file::var_builder;
 
 const SAMPLE_RATE: f64 = 24_000.0;
@@ -136,6 +138,8 @@ struct Models {
     t3: T3,
     s3gen: S3Token2Mel,
     hift: HiFTGenerator,
+    /// Seconds T3's f32 load took (part of the whole load).
+    t3_load_s: f64,
 }
 
 /// Seconds of one end-to-end run and its parts.
@@ -178,10 +182,12 @@ impl Models {
     fn load(t3_dir: &Path, s3gen_dir: &Path, hift_dir: &Path) -> candle_core::Result<Self> {
         // As the engine loads a checkpoint: tensor by tensor from the file.
         let map = |path: PathBuf| var_builder(&path, DType::F32, &Device::Cpu);
+        let started = Instant::now();
         let t3 = T3::load(
             map(t3_dir.join("t3_turbo_v1.safetensors"))?,
             &T3Config::turbo(),
         )?;
+        let t3_load_s = started.elapsed().as_secs_f64();
         let s3gen = S3Token2Mel::load(
             map(s3gen_dir.join("s3gen_full.safetensors"))?,
             &S3GenConfig::turbo(),
@@ -190,7 +196,12 @@ impl Models {
             map(hift_dir.join("hift_full.safetensors"))?.pp("mel2wav"),
             &HiFTConfig::s3gen(),
         )?;
-        Ok(Self { t3, s3gen, hift })
+        Ok(Self {
+            t3,
+            s3gen,
+            hift,
+            t3_load_s,
+        })
     }
 
     /// `inference_turbo` with arg-max picks among the audio tokens and `steps` decode
@@ -603,19 +614,30 @@ fn main() -> candle_core::Result<()> {
         .filter_map(|q| q.trim().parse().ok())
         .filter(|q| *q != T3Quant::F32)
         .collect();
+    // Each is loaded twice, as the engine loads it: quantised from the checkpoint (and
+    // its quantised weights written to a cache folder, here a fresh temporary one),
+    // then read back from that cache; the second is the one timed.
+    let cache_dir = tempfile::tempdir().map_err(candle_core::Error::wrap)?;
+    let checkpoint = t3_dir.join("t3_turbo_v1.safetensors");
     let mut quantised = Vec::new();
     for quant in quants {
-        let started = Instant::now();
-        models.t3 = T3::load_quantized(
-            var_builder(
-                &t3_dir.join("t3_turbo_v1.safetensors"),
-                DType::F32,
-                &Device::Cpu,
-            )?,
-            &T3Config::turbo(),
-            quant,
-        )?;
-        let load = started.elapsed().as_secs_f64();
+        let cache = QuantCache::new(cache_dir.path(), &checkpoint, quant);
+        let mut load = || -> candle_core::Result<f64> {
+            let started = Instant::now();
+            models.t3 = T3::load_cached(
+                var_builder(&checkpoint, DType::F32, &Device::Cpu)?,
+                &T3Config::turbo(),
+                quant,
+                cache.as_ref(),
+            )?;
+            Ok(started.elapsed().as_secs_f64())
+        };
+        let cold = load()?;
+        let warm = load()?;
+        if !models.t3.quant_from_cache() {
+            println!("T3 {quant}: the cache of its quantised weights was not used");
+        }
+        let load = (cold, warm);
         let (mut times, mut ref_times, mut streams) = (Vec::new(), Vec::new(), Vec::new());
         for run in 0..=runs {
             let (t, theirs) = Reference::in_turns(&mut reference, "e2e", run, || {
@@ -642,6 +664,7 @@ fn main() -> candle_core::Result<()> {
             Streamed::median_of(&streams),
         ));
     }
+    let models_t3_load_s = models.t3_load_s;
     drop(models);
 
     let ref_facts = reference.as_mut().and_then(|r| r.request("facts"));
@@ -747,6 +770,15 @@ fn main() -> candle_core::Result<()> {
             false,
         ));
         rows.push((
+            format!(
+                "T3 {quant} prefill, voice kept: {} (s)",
+                prefill_len - 1 - PROMPT_TOKENS
+            ),
+            t.t3_prefill_kept,
+            theirs.map(|r| r.t3_prefill),
+            false,
+        ));
+        rows.push((
             format!("T3 {quant} decode (tokens/s)"),
             steps_f / t.t3_decode,
             theirs.map(|r| steps_f / r.t3_decode),
@@ -786,8 +818,12 @@ fn main() -> candle_core::Result<()> {
         first.e2e,
         first.t3_prefill + first.t3_decode
     );
-    for (quant, _, load, _, _) in &quantised {
-        println!("voxpool T3 {quant}: load and quantise {load:.2} s");
+    println!("voxpool T3 f32: load {:.2} s", models_t3_load_s);
+    for (quant, _, (cold, warm), _, _) in &quantised {
+        println!(
+            "voxpool T3 {quant}: load and quantise {cold:.2} s (and write the cache), \
+             load from the cache {warm:.2} s"
+        );
     }
     println!(
         "streamed (f32 T3): {} parts, the first {:.2} s of audio; mel against the same \
