@@ -44,12 +44,12 @@ const PARALLEL_MIN_MACS: usize = 1 << 22;
 /// `Q8_0` blocks (a `Q4_K` super-block of 256 is the least it takes).
 const CHUNK: usize = 128;
 
-/// Whether candle's `QMatMul` takes its repacked fast path for `rows` rows by a
-/// `dtype` weight `[n, k]` on this CPU: on x86-64 a mirror of candle 0.11's
-/// `repack_x86::select` (its level read as candle reads it, `MISTRALRS_FORCE_AVX2=1`
-/// and `MISTRALRS_FORCE_AVXVNNI=1` included): `Q4_K` on AVX2 with FMA or better,
-/// `Q8_0` with AVX-512 VNNI or AVX-VNNI only, both for `n` a multiple of 16 and `k`
-/// of 256. Elsewhere `Q4_K` counts as fast and `Q8_0` as not (not measured there).
+/// Whether candle's `QMatMul` takes its repacked fast path for a `dtype` weight
+/// `[n, k]` on this CPU: on x86-64 a mirror of candle 0.11's `repack_x86::select`:
+/// `Q4_K` on AVX2 with FMA or better, `Q8_0` at its VNNI levels only (AVX-512 VNNI or
+/// AVX-VNNI, unless `MISTRALRS_FORCE_AVX2=1` holds it at AVX2; see [`x86_level`]), both
+/// for `n` a multiple of 16 and `k` of 256. Elsewhere `Q4_K` counts as fast and `Q8_0`
+/// as not (not measured there).
 pub fn candle_repacks(dtype: GgmlDType, n: usize, k: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -61,7 +61,7 @@ pub fn candle_repacks(dtype: GgmlDType, n: usize, k: usize) -> bool {
         }
         match dtype {
             GgmlDType::Q4K => true,
-            GgmlDType::Q8_0 => level != X86Level::Avx2,
+            GgmlDType::Q8_0 => level == X86Level::Vnni,
             _ => false,
         }
     }
@@ -95,41 +95,54 @@ pub fn dequantizes(dtype: GgmlDType, rows: usize, n: usize, k: usize) -> bool {
     false
 }
 
-/// Candle's x86 kernel levels (`repack_x86::X86Level`).
+/// Candle's x86 kernel levels (`repack_x86::X86Level`), its two VNNI ones as one.
 #[cfg(target_arch = "x86_64")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum X86Level {
-    Avx512Vnni,
-    AvxVnni,
+    /// AVX-512 VNNI or AVX-VNNI: `Q8_0` repacked too.
+    Vnni,
+    /// AVX2 with FMA: `Q4_K` repacked, `Q8_0` not.
     Avx2,
 }
 
-/// Candle 0.11's `repack_x86::level`, read the same way (once, from the same
-/// environment variables and CPU features).
+/// The level candle 0.11's `repack_x86::level` picks: a VNNI one when candle repacks
+/// `Q8_0` ([`candle_repacks_q8_0`]), else AVX2 where the CPU has AVX2 and FMA. Asked of
+/// candle once rather than worked out again from the CPU's features and candle's
+/// switches (`MISTRALRS_FORCE_AVX2`, `MISTRALRS_FORCE_AVXVNNI`), which are candle's
+/// environment and not this program's configuration: what candle does is what counts.
 #[cfg(target_arch = "x86_64")]
 fn x86_level() -> Option<X86Level> {
     static LEVEL: std::sync::OnceLock<Option<X86Level>> = std::sync::OnceLock::new();
     *LEVEL.get_or_init(|| {
-        let force_avx2 = std::env::var("MISTRALRS_FORCE_AVX2").as_deref() == Ok("1");
-        let force_vnni = std::env::var("MISTRALRS_FORCE_AVXVNNI").as_deref() == Ok("1");
-        if !force_avx2
-            && !force_vnni
-            && is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512vnni")
-        {
-            return Some(X86Level::Avx512Vnni);
+        if candle_repacks_q8_0() {
+            Some(X86Level::Vnni)
+        } else if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            Some(X86Level::Avx2)
+        } else {
+            None
         }
-        if !force_avx2
-            && (force_vnni || is_x86_feature_detected!("avxvnni"))
-            && is_x86_feature_detected!("avx2")
-        {
-            return Some(X86Level::AvxVnni);
-        }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            return Some(X86Level::Avx2);
-        }
-        None
     })
+}
+
+/// Whether candle runs a `Q8_0` product on its repacked kernel, found by one small
+/// product: the repacked kernel quantises the input to 8 bits with one scale per 256
+/// values, the generic one with one per 32. An input of one large value and 255 ones,
+/// by a weight of ones, then sums to ~1000 on the first (the ones round to 0 next to
+/// the large value) and ~1224 on the second (the ones of the seven blocks without it
+/// kept).
+#[cfg(target_arch = "x86_64")]
+fn candle_repacks_q8_0() -> bool {
+    use candle_core::quantized::QMatMul;
+    use candle_core::{DType, Device, Module, Tensor};
+    let probe = || -> Result<f32> {
+        let dev = Device::Cpu;
+        let w = QTensor::quantize(&Tensor::ones((16, 256), DType::F32, &dev)?, GgmlDType::Q8_0)?;
+        let mut x = vec![1f32; 256];
+        x[0] = 1000.0;
+        let y = QMatMul::from_qtensor(w)?.forward(&Tensor::from_vec(x, (1, 256), &dev)?)?;
+        y.flatten_all()?.get(0)?.to_scalar::<f32>()
+    };
+    probe().is_ok_and(|sum| sum < 1112.0)
 }
 
 /// `x·Wᵀ + b` for the `rows` rows of `x` [rows, k] and a quantised `w` [n, k] (`Q8_0`
@@ -629,7 +642,12 @@ mod tests {
         {
             assert!(dequantizes(GgmlDType::Q4K, 417, 1000, 1024));
             let level = x86_level();
-            let q8_fast = level.is_some_and(|l| l != X86Level::Avx2);
+            // Candle's VNNI kernels run only where the CPU has VNNI (forced on another,
+            // its first product would stop the process).
+            let vnni =
+                is_x86_feature_detected!("avx512vnni") || is_x86_feature_detected!("avxvnni");
+            assert!(level != Some(X86Level::Vnni) || vnni, "{level:?}");
+            let q8_fast = level == Some(X86Level::Vnni);
             assert_eq!(dequantizes(GgmlDType::Q8_0, 417, 1024, 1024), !q8_fast);
             let q4k_avx2 = level == Some(X86Level::Avx2) && is_x86_feature_detected!("avx512f");
             assert_eq!(
