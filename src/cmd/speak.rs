@@ -87,6 +87,7 @@ pub fn run(
             cloned: None,
             language: args.language,
             incremental: false,
+            lexicon: Vec::new(),
         };
         // The server's sentence loop, with nobody to leave and no time limit.
         let mut audio = AudioChunk {

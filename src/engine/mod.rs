@@ -15,6 +15,7 @@ pub mod tone;
 
 use std::sync::Arc;
 
+use crate::text::lexicon::Pronunciation;
 use crate::text::Language;
 
 pub use device::DeviceSpec;
@@ -63,6 +64,10 @@ pub struct SpeechJob {
     /// ([`ChunkSink::send_part`]), at some cost in speed.
     #[serde(default)]
     pub incremental: bool,
+    /// Stored pronunciations that may apply to the chunks, read before the G2P's
+    /// own dictionaries.
+    #[serde(default)]
+    pub lexicon: Vec<Pronunciation>,
 }
 
 /// Where the audio of a [`SpeechJob`] goes, one chunk at a time.
@@ -155,8 +160,14 @@ pub trait TtsEngine: Send + Sync {
     }
     /// Text to phonemes in the engine's alphabet, for `language` (Kokoro's letters).
     /// Models that read plain text only refuse.
-    fn phonemize(&self, text: &str, language: &str) -> Result<String, EngineError> {
-        let _ = (text, language);
+    /// `lexicon` holds stored pronunciations, read before the G2P's own dictionaries.
+    fn phonemize(
+        &self,
+        text: &str,
+        language: &str,
+        lexicon: &[Pronunciation],
+    ) -> Result<String, EngineError> {
+        let _ = (text, language, lexicon);
         Err(EngineError::Unsupported {
             param: "model".into(),
             message: "This model reads plain text; phonemes are for kokoro".into(),

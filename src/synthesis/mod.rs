@@ -8,6 +8,7 @@
 //! handler parses, calls it, and maps [`SpeechError`] to a status; `voxpool speak`
 //! runs the same [`render`] on a model it loads itself.
 
+pub mod lexicon;
 mod render;
 pub mod voices;
 
@@ -27,6 +28,7 @@ use crate::store::StoreError;
 use crate::text::split_sentences;
 use crate::text::Language;
 
+pub use lexicon::{LexiconBook, LexiconEntry};
 pub use render::{render, Rendered};
 pub use voices::{ResolvedVoice, VoiceBook};
 
@@ -167,6 +169,7 @@ pub struct Synthesizer {
     pool: ModelPool,
     store: crate::store::Store,
     voices: Arc<VoiceBook>,
+    lexicon: Arc<LexiconBook>,
     time_limit: Option<Duration>,
 }
 
@@ -184,8 +187,14 @@ impl Synthesizer {
             pool,
             store,
             voices,
+            lexicon: Arc::default(),
             time_limit,
         }
+    }
+
+    /// The stored pronunciations requests read.
+    pub fn lexicon(&self) -> &LexiconBook {
+        &self.lexicon
     }
 
     pub fn voices(&self) -> &VoiceBook {
@@ -291,6 +300,11 @@ impl Synthesizer {
             cloned,
             language: request.language,
             incremental: false,
+            lexicon: if request.phonemes {
+                Vec::new()
+            } else {
+                self.lexicon.for_input(&model, &request.input)
+            },
         };
         let encoder = StreamEncoder::new(
             request.format,
@@ -373,11 +387,13 @@ impl Synthesizer {
     ) -> Result<(String, Vec<u32>), SpeechError> {
         crate::text::g2p::availability(language).map_err(SpeechError::Language)?;
         let language = language.code();
+        let lexicon = self.lexicon.for_input(PHONEMIZER_MODEL, &input);
         let lease = self.pool.lease(PHONEMIZER_MODEL).await?;
-        let phonemes =
-            tokio::task::spawn_blocking(move || lease.engine().phonemize(&input, language))
-                .await
-                .map_err(|e| SpeechError::Internal(format!("phonemizer task failed: {e}")))??;
+        let phonemes = tokio::task::spawn_blocking(move || {
+            lease.engine().phonemize(&input, language, &lexicon)
+        })
+        .await
+        .map_err(|e| SpeechError::Internal(format!("phonemizer task failed: {e}")))??;
         // What the model reads: symbols outside its vocabulary (Spanish ¿ and ¡, which
         // espeak-ng keeps) are dropped, as the model drops them, so the phonemes can be
         // sent back as `input_format: "phonemes"` unchanged.

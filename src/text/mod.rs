@@ -6,6 +6,7 @@ pub mod espeak;
 pub mod g2p;
 pub mod japanese;
 pub mod language;
+pub mod lexicon;
 pub mod mandarin;
 pub mod settings;
 

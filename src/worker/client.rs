@@ -24,6 +24,7 @@ use super::protocol::{codec, decode, encode, rss_of, Memory, Ready, Reply, Reque
 use crate::engine::{
     AudioChunk, ChunkSink, EngineError, LoadContext, SpeechJob, SynthRequest, TtsEngine, WorkerSpec,
 };
+use crate::text::lexicon::Pronunciation;
 
 /// How long a worker asked to exit may take before it is killed.
 pub const EXIT_GRACE: Duration = Duration::from_secs(2);
@@ -409,6 +410,7 @@ impl TtsEngine for WorkerEngine {
             cloned: req.cloned.cloned(),
             language: req.language,
             incremental: false,
+            lexicon: Vec::new(),
         };
         crate::engine::synthesize_job(self, &job)
     }
@@ -465,11 +467,17 @@ impl TtsEngine for WorkerEngine {
         }
     }
 
-    fn phonemize(&self, text: &str, language: &str) -> Result<String, EngineError> {
+    fn phonemize(
+        &self,
+        text: &str,
+        language: &str,
+        lexicon: &[Pronunciation],
+    ) -> Result<String, EngineError> {
         match self.shared.call_blocking(|id| Request::Phonemize {
             id,
             text: text.to_string(),
             language: language.to_string(),
+            lexicon: lexicon.to_vec(),
         })? {
             Reply::Phonemes { phonemes, .. } => Ok(phonemes),
             other => Err(unexpected(&other)),

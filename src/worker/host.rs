@@ -226,10 +226,15 @@ async fn serve(
                     let _ = outbox.send(reply);
                 });
             }
-            Request::Phonemize { id, text, language } => {
+            Request::Phonemize {
+                id,
+                text,
+                language,
+                lexicon,
+            } => {
                 let (engine, outbox) = (Arc::clone(&engine), outbox.clone());
                 tokio::task::spawn_blocking(move || {
-                    let reply = match guarded(|| engine.phonemize(&text, &language)) {
+                    let reply = match guarded(|| engine.phonemize(&text, &language, &lexicon)) {
                         Ok(phonemes) => Reply::Phonemes { id, phonemes },
                         Err(error) => Reply::Failed { id, error },
                     };

@@ -8,6 +8,7 @@ use tokio_util::bytes::Bytes;
 use tokio_util::codec::LengthDelimitedCodec;
 
 use crate::engine::{EngineError, SpeechJob};
+use crate::text::lexicon::Pronunciation;
 
 /// Largest frame either side accepts: a reference clip for cloning, or one long
 /// sentence's audio, fits many times over.
@@ -40,6 +41,8 @@ pub enum Request {
         id: u64,
         text: String,
         language: String,
+        /// Stored pronunciations that may apply to `text`.
+        lexicon: Vec<Pronunciation>,
     },
     /// What the worker holds now.
     Memory { id: u64 },

@@ -10,6 +10,7 @@ use super::voices::VoiceLibrary;
 use super::weights::KokoroFiles;
 use super::KokoroConfig;
 use crate::engine::{AudioChunk, EngineError, EngineLoader, LoadContext, SynthRequest, TtsEngine};
+use crate::text::lexicon::Pronunciation;
 use crate::text::{g2p, Language};
 
 pub const SAMPLE_RATE: u32 = 24_000;
@@ -203,7 +204,12 @@ impl TtsEngine for KokoroEngine {
         })
     }
 
-    fn phonemize(&self, text: &str, language: &str) -> Result<String, EngineError> {
+    fn phonemize(
+        &self,
+        text: &str,
+        language: &str,
+        lexicon: &[Pronunciation],
+    ) -> Result<String, EngineError> {
         let language = g2p::parse_language(language).map_err(text_error)?;
         g2p::phonemize(text, language).map_err(text_error)
     }
