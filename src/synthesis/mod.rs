@@ -305,6 +305,7 @@ impl Synthesizer {
             } else {
                 self.lexicon.for_input(&model, &request.input)
             },
+            words: false,
         };
         let encoder = StreamEncoder::new(
             request.format,
