@@ -61,7 +61,7 @@ pub fn segments<'a>(
     if words.is_empty() {
         return vec![Segment::Text(text)];
     }
-    words.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+    words.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
     let whole = !unspaced(language);
     let chars: Vec<(usize, char)> = text.char_indices().collect();
     let byte_at = |i: usize| chars.get(i).map_or(text.len(), |(b, _)| *b);

@@ -19,6 +19,9 @@ use crate::text::{g2p, Language};
 
 pub const SAMPLE_RATE: u32 = 24_000;
 
+/// The samples a phoneme symbol is spoken in (`None`: a symbol the model skips).
+type SymbolSpan = Option<Range<usize>>;
+
 /// OpenAI voice names and the Kokoro voices that stand for them.
 pub const OPENAI_VOICES: [(&str, &str); 11] = [
     ("alloy", "af_alloy"),
@@ -149,7 +152,7 @@ impl KokoroEngine {
         phonemes: &str,
         voice: &str,
         speed: f32,
-    ) -> Result<(Vec<f32>, Vec<Option<Range<usize>>>), EngineError> {
+    ) -> Result<(Vec<f32>, Vec<SymbolSpan>), EngineError> {
         let Some((input, style)) = self.inputs(phonemes, voice)? else {
             return Ok((Vec::new(), vec![None; phonemes.chars().count()]));
         };
@@ -164,12 +167,7 @@ impl KokoroEngine {
     /// The samples each symbol of `phonemes` is spoken in, from the frames the
     /// model gave each token (`frames[0]` and the last are the pads) and the
     /// length of the audio they made.
-    fn symbol_spans(
-        &self,
-        phonemes: &str,
-        frames: &[u32],
-        samples: usize,
-    ) -> Vec<Option<Range<usize>>> {
+    fn symbol_spans(&self, phonemes: &str, frames: &[u32], samples: usize) -> Vec<SymbolSpan> {
         let total: u64 = frames.iter().map(|&f| u64::from(f)).sum();
         let at =
             |frame: u64| usize::try_from(frame * samples as u64 / total.max(1)).unwrap_or(samples);
@@ -236,7 +234,7 @@ impl TtsEngine for KokoroEngine {
         };
         let chars: Vec<char> = spoken.phonemes.chars().collect();
         let mut samples = Vec::new();
-        let mut spans: Vec<Option<Range<usize>>> = vec![None; chars.len()];
+        let mut spans: Vec<SymbolSpan> = vec![None; chars.len()];
         // Pieces the text encoder holds with its two pad tokens (510 for Kokoro-82M).
         let capacity = self
             .cfg
@@ -344,6 +342,10 @@ impl EngineLoader for KokoroLoader {
                 .map(|l| l.code().to_string())
                 .collect(),
         )
+    }
+
+    fn times_words(&self) -> bool {
+        true
     }
 
     fn voice_language(&self, voice: &str) -> Option<String> {
