@@ -3,7 +3,7 @@
 # ($work/venv), installs the tiny Kokoro and Turbo checkpoints of the test fixtures,
 # and starts the tests' debug voxpool on them at http://127.0.0.1:$port.
 tiny_server() {
-  local bin=target/debug/voxpool
+  local bin=${VOXPOOL_CI_BIN:-target/debug/voxpool}
   [ -x "$bin" ] || cargo build
   work=$(mktemp -d /tmp/voxpool-ci.XXXXXX)
   server_pid=

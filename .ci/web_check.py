@@ -97,6 +97,20 @@ try:
     duration = wait.until(lambda d: js(
         "const a = document.getElementById('audio'); return a.readyState >= 1 && a.duration > 0 ? a.duration : null;"))
     assert duration > 0.1, duration
+    # Read-along: the same text streamed with its words, each highlighted in turn.
+    driver.find_element(By.ID, "readAlong").click()
+    driver.find_element(By.ID, "speak").click()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#readalong span")) == 9)
+    words = [s.text for s in driver.find_elements(By.CSS_SELECTOR, "#readalong span")]
+    assert words == ["Hello", "from", "the", "browser", "This", "is", "a", "second", "sentence"], words
+    lit = set()
+    deadline = time.time() + 30
+    while len(lit) < 3 and time.time() < deadline:
+        lit.update(s.text for s in driver.find_elements(By.CSS_SELECTOR, "#readalong span.now"))
+        time.sleep(0.02)
+    assert len(lit) >= 3, f"words highlighted while playing: {lit}"
+    wait.until(lambda d: "s of audio" in d.find_element(By.ID, "message").text)
+    driver.find_element(By.ID, "readAlong").click()
     # The model panel shows kokoro loaded; Unload changes it.
     row = "tr[data-model='kokoro'] td.loaded"
     wait.until(lambda d: d.find_element(By.CSS_SELECTOR, row).text == "yes")
@@ -136,7 +150,7 @@ try:
     driver.save_screenshot(screenshot)
     click_in_table(f"button.delete[data-voice='{voice_id}']")
     wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, f"tr[data-voice='{voice_id}']"))
-    print(f"web page: streamed {duration:.2f} s (pcm, {message!r}), mp3 {duration_mp3:.2f} s; "
+    print(f"web page: streamed {duration:.2f} s (pcm, {message!r}), read along ({len(lit)} words lit), mp3 {duration_mp3:.2f} s; "
           f"unload seen; cloned {voice_id} from an upload, spoke with it ({cloned_message!r}), "
           f"deleted it; screenshot {screenshot}")
 except Exception:
