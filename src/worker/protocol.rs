@@ -169,6 +169,7 @@ mod tests {
                 conditioning: vec![1u8, 2, 3].into(),
             }),
             language: Some(crate::text::Language::Japanese),
+            lexicon: Vec::new(),
             incremental: true,
         };
         let frame = encode(&Request::Synthesize {
