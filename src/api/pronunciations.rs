@@ -91,7 +91,8 @@ struct CreatePronunciationRequest {
     /// The language the word is read in: a Kokoro code (`a`, `b`, `e`, `f`, `h`,
     /// `i`, `j`, `p`, `z`) or a tag such as `en-us` or `ja`.
     language: String,
-    /// Limit the entry to one model (an id or alias); default: every model.
+    /// Limit the entry to one model (an id or alias; an unknown one is refused with
+    /// 400); default: every model.
     model: Option<String>,
 }
 
@@ -139,7 +140,16 @@ impl PronunciationsApi {
                     .registry()
                     .resolve(name)
                     .map(|spec| spec.id.clone())
-                    .ok_or_else(|| ApiError::unknown_model(name))?,
+                    .ok_or_else(|| {
+                        ApiError::invalid_code(
+                            "model",
+                            "model_not_found",
+                            format!(
+                                "The model '{}' does not exist",
+                                name.chars().take(100).collect::<String>()
+                            ),
+                        )
+                    })?,
             ),
         };
         let (row, created) = state
