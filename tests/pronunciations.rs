@@ -172,6 +172,33 @@ async fn create_read_update_delete() {
 }
 
 #[tokio::test]
+async fn the_same_word_sent_at_once_makes_one_entry() {
+    let srv = start().await;
+    let words = [
+        "Kokoro", "KOKORO", "kokoro", "KoKoRo", "kOKORO", "Kokoro", "koKoro", "KOKORo",
+    ];
+    let answers = futures_util::future::join_all(words.iter().map(|w| {
+        add(
+            &srv,
+            json!({"word": w, "phonemes": "kˈOkəɹO", "language": "a"}),
+        )
+    }))
+    .await;
+    let mut ids: Vec<&str> = answers
+        .iter()
+        .map(|(code, body)| {
+            assert!(*code == 200 || *code == 201, "{body}");
+            body["id"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(answers.iter().filter(|(code, _)| *code == 201).count(), 1);
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "{answers:?}");
+    assert_eq!(list(&srv, "").await.len(), 1);
+    srv.stop().await;
+}
+
+#[tokio::test]
 async fn bad_entries_are_refused_and_nothing_is_stored() {
     let srv = start().await;
     let ok = json!({"word": "Kokoro", "phonemes": "kˈOkəɹO", "language": "a"});
