@@ -53,6 +53,10 @@ use store::{Store, StoreError};
 /// How long a stopping server lets requests in flight finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How often the stored pronunciations are re-read (another replica's change is
+/// spoken here within this time).
+const LEXICON_REFRESH: Duration = Duration::from_secs(2);
+
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -136,6 +140,8 @@ impl Server {
             Arc::new(synthesis::VoiceBook::default()),
             config.synthesis_timeout,
         );
+        speech.reload_lexicon().await?;
+        housekeepers.push(speech.spawn_lexicon_refresher(LEXICON_REFRESH));
         let state = Arc::new(api::AppState {
             auth: Arc::new(auth),
             config: Arc::new(config),

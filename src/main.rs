@@ -64,6 +64,26 @@ fn main() -> ExitCode {
             voxpool::cmd::client::timeout(&args.server, args.seconds, args.model.as_deref(), out)
                 .await
         }),
+        Command::Pronounce(args) => client(|out| async move {
+            use voxpool::cmd::client;
+            use voxpool::config::PronounceAction;
+            match &args.action {
+                PronounceAction::Add {
+                    word,
+                    phonemes,
+                    language,
+                    model,
+                    server,
+                } => {
+                    client::pronounce_add(server, word, phonemes, language, model.as_deref(), out)
+                        .await
+                }
+                PronounceAction::List { language, server } => {
+                    client::pronounce_list(server, language.as_deref(), out).await
+                }
+                PronounceAction::Rm { id, server } => client::pronounce_rm(server, id, out).await,
+            }
+        }),
         Command::Pull(args) => {
             match voxpool::cmd::pull::run(&args, &args.source(), std::io::stdout()) {
                 Ok(()) => ExitCode::SUCCESS,

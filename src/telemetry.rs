@@ -36,9 +36,10 @@ pub fn handle() -> &'static PrometheusHandle {
 
 /// A bounded label for a request path (unknown paths share one).
 pub fn route_label(path: &str) -> &'static str {
-    const ROUTES: [&str; 12] = [
+    const ROUTES: [&str; 13] = [
         "/v1/audio/speech",
         "/v1/audio/voices",
+        "/v1/audio/pronunciations",
         "/v1/audio/phonemize",
         "/v1/models",
         "/model/status",
@@ -66,6 +67,10 @@ mod tests {
     fn routes_are_bounded() {
         assert_eq!(super::route_label("/v1/models/kokoro"), "/v1/models");
         assert_eq!(super::route_label("/v1/audio/speech"), "/v1/audio/speech");
+        assert_eq!(
+            super::route_label("/v1/audio/pronunciations/pron_1"),
+            "/v1/audio/pronunciations"
+        );
         assert_eq!(super::route_label("/etc/passwd"), "other");
         assert_eq!(super::route_label("/v1/modelsx"), "other");
     }

@@ -162,3 +162,99 @@ async fn cleanup_lists_asks_and_deletes_only_voxpools_files() {
     assert_eq!(code, 0);
     assert!(out.starts_with("nothing of voxpool's"), "{out}");
 }
+
+#[tokio::test]
+async fn pronounce_adds_lists_and_removes_entries() {
+    let srv = start_with(Options {
+        configure: Box::new(|c| c.api_key = Some(Secret::new("sk-admin-pronounce"))),
+        ..Options::default()
+    })
+    .await;
+    let key = [("VOXPOOL_API_KEY", "sk-admin-pronounce")];
+    let run = |args: Vec<&str>| {
+        let mut args: Vec<String> = args.into_iter().map(String::from).collect();
+        args.extend(["--url".to_string(), srv.base.clone()]);
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            voxpool(&args, &key, "").await
+        }
+    };
+    let (code, out, err) = run(vec!["pronounce", "list"]).await;
+    assert_eq!((code, out.trim()), (0, "no stored pronunciations"), "{err}");
+    let (code, out, err) = run(vec![
+        "pronounce",
+        "add",
+        "Kokoro",
+        "kˈOkəɹO",
+        "--language",
+        "en-us",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("added pron_")
+            && out.contains("Kokoro -> /kˈOkəɹO/ (language a, every model)"),
+        "{out}"
+    );
+    let id = out.split_whitespace().nth(1).unwrap().trim_end_matches(':');
+    let (code, out, err) = run(vec!["pronounce", "add", "kokoro", "kOkˈOɹO", "-l", "a"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with(&format!("updated {id}: kokoro")), "{out}");
+    let (code, out, err) = run(vec![
+        "pronounce",
+        "add",
+        "東京",
+        "tokʲˈoː",
+        "-l",
+        "ja",
+        "--model",
+        "tts-1",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("(language j, model {MODEL})")),
+        "{out}"
+    );
+
+    let (code, out, _) = run(vec!["pronounce", "list"]).await;
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[0].starts_with("id") && lines[0].ends_with("phonemes"),
+        "{out}"
+    );
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(row, [id, "kokoro", "a", "(all)", "kOkˈOɹO"], "{out}");
+    let (code, out, _) = run(vec!["pronounce", "list", "--language", "j"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(out.contains("東京") && out.contains(MODEL), "{out}");
+
+    // Refusals name what is wrong and exit 1.
+    let (code, _, err) = run(vec!["pronounce", "add", "x", "k#", "-l", "a"]).await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("'#' (U+0023)") && err.contains("(400)"),
+        "{err}"
+    );
+    let (code, _, err) = run(vec!["pronounce", "list", "-l", "klingon"]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("klingon") && err.contains("(400)"), "{err}");
+
+    let (code, out, err) = run(vec!["pronounce", "rm", id]).await;
+    assert_eq!(
+        (code, out.trim()),
+        (0, format!("deleted {id}").as_str()),
+        "{err}"
+    );
+    let (code, _, err) = run(vec!["pronounce", "rm", id]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("(404)"), "{err}");
+    // Without the key: refused.
+    let (code, _, err) = voxpool(&["pronounce", "list", "--url", &srv.base], &[], "").await;
+    assert_eq!(code, 1);
+    assert!(err.contains("(401)"), "{err}");
+    srv.stop().await;
+}

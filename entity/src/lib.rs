@@ -3,6 +3,7 @@
 
 pub mod api_key;
 pub mod prelude;
+pub mod pronunciation;
 pub mod setting;
 pub mod usage;
 pub mod voice;

@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261126_000001_create_tables;
 mod m20261127_000001_voice_samples;
+mod m20261207_000001_pronunciations;
 
 pub struct Migrator;
 
@@ -13,6 +14,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261126_000001_create_tables::Migration),
             Box::new(m20261127_000001_voice_samples::Migration),
+            Box::new(m20261207_000001_pronunciations::Migration),
         ]
     }
 }

@@ -5,14 +5,15 @@
 //! create`, from any process sharing the database) closes it within a second.
 //! Once closed, every route except
 //! `/health` needs a valid key (401), and the admin routes (`/model/*`,
-//! `/load_voice*`) need an admin key (403). Keys are compared as SHA-256 digests in
+//! `/load_voice*`, `POST`/`DELETE` on `/v1/audio/pronunciations*`) need an admin
+//! key (403). Keys are compared as SHA-256 digests in
 //! constant time and never logged.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use poem::http::StatusCode;
+use poem::http::{Method, StatusCode};
 use poem::{Endpoint, IntoResponse, Request, RequestBody, Response};
 use poem_openapi::registry::{MetaSecurityScheme, Registry};
 use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
@@ -153,8 +154,13 @@ fn is_public(path: &str) -> bool {
     path == "/health" || path == "/"
 }
 
-fn is_admin_route(path: &str) -> bool {
-    path.starts_with("/model/") || path.starts_with("/load_voice")
+/// Admin routes: `/model/*`, `/load_voice*`, and the changes to stored
+/// pronunciations (reading them needs any key).
+fn is_admin_route(method: &Method, path: &str) -> bool {
+    path.starts_with("/model/")
+        || path.starts_with("/load_voice")
+        || (path.starts_with("/v1/audio/pronunciations")
+            && !matches!(*method, Method::GET | Method::HEAD))
 }
 
 /// The middleware: checks the key before the route runs.
@@ -171,7 +177,7 @@ pub async fn require_key<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<
         if !is_public(&path) {
             match auth.access(&req).await {
                 Ok(Access::Admin) => {}
-                Ok(Access::User) if !is_admin_route(&path) => {}
+                Ok(Access::User) if !is_admin_route(req.method(), &path) => {}
                 Ok(Access::User) => {
                     return Ok(ApiError::with_status(
                         StatusCode::FORBIDDEN,
@@ -203,8 +209,9 @@ impl<'a> ApiExtractor<'a> for ApiKey {
                 ty: "http",
                 description: Some(
                     "`Authorization: Bearer <key>`. Needed once the server has keys \
-                     (`VOXPOOL_API_KEY` or `voxpool keys create`); `/model/*` and \
-                     `/load_voice*` need an admin key.",
+                     (`VOXPOOL_API_KEY` or `voxpool keys create`); `/model/*`, \
+                     `/load_voice*` and changes to `/v1/audio/pronunciations` need an \
+                     admin key.",
                 ),
                 name: None,
                 key_in: None,
@@ -252,8 +259,16 @@ mod tests {
     fn routes_by_scope() {
         assert!(is_public("/health"));
         assert!(!is_public("/v1/audio/speech"));
-        assert!(is_admin_route("/model/unload"));
-        assert!(is_admin_route("/load_voice_upload"));
-        assert!(!is_admin_route("/v1/models"));
+        let (get, post, delete) = (Method::GET, Method::POST, Method::DELETE);
+        assert!(is_admin_route(&post, "/model/unload"));
+        assert!(is_admin_route(&get, "/model/status"));
+        assert!(is_admin_route(&post, "/load_voice_upload"));
+        assert!(!is_admin_route(&get, "/v1/models"));
+        assert!(!is_admin_route(&post, "/v1/audio/speech"));
+        assert!(!is_admin_route(&delete, "/v1/audio/voices/voice_1"));
+        assert!(!is_admin_route(&get, "/v1/audio/pronunciations"));
+        assert!(!is_admin_route(&get, "/v1/audio/pronunciations/pron_1"));
+        assert!(is_admin_route(&post, "/v1/audio/pronunciations"));
+        assert!(is_admin_route(&delete, "/v1/audio/pronunciations/pron_1"));
     }
 }

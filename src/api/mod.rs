@@ -7,6 +7,7 @@ pub mod conn;
 pub mod error;
 pub mod health;
 pub mod models;
+pub mod pronunciations;
 pub mod speech;
 pub mod voices;
 
@@ -42,6 +43,7 @@ const JSON_ROUTES: &[&str] = &[
     "/model/load",
     "/model/timeout",
     "/load_voice",
+    "/v1/audio/pronunciations",
 ];
 
 /// What handlers share.
@@ -87,6 +89,7 @@ type Apis = (
     speech::PhonemizeApi,
     voices::VoicesApi,
     voices::LoadVoiceApi,
+    pronunciations::PronunciationsApi,
     models::ModelsApi,
     admin::AdminApi,
     health::HealthApi,
@@ -100,6 +103,7 @@ pub fn api_service() -> OpenApiService<Apis, ()> {
             speech::PhonemizeApi,
             voices::VoicesApi,
             voices::LoadVoiceApi,
+            pronunciations::PronunciationsApi,
             models::ModelsApi,
             admin::AdminApi,
             health::HealthApi,

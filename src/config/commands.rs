@@ -107,6 +107,18 @@ pub enum Command {
     ///   voxpool timeout 3600 chatterbox-turbo
     #[command(verbatim_doc_comment)]
     Timeout(TimeoutArgs),
+    /// Manage the stored pronunciations of a running server: a word stored here is
+    /// read with its phonemes by every request in its language (on every replica).
+    ///
+    /// Examples:
+    ///   voxpool pronounce add Kokoro "kˈOkəɹO" --language a
+    ///   voxpool pronounce add 東京 "tokʲˈoː" --language ja --model kokoro
+    ///   voxpool pronounce list --language a
+    ///   voxpool pronounce rm pron_0123abcd...
+    ///
+    /// Adding and removing need an admin key where keys are in use.
+    #[command(verbatim_doc_comment)]
+    Pronounce(PronounceArgs),
     /// Download the files a model needs from the Hugging Face hub into the models
     /// folder (the HF cache layout), with a progress bar; an interrupted download
     /// resumes, and large files are checked against their SHA-256.
@@ -230,6 +242,49 @@ pub struct TimeoutArgs {
     pub model: Option<String>,
     #[command(flatten)]
     pub server: ServerUrl,
+}
+
+/// Options of `voxpool pronounce`.
+#[derive(Debug, Clone, Args)]
+pub struct PronounceArgs {
+    #[command(subcommand)]
+    pub action: PronounceAction,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum PronounceAction {
+    /// Store how WORD is read (or change it: one entry per word, whatever its case,
+    /// language and model).
+    Add {
+        /// The word as it appears in text.
+        word: String,
+        /// Its Kokoro phonemes, as `POST /v1/audio/phonemize` writes them.
+        phonemes: String,
+        /// The language: a Kokoro code (`a`, `b`, `e`, `f`, `h`, `i`, `j`, `p`,
+        /// `z`) or a tag such as `en-us` or `ja`.
+        #[arg(long, short)]
+        language: String,
+        /// Limit the entry to one model (default: every model).
+        #[arg(long, short)]
+        model: Option<String>,
+        #[command(flatten)]
+        server: ServerUrl,
+    },
+    /// List the stored pronunciations.
+    List {
+        /// Only those of one language.
+        #[arg(long, short)]
+        language: Option<String>,
+        #[command(flatten)]
+        server: ServerUrl,
+    },
+    /// Delete a stored pronunciation by id.
+    Rm {
+        /// The entry's id (`pron_…`, as `list` shows).
+        id: String,
+        #[command(flatten)]
+        server: ServerUrl,
+    },
 }
 
 #[derive(Debug, Clone, Args)]

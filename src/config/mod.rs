@@ -27,8 +27,8 @@ pub use crate::limit::RateLimit;
 pub use crate::pool::{Admission, AutoPull, IdleTimeout, PoolSettings};
 pub use crate::store::{normalize_db_url, sqlite_path};
 pub use commands::{
-    CleanupArgs, Cli, Command, KeysAction, KeysArgs, ModelArgs, PullArgs, ServerUrl, SpeakArgs,
-    StatusArgs, TimeoutArgs, WorkerArgs,
+    CleanupArgs, Cli, Command, KeysAction, KeysArgs, ModelArgs, PronounceAction, PronounceArgs,
+    PullArgs, ServerUrl, SpeakArgs, StatusArgs, TimeoutArgs, WorkerArgs,
 };
 pub use serve::ServeArgs;
 pub use text::TextArgs;

@@ -2,6 +2,7 @@
 //! table. Only this module queries; no entity type leaves it.
 
 mod api_keys;
+mod pronunciations;
 mod settings;
 mod url;
 mod usage;
@@ -13,6 +14,7 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend};
 use tracing::instrument;
 
+pub use pronunciations::{NewPronunciation, PronunciationRow, PRONUNCIATION_ID_PREFIX};
 pub use url::{normalize_db_url, sqlite_path};
 pub use usage::{NewUsage, UsageRow};
 pub use voices::{NewVoice, VoiceConditioning, VoiceRow};

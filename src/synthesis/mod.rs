@@ -216,6 +216,43 @@ impl Synthesizer {
         &self.lexicon
     }
 
+    /// Read the pronunciations table into the snapshot requests read; whether it
+    /// changed. On an error the snapshot stays as it was.
+    pub async fn reload_lexicon(&self) -> Result<bool, StoreError> {
+        let rows = self.store.pronunciations(None).await?;
+        let entries = rows
+            .into_iter()
+            .filter_map(LexiconEntry::from_row)
+            .collect();
+        Ok(self.lexicon.update(entries))
+    }
+
+    /// Re-read the pronunciations table every `every`, so that what another replica
+    /// stores (or deletes) is read here within that time. The table is small: it is
+    /// read whole, and the snapshot replaced only when it differs.
+    pub fn spawn_lexicon_refresher(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                match this.reload_lexicon().await {
+                    Ok(true) => tracing::info!(
+                        entries = this.lexicon.len(),
+                        "stored pronunciations changed"
+                    ),
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(
+                        error = %e,
+                        "cannot read stored pronunciations; keeping the previous ones"
+                    ),
+                }
+            }
+        })
+    }
+
     pub fn voices(&self) -> &VoiceBook {
         &self.voices
     }

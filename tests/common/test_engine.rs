@@ -3,13 +3,15 @@
 //! Compiled into tests and benches only; the server never lists it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use voxpool::audio::clip::ReferenceClip;
 use voxpool::engine::{
-    AudioChunk, EngineError, EngineLoader, LoadContext, ModelSpec, SynthRequest, TtsEngine,
+    AudioChunk, ChunkSink, EngineError, EngineLoader, LoadContext, ModelSpec, SpeechJob,
+    SynthRequest, TtsEngine,
 };
+use voxpool::text::lexicon::Pronunciation;
 
 pub use voxpool::engine::tone::{expected_samples, SAMPLE_RATE, VOICES};
 use voxpool::engine::tone::{pitch, sine, touched_blocks};
@@ -27,6 +29,8 @@ pub struct Knobs {
     /// The model clones voices (a fingerprint of the clip stands for its conditioning).
     pub clones: AtomicBool,
     pub clone_delay_ms: AtomicU64,
+    /// The stored pronunciations the last speech job carried.
+    pub last_lexicon: Mutex<Vec<Pronunciation>>,
 }
 
 pub struct TestLoader {
@@ -101,6 +105,30 @@ impl TtsEngine for TestEngine {
             sample_rate: SAMPLE_RATE,
             words: Vec::new(),
         })
+    }
+
+    fn synthesize_each(&self, job: &SpeechJob, sink: &mut dyn ChunkSink) {
+        *self
+            .knobs
+            .last_lexicon
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = job.lexicon.clone();
+        for text in &job.chunks {
+            let spoken = self.synthesize(&SynthRequest {
+                text,
+                voice: &job.voice,
+                speed: job.speed,
+                phonemes: job.phonemes,
+                cloned: job.cloned.as_ref(),
+                language: job.language,
+                lexicon: &job.lexicon,
+                words: job.words,
+            });
+            let failed = spoken.is_err();
+            if !sink.send(spoken) || failed {
+                return;
+            }
+        }
     }
 
     fn sample_rate(&self) -> u32 {
