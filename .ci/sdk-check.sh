@@ -48,6 +48,31 @@ assert (rate, info.frames, len(data)) == (24000, len(data), len(data)) and len(d
 print(f"OpenAI SDK: mp3 {mp3.length:.2f} s, wav {frames / 24000:.2f} s, pcm {pcm // 2} samples, flac {len(data)} samples")
 PY
 
+# Words as they are spoken (examples/word_timestamps.py): each word printed once, in
+# order, with times that never go back; the captions endpoint's WAV and SRT agree.
+VOXPOOL_URL="http://127.0.0.1:$port/v1" "$work/venv/bin/python" examples/word_timestamps.py \
+  --voice alloy --out-dir "$work/words" | tee "$work/words.txt"
+"$work/venv/bin/python" - "$work/words" "$work/words.txt" <<'PY'
+import re, sys, wave
+from pathlib import Path
+
+out, printed = Path(sys.argv[1]), Path(sys.argv[2]).read_text().splitlines()
+timed = [l.split() for l in printed if re.match(r"^\s*\d+\.\d+\s+\d+\.\d+\s+\S", l)]
+words = [t[2] for t in timed]
+assert words == "Every word has its time Captions follow the voice".split(), words
+times = [(float(t[0]), float(t[1])) for t in timed]
+assert all(a < b for a, b in times) and all(p[1] <= n[0] for p, n in zip(times, times[1:])), times
+pcm = (out / "words.pcm").stat().st_size / 2 / 24000
+assert times[-1][1] <= pcm + 1e-3, (times[-1], pcm)
+with wave.open(str(out / "captions.wav")) as w:
+    seconds = w.getnframes() / w.getframerate()
+assert abs(seconds - pcm) < 0.01, (seconds, pcm)
+srt = (out / "captions.srt").read_text().strip().split("\n\n")
+assert [b.splitlines()[0] for b in srt] == [str(i + 1) for i in range(len(srt))], srt
+assert " ".join(" ".join(b.splitlines()[2:]) for b in srt) == " ".join(words), srt
+print(f"word timestamps: {len(words)} words over {pcm:.2f} s, {len(srt)} SRT cues")
+PY
+
 # The official OpenAI Node SDK (examples/openai_node.mjs) and the Rust client example.
 mkdir -p "$work/node"
 cp examples/openai_node.mjs "$work/node/"

@@ -24,9 +24,17 @@ fn unspaced(word: &str) -> bool {
     })
 }
 
-/// `words` grouped into cues: a cue ends at a pause, before its line would pass
-/// 42 characters, or at 5 seconds.
-pub fn cues(words: &[WordTime]) -> Vec<Cue> {
+/// The words of each sentence grouped into cues: a cue ends with its sentence, at a
+/// pause, before its line would pass 42 characters, or at 5 seconds.
+pub fn cues(sentences: &[Vec<WordTime>]) -> Vec<Cue> {
+    let mut out: Vec<Cue> = Vec::new();
+    for words in sentences {
+        out.extend(sentence_cues(words));
+    }
+    out
+}
+
+fn sentence_cues(words: &[WordTime]) -> Vec<Cue> {
     let mut out: Vec<Cue> = Vec::new();
     let mut last: Option<&WordTime> = None;
     for word in words {
@@ -68,10 +76,10 @@ fn timestamp(seconds: f64, separator: char) -> String {
     )
 }
 
-/// WebVTT of `words`.
-pub fn vtt(words: &[WordTime]) -> String {
+/// WebVTT of each sentence's words.
+pub fn vtt(sentences: &[Vec<WordTime>]) -> String {
     let mut out = String::from("WEBVTT\n");
-    for cue in cues(words) {
+    for cue in cues(sentences) {
         out.push_str(&format!(
             "\n{} --> {}\n{}\n",
             timestamp(cue.start, '.'),
@@ -82,10 +90,10 @@ pub fn vtt(words: &[WordTime]) -> String {
     out
 }
 
-/// SubRip (SRT) of `words`.
-pub fn srt(words: &[WordTime]) -> String {
+/// SubRip (SRT) of each sentence's words.
+pub fn srt(sentences: &[Vec<WordTime>]) -> String {
     let mut out = String::new();
-    for (i, cue) in cues(words).into_iter().enumerate() {
+    for (i, cue) in cues(sentences).into_iter().enumerate() {
         if i > 0 {
             out.push('\n');
         }
@@ -121,21 +129,24 @@ mod tests {
             word("東京", 2.0, 2.4),
             word("に", 2.4, 2.5),
         ];
-        let cues = cues(&words);
+        let cues = cues(&[words[..3].to_vec(), words[3..].to_vec()]);
         let texts: Vec<&str> = cues.iter().map(|c| c.text.as_str()).collect();
         assert_eq!(texts, ["Hello there", "Next", "東京に"]);
+        // A cue ends with its sentence, however short the pause.
+        let joined = super::cues(&[words[..1].to_vec(), words[1..2].to_vec()]);
+        assert_eq!(joined.len(), 2);
         assert_eq!((cues[0].start, cues[0].end), (0.1, 0.8));
         let long: Vec<WordTime> = (0..20)
             .map(|i| word("word", f64::from(i) * 0.2, f64::from(i) * 0.2 + 0.15))
             .collect();
-        assert!(super::cues(&long)
+        assert!(super::cues(&[long])
             .iter()
             .all(|c| c.text.chars().count() <= MAX_LINE && c.end - c.start <= MAX_CUE));
     }
 
     #[test]
     fn vtt_and_srt_formats() {
-        let words = [word("Hi", 0.0, 0.5), word("again", 3661.25, 3662.0)];
+        let words = [vec![word("Hi", 0.0, 0.5), word("again", 3661.25, 3662.0)]];
         assert_eq!(
             vtt(&words),
             "WEBVTT\n\n00:00:00.000 --> 00:00:00.500\nHi\n\n01:01:01.250 --> 01:01:02.000\nagain\n"

@@ -118,32 +118,36 @@ impl SpeechApi {
             finished,
             ..
         } = speech;
-        let (mut audio, mut words) = (first.audio, first.words);
+        // Each piece's words are one sentence's.
+        let mut audio = first.audio;
+        let mut sentences = vec![first.words];
         let mut failed = None;
         while let Some(piece) = rest.recv().await {
             match piece {
                 Ok(piece) => {
                     audio.extend(piece.audio);
-                    words.extend(piece.words);
+                    sentences.push(piece.words);
                 }
                 Err(e) => failed = Some(ApiError::from(&*e)),
             }
         }
+        sentences.retain(|words| !words.is_empty());
         let outcome = record_outcome(state.store.clone(), usage, finished, started).await;
         if let Some(e) = failed {
             return Err(e);
         }
         let captions = match captions_format {
             CaptionsFormat::Json => None,
-            CaptionsFormat::Vtt => Some(captions::vtt(&words)),
-            CaptionsFormat::Srt => Some(captions::srt(&words)),
+            CaptionsFormat::Vtt => Some(captions::vtt(&sentences)),
+            CaptionsFormat::Srt => Some(captions::srt(&sentences)),
         };
         Ok(Json(CaptionsResponse {
             audio: base64::engine::general_purpose::STANDARD.encode(&audio),
             format: request.format.name().to_string(),
             duration: outcome.audio_seconds,
-            words: words
+            words: sentences
                 .into_iter()
+                .flatten()
                 .map(|w| CaptionWord {
                     word: w.word,
                     start: round_ms(w.start),
