@@ -14,6 +14,56 @@ use super::fast_math::simd_dispatch;
 use super::ops::with_cpu_f32;
 use super::threads::{on_workers, worker_count, SharedOut};
 
+/// Add one panel's share of `x · Wᵀ` to `y` on this thread: `rows` rows of `x`
+/// (each `stride` apart, `k` = `panel.len() / PANEL` values) times the panel (Wᵀ's
+/// columns `first..first + width`, laid out `[k, PANEL]`) into those columns of the
+/// `[rows, n]` output at `dst`.
+///
+/// # Safety
+/// `dst` holds `rows · n` values, `x` holds `(rows − 1) · stride + k`, and no other
+/// thread writes columns `first..first + width` of `dst` meanwhile.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn add_panel_product(
+    dst: SharedOut,
+    n: usize,
+    first: usize,
+    width: usize,
+    panel: &[f32],
+    x: &[f32],
+    stride: usize,
+    rows: usize,
+) {
+    let k = panel.len() / PANEL;
+    debug_assert!(rows == 0 || x.len() >= (rows - 1) * stride + k);
+    // SAFETY: as matrices with (column, row) strides: yᵀ's panel [width, rows] starts
+    // at column `first` of `dst` with strides (n, 1), the panel Wᵀ [width, k] at its
+    // start with strides (PANEL, 1), and xᵀ [k, rows] is `x` with strides (stride, 1);
+    // the caller vouches for the buffers' sizes and for these columns being its own.
+    unsafe {
+        gemm::gemm(
+            width,
+            rows,
+            k,
+            dst.at(first),
+            n as isize,
+            1,
+            true,
+            panel.as_ptr(),
+            PANEL as isize,
+            1,
+            x.as_ptr(),
+            stride as isize,
+            1,
+            1.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
 /// Below this many multiply-adds the product runs on the calling thread.
 const PARALLEL_MIN_MACS: usize = 1 << 20;
 
@@ -288,36 +338,10 @@ impl PackedMatrix {
                     unsafe { std::ptr::copy_nonoverlapping(acc.as_ptr(), dst.at(first), width) };
                     continue;
                 }
-                // SAFETY: as matrices with (column, row) strides: the panel's columns of
-                // yᵀ [width, rows] start at column `first` of `y` with strides (n, 1),
-                // the panel Wᵀ [width, k] at its start with strides (PANEL, 1), and
-                // xᵀ [k, rows] is `x` with strides (stride, 1); every index stays inside
-                // the three buffers (`y` holds rows·n values, the panel k·PANEL, and the
-                // last row of `x` ends at (rows − 1)·stride + k, checked above), and no
-                // other share writes these columns of `y`.
-                unsafe {
-                    gemm::gemm(
-                        width,
-                        rows,
-                        k,
-                        dst.at(first),
-                        n as isize,
-                        1,
-                        true,
-                        panel.as_ptr(),
-                        PANEL as isize,
-                        1,
-                        x.as_ptr(),
-                        stride as isize,
-                        1,
-                        1.0f32,
-                        1.0f32,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
-                }
+                // SAFETY: `y` holds rows·n values, the last row of `x` ends at
+                // (rows − 1)·stride + k (checked above), and no other share writes
+                // this panel's columns of `y`.
+                unsafe { add_panel_product(dst, n, first, width, panel, x, stride, rows) };
             }
         });
         Ok(y)

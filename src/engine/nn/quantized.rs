@@ -19,7 +19,7 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Result;
 
 use super::fast_math::simd_dispatch;
-use super::linear::{AlignedF32, PANEL};
+use super::linear::{add_panel_product, AlignedF32, PANEL};
 use super::threads::{on_workers, worker_count, SharedOut};
 
 /// From this many rows a product that candle would run on its generic kernel
@@ -230,35 +230,9 @@ fn panel_times<T: PanelBlock>(
                 let first = p * PANEL;
                 let width = PANEL.min(n - first);
                 dequantize_panel(blocks, k, first, width, chunk, panel);
-                // SAFETY: as in `PackedMatrix::strided_times`: yᵀ's panel [width, rows]
-                // starts at column `first` of `y` with strides (n, 1), the panel Wᵀ
-                // [width, k] at its start with strides (PANEL, 1), xᵀ [k, rows] is `x`
-                // with strides (k, 1); `y` holds rows·n values, the panel k·PANEL, `x`
-                // rows·k (checked by the caller), and no other share writes these
-                // columns of `y`.
-                unsafe {
-                    gemm::gemm(
-                        width,
-                        rows,
-                        k,
-                        dst.at(first),
-                        n as isize,
-                        1,
-                        true,
-                        panel.as_ptr(),
-                        PANEL as isize,
-                        1,
-                        x.as_ptr(),
-                        k as isize,
-                        1,
-                        1.0f32,
-                        1.0f32,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
-                }
+                // SAFETY: `y` holds rows·n values, `x` rows·k (checked by the
+                // caller), and no other share writes this panel's columns of `y`.
+                unsafe { add_panel_product(dst, n, first, width, panel, x, k, rows) };
             }
         });
     });
