@@ -143,6 +143,8 @@ fn main() {
             phonemes: true,
             cloned: None,
             language: None,
+            lexicon: &[],
+            words: false,
         };
         let _ = engine.synthesize(&request);
         let speech = median(

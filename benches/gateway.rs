@@ -98,6 +98,8 @@ fn direct(n: usize) -> Vec<Duration> {
                 phonemes: false,
                 cloned: None,
                 language: None,
+                lexicon: &[],
+                words: false,
             })
             .expect("synth");
         let bytes = voxpool::audio::encode(

@@ -110,6 +110,8 @@ fn engine_speaks_with_the_built_in_voice() {
             phonemes: false,
             cloned: None,
             language: None,
+            lexicon: &[],
+            words: false,
         })
         .unwrap();
     assert_eq!(chunk.sample_rate, 24_000);
@@ -123,6 +125,8 @@ fn engine_speaks_with_the_built_in_voice() {
             phonemes: false,
             cloned: None,
             language: None,
+            lexicon: &[],
+            words: false,
         })
         .unwrap_err();
     assert!(err.to_string().contains("af_heart"), "{err}");
@@ -359,6 +363,8 @@ fn quantized_t3_is_kept_in_the_models_folder() {
                 phonemes: false,
                 cloned: None,
                 language: None,
+                lexicon: &[],
+                words: false,
             })
             .unwrap()
             .samples

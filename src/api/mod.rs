@@ -36,6 +36,7 @@ const UNLIMITED_PATHS: &[&str] = &["/health"];
 /// POST routes whose body is JSON.
 const JSON_ROUTES: &[&str] = &[
     "/v1/audio/speech",
+    "/v1/audio/speech/captions",
     "/v1/audio/phonemize",
     "/model/unload",
     "/model/load",

@@ -88,11 +88,13 @@ pub fn run(
             language: args.language,
             incremental: false,
             lexicon: Vec::new(),
+            words: false,
         };
         // The server's sentence loop, with nobody to leave and no time limit.
         let mut audio = AudioChunk {
             samples: Vec::new(),
             sample_rate: engine.sample_rate(),
+            words: Vec::new(),
         };
         let rendered = synthesis::render(engine.as_ref(), &job, None, &|| true, &mut |chunk| {
             audio.samples.extend(chunk.samples);

@@ -68,6 +68,10 @@ pub trait EngineLoader: Send + Sync {
     fn languages(&self) -> Option<Vec<String>> {
         None
     }
+    /// Whether the model times the words it speaks ([`crate::engine::AudioChunk::words`]).
+    fn times_words(&self) -> bool {
+        false
+    }
     /// The language a voice speaks, as a code of [`ModelSpec::languages`]; `None`
     /// when the model's one language applies.
     fn voice_language(&self, voice: &str) -> Option<String> {

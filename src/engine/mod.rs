@@ -38,6 +38,10 @@ pub struct SynthRequest<'a> {
     /// Read `text` in this language; `None` lets the voice decide (Kokoro: the
     /// voice name's first letter).
     pub language: Option<Language>,
+    /// Stored pronunciations, read before the G2P's own dictionaries.
+    pub lexicon: &'a [Pronunciation],
+    /// Time each word ([`AudioChunk::words`]).
+    pub words: bool,
 }
 
 /// A voice cloned from a reference recording: the conditioning its model computed
@@ -68,6 +72,9 @@ pub struct SpeechJob {
     /// own dictionaries.
     #[serde(default)]
     pub lexicon: Vec<Pronunciation>,
+    /// Time each word of the chunks ([`AudioChunk::words`]).
+    #[serde(default)]
+    pub words: bool,
 }
 
 /// Where the audio of a [`SpeechJob`] goes, one chunk at a time.
@@ -99,9 +106,29 @@ impl<F: FnMut(Result<AudioChunk, EngineError>) -> bool> ChunkSink for F {
 pub struct AudioChunk {
     pub samples: Vec<f32>,
     pub sample_rate: u32,
+    /// When each word of the chunk is spoken, where the job asked
+    /// ([`SpeechJob::words`]) and the engine can tell.
+    pub words: Vec<WordTiming>,
+}
+
+/// A word and the samples it is spoken in, counted from its chunk's start.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WordTiming {
+    pub word: String,
+    pub start: usize,
+    pub end: usize,
 }
 
 impl AudioChunk {
+    /// Audio without word timings.
+    pub fn new(samples: Vec<f32>, sample_rate: u32) -> Self {
+        Self {
+            samples,
+            sample_rate,
+            words: Vec::new(),
+        }
+    }
+
     pub fn seconds(&self) -> f64 {
         self.samples.len() as f64 / f64::from(self.sample_rate.max(1))
     }
@@ -151,6 +178,8 @@ pub trait TtsEngine: Send + Sync {
                 phonemes: job.phonemes,
                 cloned: job.cloned.as_ref(),
                 language: job.language,
+                lexicon: &job.lexicon,
+                words: job.words,
             });
             let failed = spoken.is_err();
             if !sink.send(spoken) || failed {
@@ -201,6 +230,7 @@ pub fn synthesize_job(engine: &dyn TtsEngine, job: &SpeechJob) -> Result<AudioCh
     let mut collect = Collect(Ok(AudioChunk {
         samples: Vec::new(),
         sample_rate: engine.sample_rate(),
+        words: Vec::new(),
     }));
     engine.synthesize_each(job, &mut collect);
     collect.0

@@ -155,6 +155,7 @@ impl TtsEngine for ToneEngine {
         Ok(AudioChunk {
             samples: sine(freq, expected_samples(req.text, req.speed)),
             sample_rate: SAMPLE_RATE,
+            words: Vec::new(),
         })
     }
 

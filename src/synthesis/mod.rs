@@ -8,6 +8,7 @@
 //! handler parses, calls it, and maps [`SpeechError`] to a status; `voxpool speak`
 //! runs the same [`render`] on a model it loads itself.
 
+pub mod captions;
 pub mod lexicon;
 mod render;
 pub mod voices;
@@ -50,6 +51,24 @@ pub struct SpeechRequest {
     /// The client takes the audio in pieces anyway (SSE): `wav` and `flac` may then
     /// stream with their length left open; otherwise they come whole, exact.
     pub open_length: bool,
+    /// Time each word ([`Piece::words`]); models without an alignment refuse.
+    pub words: bool,
+}
+
+/// A word and when it is spoken, in seconds from the start of the audio.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct WordTime {
+    pub word: String,
+    pub start: f64,
+    pub end: f64,
+}
+
+/// The next piece of a request's answer: encoded audio, and the words whose audio
+/// has been made by then (where the request asked for them).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Piece {
+    pub audio: Vec<u8>,
+    pub words: Vec<WordTime>,
 }
 
 /// Why a request got no (or not all its) audio.
@@ -115,9 +134,9 @@ pub struct Speech {
     pub model: String,
     /// Whether the format streams; a whole-file format's bytes all come at once.
     pub streams: bool,
-    pub first: Vec<u8>,
+    pub first: Piece,
     /// The following pieces; an error ends the stream (the response is cut).
-    pub rest: mpsc::Receiver<Result<Vec<u8>, Arc<SpeechError>>>,
+    pub rest: mpsc::Receiver<Result<Piece, Arc<SpeechError>>>,
     /// The outcome, sent just before `rest` closes.
     pub outcome: oneshot::Receiver<Outcome>,
     /// The outcome, once the synthesis task has ended.
@@ -283,6 +302,23 @@ impl Synthesizer {
         if !request.format.is_supported() {
             return Err(SpeechError::Audio(AudioError::Unsupported(request.format)).into());
         }
+        if request.words {
+            let times = self
+                .pool
+                .registry()
+                .resolve(&model)
+                .is_some_and(|spec| spec.loader.times_words());
+            if !times {
+                return Err(SpeechError::Engine(EngineError::Unsupported {
+                    param: "timestamps".into(),
+                    message: format!(
+                        "Model {model} cannot time words: it has no alignment between text \
+                         and audio. Use kokoro for word timestamps."
+                    ),
+                })
+                .into());
+            }
+        }
         let started = Instant::now();
         let admitted = self.admit(&model, &gone).await?;
         let lease = self.pool.lease(&model).await.map_err(SpeechError::from)?;
@@ -305,6 +341,7 @@ impl Synthesizer {
             } else {
                 self.lexicon.for_input(&model, &request.input)
             },
+            words: request.words,
         };
         let encoder = StreamEncoder::new(
             request.format,
@@ -316,7 +353,7 @@ impl Synthesizer {
         let streams = encoder.streams();
         // A streamed response gets each sentence's audio as it is made.
         job.incremental = streams;
-        let (tx, mut rx) = mpsc::channel::<Result<Vec<u8>, Arc<SpeechError>>>(1);
+        let (tx, mut rx) = mpsc::channel::<Result<Piece, Arc<SpeechError>>>(1);
         let (outcome_tx, outcome_rx) = oneshot::channel::<Outcome>();
         let time_limit = self.time_limit;
         let pool = self.pool.clone();
@@ -330,13 +367,33 @@ impl Synthesizer {
             let engine = lease.engine();
             let synthesis_started = Instant::now();
             let wanted = || !tx.is_closed() && !gone();
-            let send = |bytes: Vec<u8>| bytes.is_empty() || tx.blocking_send(Ok(bytes)).is_ok();
+            let send =
+                |piece: Piece| piece == Piece::default() || tx.blocking_send(Ok(piece)).is_ok();
             let mut encoder = encoder;
-            let mut out = |audio: AudioChunk| Ok(send(encoder.push(&audio.samples)?));
+            let rate = f64::from(engine.sample_rate().max(1));
+            let mut spoken = 0usize;
+            let mut out = |audio: AudioChunk| {
+                let words = audio
+                    .words
+                    .iter()
+                    .map(|w| WordTime {
+                        word: w.word.clone(),
+                        start: (spoken + w.start) as f64 / rate,
+                        end: (spoken + w.end) as f64 / rate,
+                    })
+                    .collect();
+                spoken += audio.samples.len();
+                let audio = encoder.push(&audio.samples)?;
+                Ok(send(Piece { audio, words }))
+            };
             let mut rendered = render(engine, &job, time_limit, &wanted, &mut out);
             if rendered.error.is_none() {
                 rendered.error = match encoder.finish() {
-                    Ok(bytes) => (!send(bytes)).then_some(SpeechError::ClientGone),
+                    Ok(audio) => (!send(Piece {
+                        audio,
+                        words: Vec::new(),
+                    }))
+                    .then_some(SpeechError::ClientGone),
                     Err(e) => Some(e.into()),
                 };
             }
@@ -362,9 +419,9 @@ impl Synthesizer {
         });
         // The first bytes decide the request's fate: an error before them is its error.
         let first = match rx.recv().await {
-            Some(Ok(bytes)) => bytes,
+            Some(Ok(piece)) => piece,
             Some(Err(e)) => return Err(e),
-            None => Vec::new(),
+            None => Piece::default(),
         };
         metrics::histogram!("voxpool_time_to_first_audio_seconds", "model" => model.clone())
             .record(started.elapsed().as_secs_f64());

@@ -9,6 +9,7 @@ pub mod language;
 pub mod lexicon;
 pub mod mandarin;
 pub mod settings;
+pub mod words;
 
 pub use chunk::split_sentences;
 pub use language::Language;

@@ -54,7 +54,7 @@ const WANTED_CHECK: Duration = Duration::from_millis(50);
 
 enum Pending {
     /// A job's audio: each chunk's samples, or a part of one (`true`).
-    Audio(std::sync::mpsc::Sender<Result<(Vec<f32>, bool), EngineError>>),
+    Audio(std::sync::mpsc::Sender<Result<(AudioChunk, bool), EngineError>>),
     Call(oneshot::Sender<Result<Reply, EngineError>>),
 }
 
@@ -113,9 +113,19 @@ impl Shared {
         let Some(id) = reply.id() else { return };
         let mut table = self.table();
         match reply {
-            Reply::Audio { samples, part, .. } => {
+            Reply::Audio {
+                samples,
+                part,
+                words,
+                ..
+            } => {
                 if let Some(Pending::Audio(tx)) = table.pending.get(&id) {
-                    let _ = tx.send(Ok((samples, part)));
+                    let audio = AudioChunk {
+                        samples,
+                        sample_rate: self.ready.sample_rate,
+                        words,
+                    };
+                    let _ = tx.send(Ok((audio, part)));
                 }
             }
             // Dropping the sender ends the request's stream.
@@ -411,6 +421,7 @@ impl TtsEngine for WorkerEngine {
             language: req.language,
             incremental: false,
             lexicon: Vec::new(),
+            words: false,
         };
         crate::engine::synthesize_job(self, &job)
     }
@@ -431,7 +442,6 @@ impl TtsEngine for WorkerEngine {
                 return;
             }
         };
-        let sample_rate = self.shared.ready.sample_rate;
         loop {
             let chunk = match rx.recv_timeout(WANTED_CHECK) {
                 Ok(chunk) => chunk,
@@ -444,11 +454,7 @@ impl TtsEngine for WorkerEngine {
                 Err(RecvTimeoutError::Disconnected) => return,
             };
             match chunk {
-                Ok((samples, part)) => {
-                    let audio = AudioChunk {
-                        samples,
-                        sample_rate,
-                    };
+                Ok((audio, part)) => {
                     let taken = if part {
                         sink.send_part(audio)
                     } else {

@@ -295,16 +295,21 @@ fn synthesize(
         failure: Option<EngineError>,
     }
     impl Replies<'_> {
-        fn audio(&mut self, samples: Vec<f32>, part: bool) -> bool {
+        fn audio(&mut self, audio: AudioChunk, part: bool) -> bool {
             let id = self.id;
-            let sent = self.outbox.send(Reply::Audio { id, samples, part });
+            let sent = self.outbox.send(Reply::Audio {
+                id,
+                samples: audio.samples,
+                part,
+                words: audio.words,
+            });
             sent.is_ok() && self.wanted()
         }
     }
     impl ChunkSink for Replies<'_> {
         fn send(&mut self, chunk: Result<AudioChunk, EngineError>) -> bool {
             match chunk {
-                Ok(audio) => self.audio(audio.samples, false),
+                Ok(audio) => self.audio(audio, false),
                 Err(e) => {
                     self.failure = Some(e);
                     false
@@ -313,7 +318,7 @@ fn synthesize(
         }
 
         fn send_part(&mut self, part: AudioChunk) -> bool {
-            self.audio(part.samples, true)
+            self.audio(part, true)
         }
 
         fn wanted(&self) -> bool {

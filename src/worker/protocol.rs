@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::bytes::Bytes;
 use tokio_util::codec::LengthDelimitedCodec;
 
-use crate::engine::{EngineError, SpeechJob};
+use crate::engine::{EngineError, SpeechJob, WordTiming};
 use crate::text::lexicon::Pronunciation;
 
 /// Largest frame either side accepts: a reference clip for cloning, or one long
@@ -76,6 +76,9 @@ pub enum Reply {
         samples: Vec<f32>,
         #[serde(default)]
         part: bool,
+        /// The chunk's words, where the job asked for them.
+        #[serde(default)]
+        words: Vec<WordTiming>,
     },
     /// `id` has ended (all chunks spoken, or cancelled).
     Done {
@@ -170,6 +173,12 @@ mod tests {
             }),
             language: Some(crate::text::Language::Japanese),
             incremental: true,
+            lexicon: vec![crate::text::lexicon::Pronunciation {
+                word: "Kokoro".into(),
+                phonemes: "kˈOkəɹO".into(),
+                language: crate::text::Language::AmericanEnglish,
+            }],
+            words: true,
         };
         let frame = encode(&Request::Synthesize {
             id: 7,
@@ -187,14 +196,21 @@ mod tests {
             id: 9,
             samples: samples.clone(),
             part: true,
+            words: vec![WordTiming {
+                word: "Hello".into(),
+                start: 10,
+                end: 2400,
+            }],
         });
         match decode::<Reply>(&frame).unwrap() {
             Reply::Audio {
                 id,
                 samples: back,
                 part,
+                words,
             } => {
                 assert_eq!((id, back, part), (9, samples, true));
+                assert_eq!(words[0].end, 2400);
             }
             other => panic!("{other:?}"),
         }

@@ -99,6 +99,7 @@ impl TtsEngine for TestEngine {
         Ok(AudioChunk {
             samples: sine(freq, expected_samples(req.text, req.speed)),
             sample_rate: SAMPLE_RATE,
+            words: Vec::new(),
         })
     }
 

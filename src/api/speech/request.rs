@@ -57,12 +57,43 @@ pub struct CreateSpeechRequest {
     language: Option<LanguageCode>,
     /// Kokoro-FastAPI's name for `language`.
     lang_code: Option<LangCode>,
+    /// voxpool extension: `word` adds `speech.audio.words` events to an SSE stream,
+    /// each with the words of a sentence as `{"word", "start", "end"}` (seconds from
+    /// the start of the audio). Kokoro only. Default `none`.
+    timestamps: Option<Timestamps>,
 }
 
 impl CreateSpeechRequest {
     /// The request as the synthesis layer takes it, and whether it asked for SSE.
     /// Phoneme input is checked against Kokoro's vocabulary here.
     pub fn validate(self) -> Result<(SpeechRequest, bool), ApiError> {
+        let (request, sse) = self.validate_fields()?;
+        if request.words && !sse {
+            return Err(ApiError::invalid(
+                Some("timestamps"),
+                "Word timestamps come as server-sent events: add \"stream_format\": \"sse\", \
+                 or use POST /v1/audio/speech/captions for the audio and its words at once",
+            ));
+        }
+        Ok((request, sse))
+    }
+
+    /// The request for `POST /v1/audio/speech/captions`: the whole file, with its
+    /// words.
+    pub fn validate_for_captions(self) -> Result<SpeechRequest, ApiError> {
+        let (mut request, sse) = self.validate_fields()?;
+        if sse {
+            return Err(ApiError::invalid(
+                Some("stream_format"),
+                "Captions come with the whole file; for words as they are spoken, use \
+                 POST /v1/audio/speech with \"stream_format\": \"sse\" and \"timestamps\": \"word\"",
+            ));
+        }
+        request.words = true;
+        Ok(request)
+    }
+
+    fn validate_fields(self) -> Result<(SpeechRequest, bool), ApiError> {
         let phonemes = matches!(self.input_format, Some(InputFormat::Phonemes));
         if phonemes {
             if let Err(unknown) = vocab::encode(vocab::v1_0(), &self.input.0) {
@@ -84,6 +115,7 @@ impl CreateSpeechRequest {
             speed: self.speed.map_or(1.0, |s| s.0),
             phonemes,
             language,
+            words: matches!(self.timestamps, Some(Timestamps::Word)),
         };
         Ok((
             request,
@@ -477,6 +509,74 @@ impl ParseFromJSON for StreamFormat {
                 "stream_format",
                 format!(
                     "'{}' is not one of audio, sse - 'stream_format'",
+                    other.unwrap_or_default()
+                ),
+            )),
+        }
+    }
+}
+
+/// Which captions `POST /v1/audio/speech/captions` adds to the words: `json` (none),
+/// `vtt` or `srt`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaptionsFormat {
+    Json,
+    Vtt,
+    Srt,
+}
+field_type!(
+    CaptionsFormat,
+    "CaptionsFormat",
+    enum_schema(&["json", "vtt", "srt"], "json"),
+    |f| Value::from(match f {
+        CaptionsFormat::Json => "json",
+        CaptionsFormat::Vtt => "vtt",
+        CaptionsFormat::Srt => "srt",
+    })
+);
+
+impl ParseFromJSON for CaptionsFormat {
+    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+        match string::<Self>("captions_format", value)?.as_deref() {
+            Some("json") => Ok(Self::Json),
+            Some("vtt") => Ok(Self::Vtt),
+            Some("srt") => Ok(Self::Srt),
+            other => Err(refuse(
+                "captions_format",
+                format!(
+                    "'{}' is not one of json, vtt, srt - 'captions_format'",
+                    other.unwrap_or_default()
+                ),
+            )),
+        }
+    }
+}
+
+/// `none` or `word`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timestamps {
+    None,
+    Word,
+}
+field_type!(
+    Timestamps,
+    "Timestamps",
+    enum_schema(&["none", "word"], "none"),
+    |t| Value::from(match t {
+        Timestamps::None => "none",
+        Timestamps::Word => "word",
+    })
+);
+
+impl ParseFromJSON for Timestamps {
+    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+        match string::<Self>("timestamps", value)?.as_deref() {
+            Some("none") => Ok(Self::None),
+            Some("word") => Ok(Self::Word),
+            other => Err(refuse(
+                "timestamps",
+                format!(
+                    "'{}' is not one of none, word - 'timestamps'",
                     other.unwrap_or_default()
                 ),
             )),

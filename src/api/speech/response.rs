@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::api::error::ApiError;
 use crate::audio::AudioFormat;
-use crate::synthesis::{Outcome, SpeechError};
+use crate::synthesis::{Outcome, Piece, SpeechError};
 
 /// Audio in the requested format.
 #[derive(ResponseContent)]
@@ -31,7 +31,8 @@ pub enum AudioBody {
     #[oai(content_type = "audio/pcm")]
     Pcm(Binary<Body>),
     /// With `stream_format: "sse"`: `speech.audio.delta` events carrying base64 audio
-    /// in the requested format, then one `speech.audio.done` with `usage`.
+    /// in the requested format (with `timestamps: "word"`, `speech.audio.words` events
+    /// carrying each sentence's words), then one `speech.audio.done` with `usage`.
     #[oai(content_type = "text/event-stream")]
     Events(Binary<Body>),
 }
@@ -57,7 +58,7 @@ pub enum SpeechResponse {
     Audio(AudioBody),
 }
 
-type Pieces = mpsc::Receiver<Result<Vec<u8>, Arc<SpeechError>>>;
+type Pieces = mpsc::Receiver<Result<Piece, Arc<SpeechError>>>;
 
 /// After the headers, a failure can only cut the body short: the error the body
 /// stream ends with.
@@ -72,21 +73,21 @@ pub fn mid_stream_error(e: &SpeechError) -> std::io::Error {
 /// (which cuts the connection) and ends the body with an error, so the client sees
 /// an incomplete body, not a shorter file that looks whole.
 pub fn audio_stream(
-    first: Vec<u8>,
+    first: Piece,
     rest: Pieces,
     on_failure: impl Fn() + Clone + Send + Sync + 'static,
 ) -> impl Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static {
     let rest = futures_util::stream::unfold(rest, move |mut rx| {
         let on_failure = on_failure.clone();
         async move {
-            let item = rx.recv().await?.map_err(|e| {
+            let item = rx.recv().await?.map(|piece| piece.audio).map_err(|e| {
                 on_failure();
                 mid_stream_error(&e)
             });
             Some((item, rx))
         }
     });
-    futures_util::stream::once(async move { Ok::<_, std::io::Error>(first) }).chain(rest)
+    futures_util::stream::once(async move { Ok::<_, std::io::Error>(first.audio) }).chain(rest)
 }
 
 /// Output tokens reported in SSE `usage`: one per 20 ms of audio.
@@ -97,26 +98,42 @@ fn sse_event(value: &Value) -> Vec<u8> {
     format!("data: {value}\n\n").into_bytes()
 }
 
-/// The SSE body: one `speech.audio.delta` per encoded piece, then `speech.audio.done`
-/// with `usage` (input tokens = characters of `input`; output tokens = 20 ms units of
-/// audio). A failure after the first event cuts the stream without a done event.
+/// A piece's events: `speech.audio.delta` with its audio, then `speech.audio.words`
+/// with its words (each only when there is something to carry).
+fn piece_events(piece: &Piece) -> Vec<u8> {
+    use base64::Engine as _;
+    let mut out = Vec::new();
+    if !piece.audio.is_empty() {
+        out.extend(sse_event(&serde_json::json!({
+            "type": "speech.audio.delta",
+            "audio": base64::engine::general_purpose::STANDARD.encode(&piece.audio),
+        })));
+    }
+    if !piece.words.is_empty() {
+        out.extend(sse_event(&serde_json::json!({
+            "type": "speech.audio.words",
+            "words": piece.words,
+        })));
+    }
+    out
+}
+
+/// The SSE body: one `speech.audio.delta` per encoded piece (and, when asked, one
+/// `speech.audio.words` per sentence), then `speech.audio.done` with `usage` (input
+/// tokens = characters of `input`; output tokens = 20 ms units of audio). A failure
+/// after the first event cuts the stream without a done event.
 pub fn sse_events(
-    first: Vec<u8>,
+    first: Piece,
     rest: Pieces,
     done: oneshot::Receiver<Outcome>,
     input_tokens: usize,
 ) -> impl Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static {
-    use base64::Engine as _;
-    let delta = |bytes: &[u8]| {
-        sse_event(&serde_json::json!({
-            "type": "speech.audio.delta",
-            "audio": base64::engine::general_purpose::STANDARD.encode(bytes),
-        }))
-    };
-    let head = (!first.is_empty()).then(|| Ok(delta(&first)));
+    let head = Some(piece_events(&first))
+        .filter(|events| !events.is_empty())
+        .map(Ok);
     let deltas = futures_util::stream::unfold(rest, move |mut rx| async move {
         let item = match rx.recv().await? {
-            Ok(bytes) => Ok(delta(&bytes)),
+            Ok(piece) => Ok(piece_events(&piece)),
             Err(e) => Err(mid_stream_error(&e)),
         };
         Some((item, rx))

@@ -378,6 +378,7 @@ impl ChatterboxTurboEngine {
                         && !sink.send_part(AudioChunk {
                             samples: audio,
                             sample_rate: SAMPLE_RATE,
+                            words: Vec::new(),
                         })
                     {
                         stopped = true;
@@ -510,6 +511,7 @@ impl TtsEngine for ChatterboxTurboEngine {
         Ok(AudioChunk {
             samples,
             sample_rate: SAMPLE_RATE,
+            words: Vec::new(),
         })
     }
 
@@ -531,6 +533,7 @@ impl TtsEngine for ChatterboxTurboEngine {
                     let taken = sink.send(Ok(AudioChunk {
                         samples,
                         sample_rate: SAMPLE_RATE,
+                        words: Vec::new(),
                     }));
                     if !taken {
                         return;

@@ -1,6 +1,7 @@
 //! Kokoro as a [`TtsEngine`]: text → phonemes (misaki) → tokens → [`KModel`] →
 //! 24 kHz samples, with the voice's style vector for the phoneme count.
 
+use std::ops::Range;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
@@ -9,11 +10,17 @@ use super::model::KModel;
 use super::voices::VoiceLibrary;
 use super::weights::KokoroFiles;
 use super::KokoroConfig;
-use crate::engine::{AudioChunk, EngineError, EngineLoader, LoadContext, SynthRequest, TtsEngine};
+use crate::engine::{
+    AudioChunk, EngineError, EngineLoader, LoadContext, SynthRequest, TtsEngine, WordTiming,
+};
 use crate::text::lexicon::Pronunciation;
+use crate::text::words::{self, Spoken};
 use crate::text::{g2p, Language};
 
 pub const SAMPLE_RATE: u32 = 24_000;
+
+/// The samples a phoneme symbol is spoken in (`None`: a symbol the model skips).
+type SymbolSpan = Option<Range<usize>>;
 
 /// OpenAI voice names and the Kokoro voices that stand for them.
 pub const OPENAI_VOICES: [(&str, &str); 11] = [
@@ -137,21 +144,52 @@ impl KokoroEngine {
         Ok(Some((input, style)))
     }
 
-    /// Speak one phoneme string of at most 510 symbols.
+    /// Speak one phoneme string of at most 510 symbols: its audio, and the samples
+    /// each symbol is spoken in (`None` for a symbol outside the vocabulary, which
+    /// the model does not read).
     fn speak_phonemes(
         &self,
         phonemes: &str,
         voice: &str,
         speed: f32,
-    ) -> Result<Vec<f32>, EngineError> {
+    ) -> Result<(Vec<f32>, Vec<SymbolSpan>), EngineError> {
         let Some((input, style)) = self.inputs(phonemes, voice)? else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), vec![None; phonemes.chars().count()]));
         };
         let out = self
             .model
             .forward_with_tokens(&input, &style, speed, None)
             .map_err(EngineError::from)?;
-        Ok(out.audio)
+        let spans = self.symbol_spans(phonemes, &out.pred_dur, out.audio.len());
+        Ok((out.audio, spans))
+    }
+
+    /// The samples each symbol of `phonemes` is spoken in, from the frames the
+    /// model gave each token (`frames[0]` and the last are the pads) and the
+    /// length of the audio they made.
+    fn symbol_spans(&self, phonemes: &str, frames: &[u32], samples: usize) -> Vec<SymbolSpan> {
+        let total: u64 = frames.iter().map(|&f| u64::from(f)).sum();
+        let at =
+            |frame: u64| usize::try_from(frame * samples as u64 / total.max(1)).unwrap_or(samples);
+        let mut frame = frames.first().copied().map_or(0, u64::from);
+        let mut token = 1usize;
+        phonemes
+            .chars()
+            .map(|c| {
+                if !self
+                    .cfg
+                    .vocab
+                    .contains_key(c.encode_utf8(&mut [0; 4]) as &str)
+                {
+                    return None;
+                }
+                let length = frames.get(token).copied().map_or(0, u64::from);
+                token += 1;
+                let span = at(frame)..at(frame + length);
+                frame += length;
+                Some(span)
+            })
+            .collect()
     }
 
     /// Frames the model gives each token of `phonemes` (pads included), without
@@ -181,13 +219,22 @@ impl TtsEngine for KokoroEngine {
 
     fn synthesize(&self, req: &SynthRequest<'_>) -> Result<AudioChunk, EngineError> {
         let voice = kokoro_voice(req.voice);
-        let phonemes = if req.phonemes {
-            req.text.to_string()
+        let spoken = if req.phonemes {
+            Spoken {
+                words: if req.words {
+                    words::phoneme_words(req.text)
+                } else {
+                    Vec::new()
+                },
+                phonemes: req.text.to_string(),
+            }
         } else {
             let language = req.language.unwrap_or_else(|| language_of(voice));
-            g2p::phonemize(req.text, language).map_err(text_error)?
+            g2p::read(req.text, language, req.lexicon, req.words).map_err(text_error)?
         };
+        let chars: Vec<char> = spoken.phonemes.chars().collect();
         let mut samples = Vec::new();
+        let mut spans: Vec<SymbolSpan> = vec![None; chars.len()];
         // Pieces the text encoder holds with its two pad tokens (510 for Kokoro-82M).
         let capacity = self
             .cfg
@@ -195,12 +242,33 @@ impl TtsEngine for KokoroEngine {
             .max_position_embeddings
             .saturating_sub(2)
             .min(g2p::MAX_PHONEMES);
-        for piece in g2p::split_phonemes_at(&phonemes, capacity) {
-            samples.extend(self.speak_phonemes(&piece, voice, req.speed)?);
+        for range in g2p::split_phonemes_ranges(&spoken.phonemes, capacity) {
+            let piece: String = chars[range.clone()].iter().collect();
+            let (audio, own) = self.speak_phonemes(&piece, voice, req.speed)?;
+            let base = samples.len();
+            for (slot, span) in spans[range].iter_mut().zip(own) {
+                *slot = span.map(|s| s.start + base..s.end + base);
+            }
+            samples.extend(audio);
         }
+        let words = spoken
+            .words
+            .into_iter()
+            .filter_map(|word| {
+                let mut times = spans[word.phonemes.clone()].iter().flatten();
+                let first = times.next()?.clone();
+                let end = times.last().map_or(first.end, |s| s.end);
+                Some(WordTiming {
+                    word: word.text,
+                    start: first.start,
+                    end,
+                })
+            })
+            .collect();
         Ok(AudioChunk {
             samples,
             sample_rate: SAMPLE_RATE,
+            words,
         })
     }
 
@@ -211,7 +279,9 @@ impl TtsEngine for KokoroEngine {
         lexicon: &[Pronunciation],
     ) -> Result<String, EngineError> {
         let language = g2p::parse_language(language).map_err(text_error)?;
-        g2p::phonemize(text, language).map_err(text_error)
+        g2p::read(text, language, lexicon, false)
+            .map(|spoken| spoken.phonemes)
+            .map_err(text_error)
     }
 
     fn sample_rate(&self) -> u32 {
@@ -272,6 +342,10 @@ impl EngineLoader for KokoroLoader {
                 .map(|l| l.code().to_string())
                 .collect(),
         )
+    }
+
+    fn times_words(&self) -> bool {
+        true
     }
 
     fn voice_language(&self, voice: &str) -> Option<String> {

@@ -21,6 +21,7 @@ use std::sync::{Mutex, PoisonError};
 
 use super::error::TextError;
 use super::settings::settings;
+use super::words::{self, is_word, Piece};
 use super::Language;
 use library::Espeak;
 
@@ -78,6 +79,43 @@ pub fn phonemize(text: &str, language: Language) -> Result<String, TextError> {
         return Err(TextError::Empty);
     }
     Ok(phonemes)
+}
+
+/// Phonemes of `text` and each word's. espeak-ng gives no word boundaries: when its
+/// output has as many words as the text, they pair up in order; otherwise (a
+/// number read as several words, words run together) each text word is read
+/// alone and the phonemes are shared out by those readings' lengths.
+pub fn read_words(text: &str, language: Language) -> Result<(String, Vec<Piece>), TextError> {
+    let phonemes = phonemize(text, language)?;
+    let words: Vec<&str> = text.split_whitespace().filter(|w| is_word(w)).collect();
+    let groups = phonemes.split_whitespace().filter(|g| is_word(g)).count();
+    if groups == words.len() {
+        let mut words = words.into_iter();
+        let pieces = phonemes
+            .split_whitespace()
+            .map(
+                |group| match is_word(group).then(|| words.next()).flatten() {
+                    Some(word) => Piece::word(word, group),
+                    None => Piece {
+                        word: None,
+                        phonemes: group.to_string(),
+                    },
+                },
+            )
+            .collect();
+        return Ok((phonemes, pieces));
+    }
+    let mut weighted = Vec::with_capacity(words.len());
+    for word in words {
+        let own = match phonemize(word, language) {
+            Ok(p) => p.chars().filter(|c| c.is_alphanumeric()).count(),
+            Err(TextError::Empty) => 0,
+            Err(e) => return Err(e),
+        };
+        weighted.push((word.to_string(), own));
+    }
+    let pieces = words::pieces_of(&phonemes, &words::spread(&phonemes, &weighted));
+    Ok((phonemes, pieces))
 }
 
 /// Unload the library (the next call loads it again).

@@ -10,6 +10,7 @@ use unicode_normalization::UnicodeNormalization;
 use super::hepburn::{HEPBURN, KATA2HIRA};
 use super::mecab::{feature_field, Mecab};
 use super::num2kana;
+use crate::text::words::Piece;
 
 /// UniDic's feature fields cutlet reads: `pron` and `kana`.
 const PRON: usize = 9;
@@ -162,8 +163,14 @@ impl Cutlet {
 
     /// The phonemes of `text`: `Cutlet.__call__`.
     pub fn phonemize(&self, text: &str) -> String {
+        self.read(text).0
+    }
+
+    /// [`Cutlet::phonemize`], and each word's phonemes (a word is one of MeCab's
+    /// tokens, or a group of them listed in `ja_words.txt`).
+    pub fn read(&self, text: &str) -> (String, Vec<Piece>) {
         if text.is_empty() {
-            return String::new();
+            return (String::new(), Vec::new());
         }
         let text = normalize(text);
         let words: Vec<Word> = self
@@ -187,12 +194,16 @@ impl Cutlet {
                 }
             })
             .collect();
+        let grouped = self.group(words);
+        let surfaces: Vec<String> = grouped.iter().map(|w| w.surface.clone()).collect();
         let mut out = String::new();
-        for (roma, space) in self.romaji_tokens(self.group(words)) {
+        let mut pieces = Vec::with_capacity(surfaces.len());
+        for ((roma, space), surface) in self.romaji_tokens(grouped).into_iter().zip(surfaces) {
             out.push_str(&roma);
             if space {
                 out.push(' ');
             }
+            pieces.push(Piece::word(surface, roma));
         }
         let collapsed = out
             .trim_matches(is_space)
@@ -202,7 +213,7 @@ impl Cutlet {
             .join(" ")
             .replace('(', "«")
             .replace(')', "»");
-        drop_spaces_around_glottal_stops(&collapsed)
+        (drop_spaces_around_glottal_stops(&collapsed), pieces)
     }
 
     /// Words of `ja_words.txt` made of several tokens of one kind, joined.

@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use super::error::TextError;
 use super::settings::{settings, PackFile};
+use super::words::Piece;
 
 const UNIDIC: &str = "unidic-lite";
 const UNIDIC_VERSION: &str = "1.0.8";
@@ -117,6 +118,11 @@ fn tables() -> Result<Arc<cutlet::Cutlet>, TextError> {
 /// Phonemes of `text`.
 pub fn phonemize(text: &str) -> Result<String, TextError> {
     Ok(tables()?.phonemize(text))
+}
+
+/// Phonemes of `text` and each word's: a word is the segmenter's token.
+pub fn read_words(text: &str) -> Result<(String, Vec<Piece>), TextError> {
+    Ok(tables()?.read(text))
 }
 
 /// One MeCab token, as fugashi shows it.

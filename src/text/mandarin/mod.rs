@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use super::error::TextError;
 use super::settings::{settings, PackFile};
+use super::words::Piece;
 
 use pinyin::Pinyin;
 use segment::Segmenter;
@@ -109,7 +110,20 @@ pub fn phonemize(text: &str) -> Result<String, TextError> {
     }
     let tables = tables()?;
     let text = map_punctuation(&numbers::an2cn_transform(text));
-    Ok(legacy_call(&tables, &text))
+    Ok(legacy_call(&tables, &text, &mut Vec::new()))
+}
+
+/// Phonemes of `text` and each word's: a word is the segmenter's, and a run of
+/// other characters is as written.
+pub fn read_words(text: &str) -> Result<(String, Vec<Piece>), TextError> {
+    if text.trim_matches(is_python_space).is_empty() {
+        return Ok((String::new(), Vec::new()));
+    }
+    let tables = tables()?;
+    let text = map_punctuation(&numbers::an2cn_transform(text));
+    let mut pieces = Vec::new();
+    let phonemes = legacy_call(&tables, &text, &mut pieces);
+    Ok((phonemes, pieces))
 }
 
 /// Drop tables built on first use.
@@ -150,7 +164,8 @@ fn is_han(c: char) -> bool {
 
 /// misaki's `ZHG2P.legacy_call`: Han runs to IPA words joined by spaces, the
 /// rest as written, without U+032F.
-fn legacy_call(tables: &Tables, text: &str) -> String {
+/// Each word's phonemes go to `pieces`.
+fn legacy_call(tables: &Tables, text: &str, pieces: &mut Vec<Piece>) -> String {
     let mut out = String::with_capacity(text.len() * 3);
     let mut rest = text;
     while let Some(first) = rest.chars().next() {
@@ -162,10 +177,13 @@ fn legacy_call(tables: &Tables, text: &str) -> String {
                 if i > 0 {
                     out.push(' ');
                 }
+                let from = out.len();
                 tables.pinyin.word_ipa(word, &mut out);
+                pieces.push(Piece::word(word, out[from..].replace('\u{32F}', "")));
             }
         } else {
             out.push_str(run);
+            pieces.extend(run.split_whitespace().map(|w| Piece::word(w, w)));
         }
         rest = tail;
     }
