@@ -36,7 +36,8 @@ Whisper puts the start of the first word of each of its segments at the segment'
 start (0.0 for the first, before the ~0.27 s of leading silence Kokoro speaks), so a
 pair whose Whisper word opens a segment is not compared (the count is printed); the
 first word is instead checked against the waveform: `1st−onset` is its start minus
-the first 10 ms frame within 35 dB of the audio's peak.
+the first 10 ms frame within 35 dB of the audio's peak (and `end−offset` the last
+word's end minus the end of the last such frame, where the speech stops).
 The table counts compared words out of voxpool's words (those with a letter/digit).
 
 For each language and speed it prints: matched words, median and 90th percentile
@@ -132,15 +133,20 @@ JAPANESE = [
 VOICE = "jf_alpha"
 LANGUAGES = {"en": ("a", ENGLISH), "ja": ("j", JAPANESE)}
 
-# Which Whisper hears English: base (language "en"), not tiny.en. Measured on this
-# tool's sentences spoken by voxpool (f23e7bc, jf_alpha, speeds 1.0 and 1.5) before
-# the captions endpoint existed, against the one place the true start of a word is
-# visible in the waveform, the onset of speech after a pause of 80 ms or more
-# (34 such words): base starts them -10 ms from the onset (median; 10th-90th
-# percentile -137..+90 ms), tiny.en +100 ms (+33..+220 ms), and tiny.en starts the
-# words it shares with base 140 ms (speed 1.0) / 100 ms (1.5) later than base does
-# (median). tiny.en's word times lag by about a tenth of a second; base's are
-# centred. base takes twice as long (65 s against 32 s for the English at 1.0).
+# Which Whisper hears English: base (language "en"), not tiny.en, because base's word
+# starts sit where the waveform shows words start and tiny.en's lag. Measured
+# 2026-12-07 on this tool's sentences spoken by voxpool (jf_alpha), on the two
+# places a word's true start is visible in the waveform:
+#   * the onset of speech after a pause of 80 ms or more (34 words, before the
+#     captions endpoint): base -10 ms (median; 10th-90th percentile -137..+90),
+#     tiny.en +100 ms (+33..+220);
+#   * the rise of 4-11 kHz energy at words starting with s, sh or f mid-sentence
+#     (26-38 words per speed, at aecf26c): base -28 ms at speed 1.0, +15 ms at 1.5;
+#     tiny.en +150 ms and +108 ms.
+# With tiny.en the table reads better (voxpool − tiny.en: bias -25 ms, median |Δ|
+# 50 / 40 ms, p90 130 / 90 ms at speeds 1.0 / 1.5, against +117 / +75, 117 / 80 and
+# 230 / 150 ms with base) only because tiny.en lags about as much as voxpool's starts
+# do. base takes twice as long (about 65 s against 32 s for the English at 1.0).
 ENGLISH_ASR = "base"
 
 MEDIAN_LIMIT_MS = 80
@@ -256,6 +262,8 @@ def group_stats(results):
         if "end_signed" in results[0] else nan,
         "onset": float(np.median([r["onset"] for r in results])) * 1000
         if "onset" in results[0] else nan,
+        "offset": float(np.median([r["offset"] for r in results])) * 1000
+        if "offset" in results[0] else nan,
         "skipped": sum(r.get("skipped", 0) for r in results),
     }
 
@@ -276,6 +284,17 @@ def speech_onset(samples):
         return 0.0
     db = 10 * np.log10((x[:n * hop].reshape(n, hop) ** 2).mean(1) + 1e-12)
     return float(np.argmax(db > db.max() - 35)) * hop / rate
+
+
+def speech_offset(samples):
+    """Seconds to the end of the last 10 ms frame within 35 dB of the loudest one."""
+    x, rate = samples
+    hop = rate // 100
+    n = len(x) // hop
+    if n == 0:
+        return 0.0
+    db = 10 * np.log10((x[:n * hop].reshape(n, hop) ** 2).mean(1) + 1e-12)
+    return float(n - np.argmax((db > db.max() - 35)[::-1])) * hop / rate
 
 
 def wav_length(data):
@@ -414,7 +433,8 @@ def main():
              "end_wav": abs(last_end - length), "end_signed": last_end - length,
              "end_dur": abs(last_end - duration), "dur_wav": abs(duration - length),
              "skipped": skipped,
-             "onset": (words[0]["start"] - speech_onset(wav_samples(path))) if words else 0.0}
+             "onset": (words[0]["start"] - speech_onset(wav_samples(path))) if words else 0.0,
+             "offset": last_end - speech_offset(wav_samples(path))}
         results.setdefault((lang, speed), []).append(r)
         if args.keep:
             with open(path[:-4] + ".json", "w") as f:
@@ -428,9 +448,9 @@ def main():
           f"faster-whisper word_timestamps; Δ = voxpool − Whisper; ms")
     print(f"{'lang':<4} {'speed':>5}  {'matched':>15}  {'med|Δ|':>6}  {'p90|Δ|':>6}  "
           f"{'bias':>5}  {'|end−wav|':>9}  {'|end−dur|':>9}  {'|dur−wav|':>9}  "
-          f"{'end−wav':>7}  {'1st−onset':>9}  heard by")
+          f"{'end−wav':>7}  {'1st−onset':>9}  {'end−offset':>10}  heard by")
     print(f"{'':<4} {'':>5}  {'':>15}  {'':>6}  {'':>6}  {'':>5}  {'max':>9}  {'max':>9}  "
-          f"{'max':>9}  {'median':>7}  {'median':>9}")
+          f"{'max':>9}  {'median':>7}  {'median':>9}  {'median':>10}")
     skipped = 0
     for (lang, speed), rs in results.items():
         s = group_stats(rs)
@@ -440,7 +460,7 @@ def main():
         print(f"{lang:<4} {speed:>5.2f}  {matched:>15}  {s['median']:6.0f}  {s['p90']:6.0f}  "
               f"{s['bias']:+5.0f}  {s['end_wav']:9.0f}  {s['end_dur']:9.0f}  "
               f"{s['dur_wav']:9.0f}  {s['end_bias']:+7.0f}  {s['onset']:+9.0f}  "
-              f"{asr_names[lang]}")
+              f"{s['offset']:+10.0f}  {asr_names[lang]}")
         where = f"{lang} at speed {speed}"
         if not s["matched"]:
             failures.append(f"{where}: no word matched Whisper's")
@@ -457,7 +477,8 @@ def main():
     print("bias: median signed Δstart (negative: voxpool puts words earlier than Whisper "
           "hears them)\nend: the last word's end; wav: the WAV's length; dur: the response's "
           "duration field\n1st−onset: the first word's start − the first 10 ms of the audio "
-          "within 35 dB of its peak\n"
+          "within 35 dB of its peak; end−offset: the last word's end − the end of the last "
+          "such 10 ms (where the speech stops)\n"
           f"matched: words compared / voxpool's words; {skipped} more matched the first word "
           "of a Whisper segment, whose start Whisper pins to the segment's (not compared)")
     print(f"bounds: median ≤ {MEDIAN_LIMIT_MS} ms, p90 ≤ {P90_LIMIT_MS} ms, "
