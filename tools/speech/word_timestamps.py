@@ -13,8 +13,8 @@ warping over 20 ms frames), so they are themselves only good to a few tens of ms
 this tool measures the agreement of two estimates, and a bound it misses says that
 one of them is off by more than Whisper's own spread. English is heard by Whisper
 ENGLISH_ASR (see the comment there for why), language forced to "en"; Japanese by
-Whisper base, language forced to "ja". Decoding is greedy at temperature 0 with beam
-5 and no VAD, so the same audio always gives the same words.
+Whisper base, language forced to "ja". Decoding is beam search (5) at temperature 0
+only (no sampled fallback) and no VAD, so the same audio always gives the same words.
 
 Alignment. Only words both sides agree on are compared:
   * English: both word lists are normalised (lower case, punctuation stripped,
