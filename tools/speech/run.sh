@@ -10,7 +10,9 @@
 # so a second run only builds and listens. Needs python3 with venv, espeak-ng
 # (`apt-get install espeak-ng`), and network access to PyPI the first time.
 # tools/speech/languages.py then checks Japanese, Mandarin, Spanish, French, Italian,
-# Portuguese and Hindi the same way, heard by Whisper base.
+# Portuguese and Hindi the same way, heard by Whisper base, and
+# tools/speech/word_timestamps.py how far the word timestamps of
+# /v1/audio/speech/captions lie from where Whisper base hears the words.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 CACHE="${VOXPOOL_SPEECH_CACHE:-$HOME/.cache/voxpool-speech}"
@@ -52,4 +54,6 @@ target/release/voxpool pull kokoro --only-language-packs
 "$VENV/bin/python" tools/speech/tier.py --voxpool target/release/voxpool \
   --models-dir "$CACHE/realweights/hf" "$@"
 "$VENV/bin/python" tools/speech/languages.py --voxpool target/release/voxpool \
+  --models-dir "$CACHE/realweights/hf" --whisper-base "$WHISPER_BASE"
+"$VENV/bin/python" tools/speech/word_timestamps.py --voxpool target/release/voxpool \
   --models-dir "$CACHE/realweights/hf" --whisper-base "$WHISPER_BASE"
