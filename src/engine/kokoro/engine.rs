@@ -7,12 +7,11 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 
 use super::model::KModel;
+use super::timing::{self, Framed};
 use super::voices::VoiceLibrary;
 use super::weights::KokoroFiles;
 use super::KokoroConfig;
-use crate::engine::{
-    AudioChunk, EngineError, EngineLoader, LoadContext, SynthRequest, TtsEngine, WordTiming,
-};
+use crate::engine::{AudioChunk, EngineError, EngineLoader, LoadContext, SynthRequest, TtsEngine};
 use crate::text::lexicon::Pronunciation;
 use crate::text::words::{self, Spoken};
 use crate::text::{g2p, Language};
@@ -251,20 +250,28 @@ impl TtsEngine for KokoroEngine {
             }
             samples.extend(audio);
         }
-        let words = spoken
+        let mut before = 0usize;
+        let framed: Vec<Framed> = spoken
             .words
             .into_iter()
             .filter_map(|word| {
                 let mut times = spans[word.phonemes.clone()].iter().flatten();
                 let first = times.next()?.clone();
                 let end = times.last().map_or(first.end, |s| s.end);
-                Some(WordTiming {
+                let joined = before > 0
+                    && chars[before..word.phonemes.start]
+                        .iter()
+                        .all(|c| c.is_whitespace());
+                before = word.phonemes.end;
+                Some(Framed {
                     word: word.text,
                     start: first.start,
                     end,
+                    joined,
                 })
             })
             .collect();
+        let words = timing::heard(&framed, &samples);
         Ok(AudioChunk {
             samples,
             sample_rate: SAMPLE_RATE,

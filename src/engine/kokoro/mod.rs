@@ -10,6 +10,7 @@ pub use config::KokoroConfig;
 pub mod albert;
 pub mod istftnet;
 pub mod modules;
+pub mod timing;
 pub mod vocab;
 pub mod voices;
 pub mod weights;
