@@ -48,7 +48,10 @@ WAV), and the same against the response's `duration` field.
 
 Fails (exit 1) when, for any language and speed:
   * median |Δstart| > 80 ms, or its 90th percentile > 200 ms;
-  * the last word of any sentence ends more than 50 ms away from the audio's length;
+  * the last word of any sentence ends more than 50 ms away from where the speech
+    stops (the last 10 ms within 35 dB of the peak; the file goes on with the
+    silence Kokoro ends every answer with, which no word occupies: `|end−wav|` shows
+    it and is not bounded);
   * a response is malformed (no words, a word ending before it starts, starts out of
     order, or a word past the end of the audio).
 
@@ -264,6 +267,8 @@ def group_stats(results):
         if "onset" in results[0] else nan,
         "offset": float(np.median([r["offset"] for r in results])) * 1000
         if "offset" in results[0] else nan,
+        "offset_max": max(abs(r["offset"]) for r in results) * 1000
+        if "offset" in results[0] else nan,
         "skipped": sum(r.get("skipped", 0) for r in results),
     }
 
@@ -275,26 +280,27 @@ def wav_samples(path):
         return x / 32768, w.getframerate()
 
 
-def speech_onset(samples):
-    """Seconds to the first 10 ms frame within 35 dB of the loudest one."""
+def loud_frames(samples):
+    """Which 10 ms frames are within 35 dB of the loudest one, and seconds per frame."""
     x, rate = samples
     hop = rate // 100
     n = len(x) // hop
     if n == 0:
-        return 0.0
+        return np.zeros(0, dtype=bool), hop / rate
     db = 10 * np.log10((x[:n * hop].reshape(n, hop) ** 2).mean(1) + 1e-12)
-    return float(np.argmax(db > db.max() - 35)) * hop / rate
+    return db > db.max() - 35, hop / rate
+
+
+def speech_onset(samples):
+    """Seconds to the first loud 10 ms frame."""
+    loud, frame = loud_frames(samples)
+    return float(np.argmax(loud)) * frame if len(loud) else 0.0
 
 
 def speech_offset(samples):
-    """Seconds to the end of the last 10 ms frame within 35 dB of the loudest one."""
-    x, rate = samples
-    hop = rate // 100
-    n = len(x) // hop
-    if n == 0:
-        return 0.0
-    db = 10 * np.log10((x[:n * hop].reshape(n, hop) ** 2).mean(1) + 1e-12)
-    return float(n - np.argmax((db > db.max() - 35)[::-1])) * hop / rate
+    """Seconds to the end of the last loud 10 ms frame."""
+    loud, frame = loud_frames(samples)
+    return float(len(loud) - np.argmax(loud[::-1])) * frame if len(loud) else 0.0
 
 
 def wav_length(data):
@@ -471,9 +477,12 @@ def main():
         if s["p90"] > P90_LIMIT_MS:
             failures.append(f"{where}: p90 |Δstart| {s['p90']:.0f} ms > {P90_LIMIT_MS} ms "
                             f"(bias {s['bias']:+.0f} ms)")
-        if s["end_wav"] > END_LIMIT_MS:
-            failures.append(f"{where}: a last word ends {s['end_wav']:.0f} ms away from the "
-                            f"audio's end > {END_LIMIT_MS} ms")
+        # The last word ends where the speech stops. Kokoro ends every answer with
+        # silence no word occupies (the closing punctuation's frames and the end pad,
+        # 0.2–0.7 s), so the end of the file itself (|end−wav|) is shown, not bounded.
+        if s["offset_max"] > END_LIMIT_MS:
+            failures.append(f"{where}: a last word ends {s['offset_max']:.0f} ms away from "
+                            f"where the speech stops > {END_LIMIT_MS} ms")
     print("bias: median signed Δstart (negative: voxpool puts words earlier than Whisper "
           "hears them)\nend: the last word's end; wav: the WAV's length; dur: the response's "
           "duration field\n1st−onset: the first word's start − the first 10 ms of the audio "
@@ -482,7 +491,9 @@ def main():
           f"matched: words compared / voxpool's words; {skipped} more matched the first word "
           "of a Whisper segment, whose start Whisper pins to the segment's (not compared)")
     print(f"bounds: median ≤ {MEDIAN_LIMIT_MS} ms, p90 ≤ {P90_LIMIT_MS} ms, "
-          f"|end−wav| ≤ {END_LIMIT_MS} ms")
+          f"|end−offset| ≤ {END_LIMIT_MS} ms in every sentence (largest: "
+          + ", ".join(f"{l} {sp}: {group_stats(rs)['offset_max']:.0f}"
+                      for (l, sp), rs in results.items()) + " ms)")
     took = time.time() - started
     print(f"\nvoxpool spoke {synth['audio']:.1f} s of audio in {synth['seconds']:.1f} s; "
           f"listening took {time.time() - spoken:.1f} s; {took:.0f} s in all")

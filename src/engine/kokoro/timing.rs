@@ -16,8 +16,9 @@ use crate::engine::WordTiming;
 const FRAME: usize = 600;
 /// Loudness is measured every 10 ms.
 const HOP: usize = 240;
-/// Quieter than this share of the chunk's loudest 10 ms is silence.
-const QUIET: f32 = 0.03;
+/// Quieter than this share of the chunk's loudest 10 ms is silence: 35 dB down,
+/// where a final stop's closure and release still count as speech.
+const QUIET: f32 = 0.0178;
 
 /// A word and the samples of its phonemes' frames.
 #[derive(Debug, Clone, PartialEq, Eq)]
