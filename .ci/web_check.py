@@ -111,6 +111,24 @@ try:
     assert len(lit) >= 3, f"words highlighted while playing: {lit}"
     wait.until(lambda d: "s of audio" in d.find_element(By.ID, "message").text)
     driver.find_element(By.ID, "readAlong").click()
+    # Pronunciations: add one from the panel, hear it, delete it.
+    driver.find_element(By.ID, "pronWord").send_keys("Kokoro")
+    driver.find_element(By.ID, "pronPhonemes").send_keys("kˈOkəɹO")
+    Select(driver.find_element(By.ID, "pronLanguage")).select_by_value("a")
+    driver.find_element(By.ID, "pronAdd").click()
+    wait.until(lambda d: "added Kokoro" in d.find_element(By.ID, "pronMessage").text
+               or "error" in d.find_element(By.ID, "pronMessage").get_attribute("class"))
+    added = driver.find_element(By.ID, "pronMessage").text
+    assert "added Kokoro" in added, added
+    row = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "tr[data-pronunciation]"))[0]
+    assert "kˈOkəɹO" in row.text, row.text
+    click_in_table("tr[data-pronunciation] button.try")
+    wait.until(lambda d: "spoke" in d.find_element(By.ID, "pronMessage").text
+               or "error" in d.find_element(By.ID, "pronMessage").get_attribute("class"))
+    tried = driver.find_element(By.ID, "pronMessage").text
+    assert 'spoke "Kokoro"' in tried, tried
+    click_in_table("tr[data-pronunciation] button.delete")
+    wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, "tr[data-pronunciation]"))
     # The model panel shows kokoro loaded; Unload changes it.
     row = "tr[data-model='kokoro'] td.loaded"
     wait.until(lambda d: d.find_element(By.CSS_SELECTOR, row).text == "yes")
@@ -150,7 +168,7 @@ try:
     driver.save_screenshot(screenshot)
     click_in_table(f"button.delete[data-voice='{voice_id}']")
     wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, f"tr[data-voice='{voice_id}']"))
-    print(f"web page: streamed {duration:.2f} s (pcm, {message!r}), read along ({len(lit)} words lit), mp3 {duration_mp3:.2f} s; "
+    print(f"web page: streamed {duration:.2f} s (pcm, {message!r}), read along ({len(lit)} words lit), pronunciation added, tried ({tried!r}) and deleted, mp3 {duration_mp3:.2f} s; "
           f"unload seen; cloned {voice_id} from an upload, spoke with it ({cloned_message!r}), "
           f"deleted it; screenshot {screenshot}")
 except Exception:
