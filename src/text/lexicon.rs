@@ -105,10 +105,47 @@ pub fn segments<'a>(
     out
 }
 
+/// Byte ranges of the inline markup already in `text`: `[text](feature)`, as
+/// misaki finds it.
+fn inline_links(text: &str) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut from = 0usize;
+    while let Some(open) = text[from..].find('[').map(|i| from + i) {
+        let link = text[open + 1..].find(']').and_then(|close| {
+            let close = open + 1 + close;
+            let rest = &text[close + 1..];
+            (close > open + 1 && rest.starts_with('('))
+                .then(|| rest.find(')').map(|end| close + 1 + end + 1))
+                .flatten()
+        });
+        match link {
+            Some(end) => {
+                out.push(open..end);
+                from = end;
+            }
+            None => from = open + 1,
+        }
+    }
+    out
+}
+
 /// `text` with each stored word of `entries` written as misaki's inline
 /// pronunciation, `[word](/phonemes/)`, which the English G2P reads before its
-/// dictionaries.
+/// dictionaries. Markup the text already has is left as written.
 pub fn with_inline_phonemes(text: &str, entries: &[Pronunciation], language: Language) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0usize;
+    for link in inline_links(text) {
+        out.push_str(&marked(&text[at..link.start], entries, language));
+        out.push_str(&text[link.clone()]);
+        at = link.end;
+    }
+    out.push_str(&marked(&text[at..], entries, language));
+    out
+}
+
+/// `text` (without markup) with its stored words marked.
+fn marked(text: &str, entries: &[Pronunciation], language: Language) -> String {
     segments(text, entries, language)
         .into_iter()
         .map(|segment| match segment {
@@ -167,6 +204,15 @@ mod tests {
         assert_eq!(
             with_inline_phonemes("I like Kokoro.", &entries, Language::AmericanEnglish),
             "I like [Kokoro](/kˈOkəɹO/)."
+        );
+        // Markup already there wins.
+        assert_eq!(
+            with_inline_phonemes(
+                "[Kokoro](/kəkˈɔɹO/) and Kokoro, [a] (b)",
+                &entries,
+                Language::AmericanEnglish
+            ),
+            "[Kokoro](/kəkˈɔɹO/) and [Kokoro](/kˈOkəɹO/), [a] (b)"
         );
         assert_eq!(
             segments("no match", &entries, Language::AmericanEnglish),
