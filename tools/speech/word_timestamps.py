@@ -152,6 +152,16 @@ LANGUAGES = {"en": ("a", ENGLISH), "ja": ("j", JAPANESE)}
 # do. base takes twice as long (about 65 s against 32 s for the English at 1.0).
 ENGLISH_ASR = "base"
 
+# Stored pronunciations, heard: each stores a word read as another word, has a
+# sentence with it spoken, and the recogniser must hear the other word instead.
+# (language, Kokoro code, stored word, its phonemes, sentence, what is heard (any
+# of), what is not)
+LEXICON = [
+    ("en", "a", "tomato", "pətˈAtO", "I would like some tomato soup, please.",
+     ["potato"], "tomato"),
+    ("ja", "j", "東京", "oːsaka", "明日は東京に行きます。", ["大阪", "おおさか", "オオサカ"], "東京"),
+]
+
 MEDIAN_LIMIT_MS = 80
 P90_LIMIT_MS = 200
 END_LIMIT_MS = 50
@@ -323,6 +333,28 @@ class Remote:
         pass
 
 
+def speak_lexicon(server, languages, work):
+    """Store each LEXICON entry, speak its sentence, delete the entry: the wavs."""
+    out = []
+    for lang, code, word, phonemes, text, hear, instead in LEXICON:
+        if lang not in languages:
+            continue
+        with server.post("/v1/audio/pronunciations",
+                         {"word": word, "phonemes": phonemes, "language": code}) as resp:
+            entry = json.loads(resp.read())
+        body = {"model": "kokoro", "input": text, "voice": VOICE, "language": code,
+                "response_format": "wav"}
+        with server.post("/v1/audio/speech", body) as resp:
+            wav = resp.read()
+        req = urllib.request.Request(f"{server.base}/v1/audio/pronunciations/{entry['id']}",
+                                     method="DELETE")
+        urllib.request.urlopen(req, timeout=60).close()
+        path = os.path.join(work, f"lexicon-{lang}.wav")
+        open(path, "wb").write(wav)
+        out.append((lang, word, text, hear, instead, path))
+    return out
+
+
 def check_words(words, length):
     """What is malformed in a response's word list, if anything."""
     problems = []
@@ -395,6 +427,7 @@ def main():
                     path = os.path.join(work, f"{lang}-x{speed}-{i:02}.wav")
                     open(path, "wb").write(wav)
                     cases.append((lang, speed, i, text, path, reply, length))
+        lexicon = speak_lexicon(server, languages, work)
     finally:
         server.close()
     spoken = time.time()
@@ -448,6 +481,19 @@ def main():
                            "response": reply, "whisper": heard,
                            "heard": "".join(w["word"] for w in heard).strip(),
                            "pairs": pairs}, f, ensure_ascii=False, indent=1)
+
+    # Stored pronunciations, heard.
+    for lang, word, text, hear, instead, path in lexicon:
+        model, language = (args.english_asr, "en") if lang == "en" else ("base", "ja")
+        segments, _ = asr(model).transcribe(path, language=language, beam_size=5,
+                                            temperature=0.0, vad_filter=False,
+                                            condition_on_previous_text=False)
+        heard = "".join(s.text for s in segments).strip()
+        ok = any(h in heard.lower() for h in hear) and instead not in heard.lower()
+        print(f"stored pronunciation: {text!r} with {word!r} read as {hear[0]!r}: heard "
+              f"{heard!r} ({'ok' if ok else 'NOT HEARD'})")
+        if not ok:
+            failures.append(f"stored pronunciation of {word!r} not heard: {heard!r}")
 
     asr_names = {"en": f"Whisper {args.english_asr}", "ja": "Whisper base"}
     print(f"\nWord start times: voxpool /v1/audio/speech/captions (Kokoro, {VOICE}) against "
