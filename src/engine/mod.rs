@@ -170,22 +170,7 @@ pub trait TtsEngine: Send + Sync {
     /// soon as it exists; stops after an error or when `sink` returns `false`. An
     /// engine in a worker process overrides it to run the whole job there.
     fn synthesize_each(&self, job: &SpeechJob, sink: &mut dyn ChunkSink) {
-        for text in &job.chunks {
-            let spoken = self.synthesize(&SynthRequest {
-                text,
-                voice: &job.voice,
-                speed: job.speed,
-                phonemes: job.phonemes,
-                cloned: job.cloned.as_ref(),
-                language: job.language,
-                lexicon: &job.lexicon,
-                words: job.words,
-            });
-            let failed = spoken.is_err();
-            if !sink.send(spoken) || failed {
-                return;
-            }
-        }
+        speak_each(|req| self.synthesize(req), job, sink);
     }
     /// Text to phonemes in the engine's alphabet, for `language` (Kokoro's letters).
     /// Models that read plain text only refuse.
@@ -207,6 +192,31 @@ pub trait TtsEngine: Send + Sync {
     fn unload(self: Box<Self>, release_device_cache: bool) {
         let _ = release_device_cache;
         drop(self);
+    }
+}
+
+/// [`TtsEngine::synthesize_each`] with `synthesize` speaking each chunk: every chunk
+/// in order, to `sink`, until an error or until `sink` wants no more.
+pub fn speak_each(
+    mut synthesize: impl FnMut(&SynthRequest<'_>) -> Result<AudioChunk, EngineError>,
+    job: &SpeechJob,
+    sink: &mut dyn ChunkSink,
+) {
+    for text in &job.chunks {
+        let spoken = synthesize(&SynthRequest {
+            text,
+            voice: &job.voice,
+            speed: job.speed,
+            phonemes: job.phonemes,
+            cloned: job.cloned.as_ref(),
+            language: job.language,
+            lexicon: &job.lexicon,
+            words: job.words,
+        });
+        let failed = spoken.is_err();
+        if !sink.send(spoken) || failed {
+            return;
+        }
     }
 }
 

@@ -113,22 +113,7 @@ impl TtsEngine for TestEngine {
             .last_lexicon
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = job.lexicon.clone();
-        for text in &job.chunks {
-            let spoken = self.synthesize(&SynthRequest {
-                text,
-                voice: &job.voice,
-                speed: job.speed,
-                phonemes: job.phonemes,
-                cloned: job.cloned.as_ref(),
-                language: job.language,
-                lexicon: &job.lexicon,
-                words: job.words,
-            });
-            let failed = spoken.is_err();
-            if !sink.send(spoken) || failed {
-                return;
-            }
-        }
+        voxpool::engine::speak_each(|req| self.synthesize(req), job, sink);
     }
 
     fn sample_rate(&self) -> u32 {

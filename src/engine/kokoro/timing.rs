@@ -32,6 +32,9 @@ pub struct Framed {
 
 /// When each word of `words` (in order) is heard in `samples`.
 pub fn heard(words: &[Framed], samples: &[f32]) -> Vec<WordTiming> {
+    if words.is_empty() {
+        return Vec::new();
+    }
     let loudness: Vec<f32> = samples
         .chunks(HOP)
         .map(|c| (c.iter().map(|x| x * x).sum::<f32>() / c.len() as f32).sqrt())
