@@ -301,19 +301,10 @@ fn check_phonemes(phonemes: &str) -> Result<&str, ApiError> {
     Ok(phonemes)
 }
 
+/// The language of a code or tag, refused as speech requests refuse it.
 fn parse_language(language: &str) -> Result<Language, ApiError> {
-    Language::parse(language).ok_or_else(|| {
-        let codes: Vec<&str> = Language::ALL.iter().map(|l| l.code()).collect();
-        ApiError::invalid_code(
-            "language",
-            "unsupported_language",
-            format!(
-                "Unknown language '{}': use a Kokoro code ({}) or a tag such as en-us or ja",
-                language.chars().take(40).collect::<String>(),
-                codes.join(", ")
-            ),
-        )
-    })
+    crate::text::g2p::parse_language(language)
+        .map_err(|e| ApiError::invalid_code("language", "unsupported_language", e.to_string()))
 }
 
 #[cfg(test)]

@@ -22,11 +22,6 @@ pub struct LexiconBook {
 }
 
 impl LexiconBook {
-    /// Replace the snapshot (after reading the table).
-    pub fn replace(&self, entries: Vec<LexiconEntry>) {
-        *self.entries.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(entries);
-    }
-
     /// Replace the snapshot when `entries` differ from it; whether they did.
     pub fn update(&self, entries: Vec<LexiconEntry>) -> bool {
         let mut current = self.entries.write().unwrap_or_else(|e| e.into_inner());

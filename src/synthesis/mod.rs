@@ -211,11 +211,6 @@ impl Synthesizer {
         }
     }
 
-    /// The stored pronunciations requests read.
-    pub fn lexicon(&self) -> &LexiconBook {
-        &self.lexicon
-    }
-
     /// Read the pronunciations table into the snapshot requests read; whether it
     /// changed. On an error the snapshot stays as it was.
     pub async fn reload_lexicon(&self) -> Result<bool, StoreError> {

@@ -182,6 +182,9 @@ fn english_g2p(g2p: &G2P, text: &str) -> (String, Vec<misaki_rs::MToken>) {
     let Ok((phonemes, mut tokens)) = g2p.g2p(text) else {
         return Default::default();
     };
+    if !text.contains("](") {
+        return (phonemes, tokens);
+    }
     let (stripped, markers) = g2p.preprocess_links(text);
     let inline: Vec<_> = markers
         .iter()

@@ -79,7 +79,7 @@ import wave
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tier import Server, finish  # noqa: E402
+from tier import RATE, Server, finish, wav_samples  # noqa: E402
 
 # No digits (Whisper writes numbers as digits), no hyphens, American spelling:
 # every word has one way to be written down. Short and long, statements and
@@ -283,13 +283,6 @@ def group_stats(results):
     }
 
 
-def wav_samples(path):
-    with wave.open(path) as w:
-        assert w.getsampwidth() == 2 and w.getnchannels() == 1
-        x = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32)
-        return x / 32768, w.getframerate()
-
-
 def loud_frames(samples):
     """Which 10 ms frames are within 35 dB of the loudest one, and seconds per frame."""
     x, rate = samples
@@ -467,13 +460,15 @@ def main():
         pairs = [(a, b) for a, b in pairs if not heard[b]["segment_first"]]
         deltas = [words[a]["start"] - heard[b]["start"] for a, b in pairs]
         last_end = words[-1]["end"] if words else 0.0
+        with open(path, "rb") as f:
+            samples = (wav_samples(f.read()), RATE)
         duration = float(reply.get("duration", float("nan")))
         r = {"deltas": deltas, "matched": len(pairs), "counted": counted([w["word"] for w in words]),
              "end_wav": abs(last_end - length), "end_signed": last_end - length,
              "end_dur": abs(last_end - duration), "dur_wav": abs(duration - length),
              "skipped": skipped,
-             "onset": (words[0]["start"] - speech_onset(wav_samples(path))) if words else 0.0,
-             "offset": last_end - speech_offset(wav_samples(path))}
+             "onset": (words[0]["start"] - speech_onset(samples)) if words else 0.0,
+             "offset": last_end - speech_offset(samples)}
         results.setdefault((lang, speed), []).append(r)
         if args.keep:
             with open(path[:-4] + ".json", "w") as f:
