@@ -22,7 +22,7 @@ use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{Conv1d, Linear, VarBuilder};
 use serde::Deserialize;
 
-use crate::engine::nn::{conv_cfg, GemmConv1d};
+use crate::engine::nn::{conv_cfg, GemmConv1d, GemmConv2d};
 
 /// `torch.nn.BatchNorm*d`'s default epsilon.
 const BN_EPS: f64 = 1e-5;
@@ -223,18 +223,9 @@ fn pointwise(vb: VarBuilder, c_in: usize, c_out: usize, bias: bool) -> Result<Ge
 
 // chatterbox/models/s3gen/xvector.py `torch.nn.Conv2d(bias=False)` + `BatchNorm2d`
 /// A square-kernel 2-D convolution with padding `kernel / 2` and stride
-/// `(stride, 1)` (frequency, time), its BatchNorm folded in. Candle's `conv2d` takes
-/// one stride for both axes, so a strided 3×3 runs at stride 1 and keeps every
-/// `stride`-th frequency row (the same values; the rows thrown away are a fifth of
-/// the head's work), and a strided 1×1 subsamples its input instead.
+/// `(stride, 1)` (frequency, time), its BatchNorm folded in ([`GemmConv2d`]).
 #[derive(Debug, Clone)]
-struct Conv2dBn {
-    weight: Tensor,
-    /// `[1, C, 1, 1]`.
-    bias: Tensor,
-    kernel: usize,
-    stride: usize,
-}
+struct Conv2dBn(GemmConv2d);
 
 impl Conv2dBn {
     fn load(
@@ -245,41 +236,15 @@ impl Conv2dBn {
     ) -> Result<Self> {
         let weight = conv.get((c_out, c_in, kernel, kernel), "weight")?;
         let (weight, bias) = BatchNorm::load(bn, c_out, true)?.fold(&weight)?;
-        Ok(Self {
-            weight,
-            bias: bias.reshape((1, c_out, 1, 1))?,
-            kernel,
-            stride,
-        })
+        Ok(Self(GemmConv2d::new(weight, Some(bias), stride)?))
     }
 }
 
 impl Module for Conv2dBn {
     /// `x` [B, C_in, F, T] → [B, C_out, ⌈F / stride⌉, T].
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = if self.kernel == 1 {
-            every_nth_row(x, self.stride)?.conv2d(&self.weight, 0, 1, 1, 1)?
-        } else {
-            every_nth_row(
-                &x.conv2d(&self.weight, self.kernel / 2, 1, 1, 1)?,
-                self.stride,
-            )?
-        };
-        y.broadcast_add(&self.bias)
+        self.0.forward(x)
     }
-}
-
-/// Rows `0, n, 2n, …` of dimension 2 of `x` [B, C, F, T].
-fn every_nth_row(x: &Tensor, n: usize) -> Result<Tensor> {
-    if n == 1 {
-        return Ok(x.clone());
-    }
-    let (b, c, f, t) = x.dims4()?;
-    let rows = f.div_ceil(n);
-    x.pad_with_zeros(2, 0, rows * n - f)?
-        .reshape((b, c, rows, n, t))?
-        .narrow(3, 0, 1)?
-        .squeeze(3)
 }
 
 // chatterbox/models/s3gen/xvector.py `BasicResBlock`
@@ -697,19 +662,6 @@ impl Module for CAMPPlus {
 mod tests {
     use super::*;
     use candle_core::Device;
-
-    #[test]
-    fn every_nth_row_matches_a_strided_slice() -> Result<()> {
-        let dev = Device::Cpu;
-        let x = Tensor::arange(0f32, 2.0 * 3.0 * 7.0 * 2.0, &dev)?.reshape((2, 3, 7, 2))?;
-        let got = every_nth_row(&x, 2)?;
-        assert_eq!(got.dims(), &[2, 3, 4, 2]);
-        let rows = Tensor::new(&[0u32, 2, 4, 6], &dev)?;
-        let want = x.index_select(&rows, 2)?;
-        let diff = (got - want)?.abs()?.sum_all()?.to_scalar::<f32>()?;
-        assert_eq!(diff, 0.0);
-        Ok(())
-    }
 
     #[test]
     fn statistics_pooling_uses_the_unbiased_std() -> Result<()> {

@@ -98,41 +98,57 @@ impl Lstm {
             .flatten_all()?
             .to_vec1::<f32>()?;
         let stride = dirs * 4 * h;
-        let parallel = candle_core::utils::get_num_threads() > 1;
+        // Jobs: each direction over a group of sequences, stepped together (one
+        // weight panel serves every sequence of the group while it is in cache).
+        // The groups split the batch over candle's threads.
+        let threads = candle_core::utils::get_num_threads().max(1);
+        let groups = threads.div_ceil(dirs).clamp(1, b);
+        let per_group = b.div_ceil(groups);
+        let sequences: Vec<&[f32]> = xp.chunks_exact(t * stride).collect();
+        // (direction, first sequence, the group)
+        let jobs: Vec<(usize, usize, &[&[f32]])> = (0..dirs)
+            .flat_map(|d| {
+                sequences
+                    .chunks(per_group)
+                    .enumerate()
+                    .map(move |(g, group)| (d, g * per_group, group))
+            })
+            .collect();
+        let run = |&(d, _, group): &(usize, usize, &[&[f32]])| {
+            Direction {
+                xps: group,
+                stride,
+                offset: d * 4 * h,
+                w_hh: &self.weight_hh[d],
+                hidden: h,
+                reverse: d == 1,
+            }
+            .run()
+        };
+        let results: Vec<Vec<f32>> = if threads > 1 && jobs.len() > 1 {
+            std::thread::scope(|scope| {
+                let others: Vec<_> = jobs[1..]
+                    .iter()
+                    .map(|job| scope.spawn(move || run(job)))
+                    .collect();
+                let mut all = vec![run(&jobs[0])];
+                // A step kernel does not panic (slices are sized above); if a
+                // thread did, carry its panic on rather than lose it.
+                all.extend(
+                    others
+                        .into_iter()
+                        .map(|o| o.join().unwrap_or_else(|p| std::panic::resume_unwind(p))),
+                );
+                all
+            })
+        } else {
+            jobs.iter().map(run).collect()
+        };
         let mut out = vec![0f32; b * t * dirs * h];
-        for (xp, out) in xp
-            .chunks_exact(t * stride)
-            .zip(out.chunks_exact_mut(t * dirs * h))
-        {
-            let run = |d: usize| {
-                let dir = Direction {
-                    xp,
-                    stride,
-                    offset: d * 4 * h,
-                    w_hh: &self.weight_hh[d],
-                    hidden: h,
-                    reverse: d == 1,
-                };
-                dir.run()
-            };
-            let per_dir: Vec<Vec<f32>> = if parallel && dirs > 1 {
-                std::thread::scope(|scope| {
-                    let others: Vec<_> = (1..dirs).map(|d| scope.spawn(move || run(d))).collect();
-                    let mut all = vec![run(0)];
-                    // A step kernel does not panic (slices are sized above); if
-                    // a thread did, carry its panic on rather than lose it.
-                    all.extend(
-                        others
-                            .into_iter()
-                            .map(|o| o.join().unwrap_or_else(|p| std::panic::resume_unwind(p))),
-                    );
-                    all
-                })
-            } else {
-                (0..dirs).map(run).collect()
-            };
-            for (d, hs) in per_dir.iter().enumerate() {
-                for (row, src) in out.chunks_exact_mut(dirs * h).zip(hs.chunks_exact(h)) {
+        for (&(d, first, _), hs) in jobs.iter().zip(&results) {
+            for (i, seq) in hs.chunks_exact(t * h).enumerate() {
+                let item = &mut out[(first + i) * t * dirs * h..(first + i + 1) * t * dirs * h];
+                for (row, src) in item.chunks_exact_mut(dirs * h).zip(seq.chunks_exact(h)) {
                     row[d * h..(d + 1) * h].copy_from_slice(src);
                 }
             }
@@ -141,11 +157,11 @@ impl Lstm {
     }
 }
 
-/// One direction over one sequence.
+/// One direction over a group of sequences of equal length, stepped together.
 struct Direction<'a> {
-    /// Projected inputs, `stride` floats per step; this direction's four
-    /// gates start at `offset`.
-    xp: &'a [f32],
+    /// Each sequence's projected inputs, `stride` floats per step; this
+    /// direction's four gates start at `offset`.
+    xps: &'a [&'a [f32]],
     stride: usize,
     offset: usize,
     /// [`pack_panels`] layout.
@@ -155,7 +171,7 @@ struct Direction<'a> {
 }
 
 impl Direction<'_> {
-    /// The hidden states [T, H], in time order.
+    /// The hidden states, [T, H] per sequence in time order, one after another.
     fn run(&self) -> Vec<f32> {
         #[cfg(target_arch = "x86_64")]
         if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
@@ -176,33 +192,45 @@ impl Direction<'_> {
     #[inline(always)]
     fn run_with<const FMA: bool>(&self) -> Vec<f32> {
         let h = self.hidden;
-        let steps = self.xp.len() / self.stride;
-        let mut out = vec![0f32; steps * h];
-        let mut gates = vec![0f32; 4 * h];
-        let mut hid = vec![0f32; h];
-        let mut cell = vec![0f32; h];
+        let m = self.xps.len();
+        let steps = self.xps.first().map_or(0, |xp| xp.len() / self.stride);
+        let mut out = vec![0f32; m * steps * h];
+        let mut gates = vec![0f32; m * 4 * h];
+        let mut hid = vec![0f32; m * h];
+        let mut cell = vec![0f32; m * h];
         for n in 0..steps {
             let t = if self.reverse { steps - 1 - n } else { n };
             let start = t * self.stride + self.offset;
-            gates.copy_from_slice(&self.xp[start..start + 4 * h]);
+            for (g, xp) in gates.chunks_exact_mut(4 * h).zip(self.xps) {
+                g.copy_from_slice(&xp[start..start + 4 * h]);
+            }
             if n > 0 {
-                add_matvec::<FMA>(&mut gates, self.w_hh, &hid);
+                add_matmat::<FMA>(&mut gates, self.w_hh, &hid, h);
             }
-            let (ifg, o_g) = gates.split_at_mut(3 * h);
-            let (i_f, g_g) = ifg.split_at_mut(2 * h);
-            sigmoid_in_place::<FMA>(i_f);
-            tanh_in_place::<FMA>(g_g);
-            let (i_g, f_g) = i_f.split_at(h);
-            for (((c, &i), &f), &g) in cell.iter_mut().zip(i_g).zip(f_g.iter()).zip(g_g.iter()) {
-                *c = madd::<FMA>(f, *c, i * g);
+            for (s, ((gates, cell), hid)) in gates
+                .chunks_exact_mut(4 * h)
+                .zip(cell.chunks_exact_mut(h))
+                .zip(hid.chunks_exact_mut(h))
+                .enumerate()
+            {
+                let (ifg, o_g) = gates.split_at_mut(3 * h);
+                let (i_f, g_g) = ifg.split_at_mut(2 * h);
+                sigmoid_in_place::<FMA>(i_f);
+                tanh_in_place::<FMA>(g_g);
+                let (i_g, f_g) = i_f.split_at(h);
+                for (((c, &i), &f), &g) in cell.iter_mut().zip(i_g).zip(f_g.iter()).zip(g_g.iter())
+                {
+                    *c = madd::<FMA>(f, *c, i * g);
+                }
+                sigmoid_in_place::<FMA>(o_g);
+                hid.copy_from_slice(cell);
+                tanh_in_place::<FMA>(hid);
+                for (hk, &o) in hid.iter_mut().zip(o_g.iter()) {
+                    *hk *= o;
+                }
+                let at = (s * steps + t) * h;
+                out[at..at + h].copy_from_slice(hid);
             }
-            sigmoid_in_place::<FMA>(o_g);
-            hid.copy_from_slice(&cell);
-            tanh_in_place::<FMA>(&mut hid);
-            for (hk, &o) in hid.iter_mut().zip(o_g.iter()) {
-                *hk *= o;
-            }
-            out[t * h..(t + 1) * h].copy_from_slice(&hid);
         }
         out
     }
@@ -229,26 +257,37 @@ fn pack_panels(w: &[f32], k: usize) -> Vec<f32> {
     out
 }
 
-/// `y += W x`, W given by [`pack_panels`] ([len(y), len(x)] before packing).
+/// `y_s += W x_s` for every sequence `s` (`ys` `[m, len(y)]`, `xs` `[m, k]`), W
+/// given by [`pack_panels`] ([len(y), k] before packing): each panel serves every
+/// sequence before the next is read.
 #[inline(always)]
-fn add_matvec<const FMA: bool>(y: &mut [f32], w: &[f32], x: &[f32]) {
-    let k = x.len();
-    let (blocks, tail) = y.as_chunks_mut::<BLOCK>();
-    let (panels, _) = w.as_chunks::<BLOCK>();
-    for (yb, panel) in blocks.iter_mut().zip(panels.chunks_exact(k)) {
-        let mut acc = *yb;
-        for (row, &xk) in panel.iter().zip(x) {
-            for i in 0..BLOCK {
-                acc[i] = madd::<FMA>(xk, row[i], acc[i]);
+fn add_matmat<const FMA: bool>(ys: &mut [f32], w: &[f32], xs: &[f32], k: usize) {
+    let rows = ys.len() / (xs.len() / k).max(1);
+    let blocks = rows / BLOCK;
+    for (b, panel) in w[..blocks * BLOCK * k].chunks_exact(BLOCK * k).enumerate() {
+        let (panel, _) = panel.as_chunks::<BLOCK>();
+        for (y, x) in ys.chunks_exact_mut(rows).zip(xs.chunks_exact(k)) {
+            let yb: &mut [f32; BLOCK] = (&mut y[b * BLOCK..(b + 1) * BLOCK])
+                .try_into()
+                .expect("a block of BLOCK outputs");
+            let mut acc = *yb;
+            for (row, &xk) in panel.iter().zip(x) {
+                for i in 0..BLOCK {
+                    acc[i] = madd::<FMA>(xk, row[i], acc[i]);
+                }
             }
+            *yb = acc;
         }
-        *yb = acc;
     }
-    if !tail.is_empty() {
-        let panel = &w[blocks.len() * BLOCK * k..];
-        for (row, &xk) in panel.chunks_exact(tail.len()).zip(x) {
-            for (a, &wv) in tail.iter_mut().zip(row) {
-                *a = madd::<FMA>(xk, wv, *a);
+    let tail = rows - blocks * BLOCK;
+    if tail > 0 {
+        let panel = &w[blocks * BLOCK * k..];
+        for (y, x) in ys.chunks_exact_mut(rows).zip(xs.chunks_exact(k)) {
+            let y = &mut y[blocks * BLOCK..];
+            for (row, &xk) in panel.chunks_exact(tail).zip(x) {
+                for (a, &wv) in y.iter_mut().zip(row) {
+                    *a = madd::<FMA>(xk, wv, *a);
+                }
             }
         }
     }
@@ -469,6 +508,17 @@ mod tests {
                 .to_scalar::<f32>()?;
             assert!(diff < 1e-5, "direction {d}: max abs diff {diff}");
         }
+        // A batch of sequences stepped together gives each one's own states.
+        let batch = wave(&[5, t, inp], 0.7, 1.0)?;
+        let together = lstm.forward(&batch)?;
+        for i in 0..5 {
+            let alone = lstm.forward(&batch.narrow(0, i, 1)?)?;
+            let diff = (together.narrow(0, i, 1)? - alone)?
+                .abs()?
+                .max_all()?
+                .to_scalar::<f32>()?;
+            assert!(diff < 1e-6, "sequence {i} of the batch: {diff}");
+        }
         // The baseline kernel agrees with the one the CPU dispatch picked.
         let xp = lstm
             .weight_ih
@@ -477,7 +527,7 @@ mod tests {
             .to_vec1::<f32>()?;
         for d in 0..2 {
             let dir = Direction {
-                xp: &xp,
+                xps: &[&xp],
                 stride: 8 * h,
                 offset: d * 4 * h,
                 w_hh: &lstm.weight_hh[d],

@@ -8,8 +8,10 @@ pub use weight_norm::{
 };
 pub mod attention;
 pub mod conv;
+pub mod conv2d;
 mod fftconv;
 pub use conv::GemmConv1d;
+pub use conv2d::GemmConv2d;
 pub mod conv_transpose;
 pub mod depthwise;
 pub mod fast_math;

@@ -6,14 +6,17 @@
 
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{
-    conv1d, layer_norm, linear, linear_no_bias, Conv1d, Conv1dConfig, LayerNorm, LayerNormConfig,
-    Linear, VarBuilder,
+    conv1d, layer_norm, linear, Conv1d, Conv1dConfig, LayerNorm, LayerNormConfig, Linear,
+    VarBuilder,
 };
 
 use super::config::S3TokenizerConfig;
 use super::utils::{mask_to_bias, merge_tokenized_segments, zero_tail};
 use crate::engine::nn::attention::self_attention;
+use crate::engine::nn::linear::{transposed_linear_b, TransposedLinear};
 use crate::engine::nn::ops::gelu_erf;
+use crate::engine::nn::ops::with_cpu_f32;
+use crate::engine::nn::threads::fill_chunks;
 
 /// Rows of the rotary table (`precompute_freqs_cis(64, 1024 * 2)`): encoder frames
 /// beyond it are an error, as in the reference (a 3000-frame window has 750).
@@ -49,12 +52,12 @@ fn conv_out_len(len: usize) -> usize {
 /// depthwise convolution over time added to its own input.
 #[derive(Debug, Clone)]
 pub struct FSMNMultiHeadAttention {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    out: Linear,
-    /// `fsmn_block.weight` [C, 1, K] as K taps of [1, C], for time-major input.
-    fsmn_block: Vec<Tensor>,
+    query: TransposedLinear,
+    key: TransposedLinear,
+    value: TransposedLinear,
+    out: TransposedLinear,
+    /// `fsmn_block.weight` [C, 1, K] as K taps of [C], for time-major input: [K, C].
+    fsmn_taps: Tensor,
     n_head: usize,
 }
 
@@ -62,16 +65,13 @@ impl FSMNMultiHeadAttention {
     pub fn load(vb: VarBuilder, cfg: &S3TokenizerConfig) -> Result<Self> {
         let n = cfg.n_audio_state;
         let w = vb.get((n, 1, FSMN_KERNEL), "fsmn_block.weight")?;
-        let w = w.reshape((n, FSMN_KERNEL))?.t()?.contiguous()?;
-        let fsmn_block = (0..FSMN_KERNEL)
-            .map(|j| w.narrow(0, j, 1))
-            .collect::<Result<Vec<_>>>()?;
+        let fsmn_taps = w.reshape((n, FSMN_KERNEL))?.t()?.contiguous()?;
         Ok(Self {
-            query: linear(n, n, vb.pp("query"))?,
-            key: linear_no_bias(n, n, vb.pp("key"))?,
-            value: linear(n, n, vb.pp("value"))?,
-            out: linear(n, n, vb.pp("out"))?,
-            fsmn_block,
+            query: transposed_linear_b(n, n, true, vb.pp("query"))?,
+            key: transposed_linear_b(n, n, false, vb.pp("key"))?,
+            value: transposed_linear_b(n, n, true, vb.pp("value"))?,
+            out: transposed_linear_b(n, n, true, vb.pp("out"))?,
+            fsmn_taps,
             n_head: cfg.n_audio_head,
         })
     }
@@ -105,16 +105,55 @@ impl FSMNMultiHeadAttention {
     /// `forward_fsmn`: the values (padding zeroed), convolved per channel with the
     /// 31 taps centred on each frame, plus themselves; padding zeroed again.
     fn forward_fsmn(&self, v: &Tensor, mask: &EncoderMask) -> Result<Tensor> {
-        let t = v.dim(1)?;
+        let (b, t, c) = v.dims3()?;
+        if b == 1 {
+            if let Some(y) = with_cpu_f32(v, |values| {
+                let taps = with_cpu_f32(&self.fsmn_taps, |w| {
+                    Ok(fsmn_rows(values, w, (t, c), mask.len))
+                });
+                match taps {
+                    Some(out) => Tensor::from_vec(out?, (1, t, c), v.device()).map(Some),
+                    None => Ok(None),
+                }
+            }) {
+                if let Some(y) = y? {
+                    return Ok(y);
+                }
+            }
+        }
         let inputs = zero_tail(v, 1, mask.len)?;
         let left = (FSMN_KERNEL - 1) / 2;
         let padded = inputs.pad_with_zeros(1, left, FSMN_KERNEL - 1 - left)?;
         let mut acc = inputs.clone();
-        for (j, tap) in self.fsmn_block.iter().enumerate() {
-            acc = (acc + padded.narrow(1, j, t)?.broadcast_mul(tap)?)?;
+        for j in 0..FSMN_KERNEL {
+            let tap = self.fsmn_taps.narrow(0, j, 1)?;
+            acc = (acc + padded.narrow(1, j, t)?.broadcast_mul(&tap)?)?;
         }
         zero_tail(&acc, 1, mask.len)
     }
+}
+
+/// The FSMN memory on time-major values `v` `[T, C]` with taps `w` `[K, C]`: frame
+/// `i < len` is `v_i + Σ_j w_j · v_{i + j − (K−1)/2}` over the frames inside
+/// `0..len`; frames from `len` on are zero. One pass per output frame, frames split
+/// over threads.
+fn fsmn_rows(v: &[f32], w: &[f32], (t, c): (usize, usize), len: usize) -> Vec<f32> {
+    let k = w.len() / c.max(1);
+    let left = (k.max(1) - 1) / 2;
+    let len = len.min(t);
+    let mut out = vec![0f32; t * c];
+    fill_chunks(&mut out[..len * c], c.max(1), |i, row| {
+        row.copy_from_slice(&v[i * c..(i + 1) * c]);
+        for (j, tap) in w.chunks_exact(c).enumerate() {
+            let Some(src) = (i + j).checked_sub(left).filter(|&s| s < len) else {
+                continue;
+            };
+            for ((o, &x), &wt) in row.iter_mut().zip(&v[src * c..(src + 1) * c]).zip(tap) {
+                *o += wt * x;
+            }
+        }
+    });
+    out
 }
 
 /// `ResidualAttentionBlock` (`model_v2.py`): pre-LayerNorm attention with FSMN
@@ -124,7 +163,7 @@ pub struct ResidualAttentionBlock {
     attn: FSMNMultiHeadAttention,
     attn_ln: LayerNorm,
     /// `mlp`, a `Sequential(Linear, GELU, Linear)`: children `0` and `2`.
-    mlp: (Linear, Linear),
+    mlp: (TransposedLinear, TransposedLinear),
     mlp_ln: LayerNorm,
 }
 
@@ -139,8 +178,8 @@ impl ResidualAttentionBlock {
             attn: FSMNMultiHeadAttention::load(vb.pp("attn"), cfg)?,
             attn_ln: layer_norm(n, ln, vb.pp("attn_ln"))?,
             mlp: (
-                linear(n, n * MLP_RATIO, vb.pp("mlp.0"))?,
-                linear(n * MLP_RATIO, n, vb.pp("mlp.2"))?,
+                transposed_linear_b(n, n * MLP_RATIO, true, vb.pp("mlp.0"))?,
+                transposed_linear_b(n * MLP_RATIO, n, true, vb.pp("mlp.2"))?,
             ),
             mlp_ln: layer_norm(n, ln, vb.pp("mlp_ln"))?,
         })
