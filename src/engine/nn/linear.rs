@@ -144,7 +144,10 @@ impl TransposedLinear {
         let (d_out, d_in) = w.dims2()?;
         let weights = if w.device().is_cpu() && w.dtype() == DType::F32 {
             LinearWeights::Packed {
-                weight_t: PackedMatrix::from_tensor(&w.t()?)?,
+                weight_t: with_cpu_f32(w, |v| PackedMatrix::from_transposed_rows(v, d_in, d_out))
+                    .unwrap_or_else(|| {
+                    candle_core::bail!("linear: an f32 CPU weight expected")
+                })?,
                 bias: match linear.bias() {
                     Some(b) => b.flatten_all()?.to_vec1::<f32>()?,
                     None => vec![0f32; d_out],
@@ -238,6 +241,40 @@ impl PackedMatrix {
             let width = PANEL.min(n - first);
             for (row, out) in panel.chunks_exact_mut(PANEL).enumerate() {
                 out[..width].copy_from_slice(&w[row * n + first..row * n + first + width]);
+            }
+        }
+        Ok(Self {
+            values: packed,
+            k,
+            n,
+        })
+    }
+
+    /// Packs `W = Vᵀ` from the row-major `v` [n, k] (a layer's `[out, in]` weight):
+    /// each panel's rows are gathered from the columns of its `PANEL` rows of `v`,
+    /// with no transposed copy in between.
+    pub fn from_transposed_rows(v: &[f32], k: usize, n: usize) -> Result<Self> {
+        if v.len() != k * n {
+            candle_core::bail!("packed matrix: {} values for [{n}, {k}]ᵀ", v.len());
+        }
+        let panels = n.div_ceil(PANEL);
+        let mut packed = AlignedF32::zeros(panels * k * PANEL);
+        for (p, panel) in packed
+            .as_mut_slice()
+            .chunks_exact_mut((k * PANEL).max(1))
+            .enumerate()
+        {
+            let first = p * PANEL;
+            let width = PANEL.min(n - first);
+            // In square tiles, so the panel rows being written stay in L1.
+            for r0 in (0..k).step_by(PANEL) {
+                let rows = PANEL.min(k - r0);
+                for j in 0..width {
+                    let src = &v[(first + j) * k + r0..(first + j) * k + r0 + rows];
+                    for (row, &value) in src.iter().enumerate() {
+                        panel[(r0 + row) * PANEL + j] = value;
+                    }
+                }
             }
         }
         Ok(Self {
@@ -426,6 +463,25 @@ mod tests {
         assert!(w.times(&[1.0; 4], &[0.0; 2]).is_err());
         assert!(w.strided_times(&[1.0; 4], 2, 3, &[0.0; 3]).is_err());
         assert!(PackedMatrix::from_rows(&[0.0; 7], 2, 3).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn packing_from_transposed_rows_equals_packing_the_transpose() -> Result<()> {
+        let dev = Device::Cpu;
+        for (n, k) in [(1usize, 1usize), (5, 7), (64, 3), (130, 65)] {
+            let v = Tensor::randn(0f32, 1., (n, k), &dev)?;
+            let direct =
+                PackedMatrix::from_transposed_rows(&v.flatten_all()?.to_vec1::<f32>()?, k, n)?;
+            let via = PackedMatrix::from_tensor(&v.t()?)?;
+            assert_eq!(
+                direct.values.as_slice(),
+                via.values.as_slice(),
+                "[{n}, {k}]"
+            );
+            assert_eq!((direct.k, direct.n), (via.k, via.n));
+        }
+        assert!(PackedMatrix::from_transposed_rows(&[0.0; 5], 2, 3).is_err());
         Ok(())
     }
 
