@@ -7,6 +7,7 @@
 use candle_core::{CpuStorage, DType, Result, Storage, Tensor};
 
 use super::fast_math::{exp_f32, simd_dispatch};
+use super::product::{product, rows, Strided};
 use super::threads::SharedOut;
 
 /// Query rows per work item: 192 rows of scores against 700 keys (250 prompt + 100
@@ -260,26 +261,13 @@ fn attention_blocks(
             // SAFETY: as above.
             unsafe {
                 // out_block [rows, d] = scores [rows, n] · v [n, d]
-                gemm::gemm(
-                    rows,
-                    d,
-                    n,
-                    dst.at(base + r0 * width),
-                    1,
-                    width as isize,
+                product(
+                    (rows, d, n),
+                    Strided(dst.at(base + r0 * width), width, 1),
+                    self::rows(s.as_ptr(), n),
+                    self::rows(vd.as_ptr().add(base), width),
                     false,
-                    s.as_ptr(),
-                    1,
-                    n as isize,
-                    vd.as_ptr().add(base),
-                    1,
-                    width as isize,
-                    0.0f32,
-                    1.0f32,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
+                    1.0,
                 );
             }
             // The softmax's normalisation, on the d values of each output row rather
@@ -313,26 +301,13 @@ unsafe fn times_transposed(
     // SAFETY: by the caller's contract, as matrices with (column, row) strides: out
     // (1, cols), a (1, width), bᵀ (width, 1).
     unsafe {
-        gemm::gemm(
-            rows,
-            cols,
-            d,
-            out,
-            1,
-            cols as isize,
+        product(
+            (rows, cols, d),
+            self::rows(out, cols),
+            self::rows(a, width),
+            Strided(b, 1, width),
             false,
-            a,
-            1,
-            width as isize,
-            b,
-            width as isize,
-            1,
-            0.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
+            1.0,
         );
     }
 }

@@ -17,6 +17,7 @@ use candle_nn::{Conv1d, Conv1dConfig};
 
 use super::fftconv::{self, Layer};
 use super::ops::with_cpu_f32;
+use super::product::{product, rows, Strided};
 use super::threads::{Dst, SharedOut};
 
 /// Output columns per tile: `Cout × TILE` f32 (128 KiB at 128 channels) stays in L2
@@ -220,26 +221,13 @@ impl GemmConv1d {
             // SAFETY: `w` is [c_out, c_in] row-major, `rhs` is read as [c_in, n] with row
             // stride `stride`, inside `src` by the contract; `dst` as above.
             unsafe {
-                gemm::gemm(
-                    c_out,
-                    n,
-                    c_in,
-                    dst.ptr.0,
-                    1,
-                    ld as isize,
+                product(
+                    (c_out, n, c_in),
+                    Strided(dst.ptr.0, ld, 1),
+                    rows(w.as_ptr(), c_in),
+                    Strided(rhs.as_ptr(), stride, 1),
                     true,
-                    w.as_ptr(),
-                    1,
-                    c_in as isize,
-                    rhs.as_ptr(),
-                    1,
-                    stride as isize,
-                    1.0f32,
-                    1.0f32,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
+                    1.0,
                 );
             }
         }

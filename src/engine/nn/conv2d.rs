@@ -15,6 +15,7 @@ use candle_core::{Device, Result, Tensor};
 
 use super::conv::pack_taps;
 use super::ops::with_cpu_f32;
+use super::product::{product, rows, Strided};
 use super::threads::{split_over_threads, SharedOut};
 
 /// Below this many multiply-adds the layer runs on the calling thread.
@@ -182,26 +183,13 @@ impl GemmConv2d {
                 // (columns `from_out .. from_out + n ≤ T`), this thread's by the
                 // contract.
                 unsafe {
-                    gemm::gemm(
-                        c_out,
-                        n,
-                        c_in,
-                        dst.at(row * t + from_out),
-                        1,
-                        ld as isize,
+                    product(
+                        (c_out, n, c_in),
+                        Strided(dst.at(row * t + from_out), ld, 1),
+                        rows(w.as_ptr(), c_in),
+                        Strided(rhs.as_ptr(), f * t, 1),
                         true,
-                        w.as_ptr(),
-                        1,
-                        c_in as isize,
-                        rhs.as_ptr(),
-                        1,
-                        (f * t) as isize,
-                        1.0f32,
-                        1.0f32,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
+                        1.0,
                     );
                 }
             }

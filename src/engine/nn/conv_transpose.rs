@@ -14,6 +14,7 @@ use candle_nn::ConvTranspose1d;
 
 use super::conv::pack_taps;
 use super::ops::with_cpu_f32;
+use super::product::{product, rows, Strided};
 use super::threads::{split_over_threads, SharedOut};
 
 /// Input columns per stretch at most: the stretch's outputs (`Cout × stride·Q`) stay in L2
@@ -119,26 +120,13 @@ impl GemmConvTranspose1d {
                         // q only, so no other thread writes them; `out` outlives the
                         // threads.
                         unsafe {
-                            gemm::gemm(
-                                c_out,
-                                hi - lo,
-                                c_in,
-                                out_ptr.at(tau),
-                                s as isize,
-                                l_out as isize,
+                            product(
+                                (c_out, hi - lo, c_in),
+                                Strided(out_ptr.at(tau), l_out, s),
+                                rows(w.as_ptr(), c_in),
+                                Strided(src.as_ptr(), t, 1),
                                 true,
-                                w.as_ptr(),
-                                1,
-                                c_in as isize,
-                                src.as_ptr(),
-                                1,
-                                t as isize,
-                                1.0f32,
-                                1.0f32,
-                                false,
-                                false,
-                                false,
-                                gemm::Parallelism::None,
+                                1.0,
                             );
                         }
                     }

@@ -17,6 +17,7 @@
 
 use std::f64::consts::TAU;
 
+use super::product::{product, rows, Strided};
 use super::threads::Dst;
 
 /// Windows taken per product: enough columns for `gemm` to run near its peak, while a
@@ -260,54 +261,6 @@ struct Scratch {
     y: Vec<f32>,
     /// The outputs, [Cout][count·m].
     time: Vec<f32>,
-}
-
-/// A matrix as `gemm` reads it: its first value, the stride between rows and the
-/// stride between columns.
-#[derive(Clone, Copy)]
-struct Strided<P>(P, usize, usize);
-
-/// A row-major matrix of `cols` columns.
-fn rows<P>(p: P, cols: usize) -> Strided<P> {
-    Strided(p, cols, 1)
-}
-
-/// `dst = keep·dst + sign·(a · b)` with `a` [m, k], `b` [k, n] and `dst` [m, n].
-///
-/// # Safety
-/// The three matrices, with their strides, lie inside their buffers.
-unsafe fn product(
-    (m, n, k): (usize, usize, usize),
-    dst: Strided<*mut f32>,
-    a: Strided<*const f32>,
-    b: Strided<*const f32>,
-    keep: bool,
-    sign: f32,
-) {
-    // SAFETY: by the contract.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.0,
-            dst.2 as isize,
-            dst.1 as isize,
-            keep,
-            a.0,
-            a.2 as isize,
-            a.1 as isize,
-            b.0,
-            b.2 as isize,
-            b.1 as isize,
-            if keep { 1.0f32 } else { 0.0 },
-            sign,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
 }
 
 impl Context<'_> {

@@ -12,6 +12,7 @@ use candle_nn::Linear;
 
 use super::fast_math::simd_dispatch;
 use super::ops::with_cpu_f32;
+use super::product::{product, Strided};
 use super::threads::{on_workers, worker_count, SharedOut};
 
 /// Add one panel's share of `x · Wᵀ` to `y` on this thread: `rows` rows of `x`
@@ -40,26 +41,13 @@ pub(crate) unsafe fn add_panel_product(
     // start with strides (PANEL, 1), and xᵀ [k, rows] is `x` with strides (stride, 1);
     // the caller vouches for the buffers' sizes and for these columns being its own.
     unsafe {
-        gemm::gemm(
-            width,
-            rows,
-            k,
-            dst.at(first),
-            n as isize,
-            1,
+        product(
+            (width, rows, k),
+            Strided(dst.at(first), 1, n),
+            Strided(panel.as_ptr(), 1, PANEL),
+            Strided(x.as_ptr(), 1, stride),
             true,
-            panel.as_ptr(),
-            PANEL as isize,
-            1,
-            x.as_ptr(),
-            stride as isize,
-            1,
-            1.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
+            1.0,
         );
     }
 }
@@ -230,24 +218,11 @@ impl PackedMatrix {
         if w.len() != k * n {
             candle_core::bail!("packed matrix: {} values for [{k}, {n}]", w.len());
         }
-        let panels = n.div_ceil(PANEL);
-        let mut packed = AlignedF32::zeros(panels * k * PANEL);
-        for (p, panel) in packed
-            .as_mut_slice()
-            .chunks_exact_mut((k * PANEL).max(1))
-            .enumerate()
-        {
-            let first = p * PANEL;
-            let width = PANEL.min(n - first);
+        Ok(Self::pack(k, n, |panel, first, width| {
             for (row, out) in panel.chunks_exact_mut(PANEL).enumerate() {
                 out[..width].copy_from_slice(&w[row * n + first..row * n + first + width]);
             }
-        }
-        Ok(Self {
-            values: packed,
-            k,
-            n,
-        })
+        }))
     }
 
     /// Packs `W = Vᵀ` from the row-major `v` [n, k] (a layer's `[out, in]` weight):
@@ -257,15 +232,7 @@ impl PackedMatrix {
         if v.len() != k * n {
             candle_core::bail!("packed matrix: {} values for [{n}, {k}]ᵀ", v.len());
         }
-        let panels = n.div_ceil(PANEL);
-        let mut packed = AlignedF32::zeros(panels * k * PANEL);
-        for (p, panel) in packed
-            .as_mut_slice()
-            .chunks_exact_mut((k * PANEL).max(1))
-            .enumerate()
-        {
-            let first = p * PANEL;
-            let width = PANEL.min(n - first);
+        Ok(Self::pack(k, n, |panel, first, width| {
             // In square tiles, so the panel rows being written stay in L1.
             for r0 in (0..k).step_by(PANEL) {
                 let rows = PANEL.min(k - r0);
@@ -276,12 +243,27 @@ impl PackedMatrix {
                     }
                 }
             }
+        }))
+    }
+
+    /// A zeroed `[k, n]` matrix in panels, each filled by `fill(panel, first column,
+    /// width)`.
+    fn pack(k: usize, n: usize, fill: impl Fn(&mut [f32], usize, usize)) -> Self {
+        let panels = n.div_ceil(PANEL);
+        let mut packed = AlignedF32::zeros(panels * k * PANEL);
+        for (p, panel) in packed
+            .as_mut_slice()
+            .chunks_exact_mut((k * PANEL).max(1))
+            .enumerate()
+        {
+            let first = p * PANEL;
+            fill(panel, first, PANEL.min(n - first));
         }
-        Ok(Self {
+        Self {
             values: packed,
             k,
             n,
-        })
+        }
     }
 
     /// Packs `W` from a 2-D f32 tensor `[k, n]` (any layout).

@@ -22,6 +22,7 @@ pub mod lstm;
 pub use lstm::Lstm;
 pub mod norm;
 pub mod ops;
+mod product;
 pub mod quantized;
 pub mod safetensors_file;
 pub use safetensors_file::SafetensorsFile;

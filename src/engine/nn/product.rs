@@ -1,0 +1,50 @@
+//! One matrix product on the calling thread, as the layers' kernels ask for it:
+//! `gemm` with its strides given per matrix, accumulating into the output or not.
+
+/// A matrix as `gemm` reads it: its first value, the stride between rows and the
+/// stride between columns.
+#[derive(Clone, Copy)]
+pub(crate) struct Strided<P>(pub(crate) P, pub(crate) usize, pub(crate) usize);
+
+/// A row-major matrix of `cols` columns.
+pub(crate) fn rows<P>(p: P, cols: usize) -> Strided<P> {
+    Strided(p, cols, 1)
+}
+
+/// `dst = keep·dst + sign·(a · b)` with `a` [m, k], `b` [k, n] and `dst` [m, n].
+///
+/// # Safety
+/// The three matrices, with their strides, lie inside their buffers.
+pub(crate) unsafe fn product(
+    (m, n, k): (usize, usize, usize),
+    dst: Strided<*mut f32>,
+    a: Strided<*const f32>,
+    b: Strided<*const f32>,
+    keep: bool,
+    sign: f32,
+) {
+    // SAFETY: by the contract.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.0,
+            dst.2 as isize,
+            dst.1 as isize,
+            keep,
+            a.0,
+            a.2 as isize,
+            a.1 as isize,
+            b.0,
+            b.2 as isize,
+            b.1 as isize,
+            if keep { 1.0f32 } else { 0.0 },
+            sign,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
