@@ -107,30 +107,35 @@ impl FSMNMultiHeadAttention {
     fn forward_fsmn(&self, v: &Tensor, mask: &EncoderMask) -> Result<Tensor> {
         let (b, t, c) = v.dims3()?;
         if b == 1 {
-            if let Some(y) = with_cpu_f32(v, |values| {
-                let taps = with_cpu_f32(&self.fsmn_taps, |w| {
+            let rows = with_cpu_f32(v, |values| {
+                Ok(with_cpu_f32(&self.fsmn_taps, |w| {
                     Ok(fsmn_rows(values, w, (t, c), mask.len))
-                });
-                match taps {
-                    Some(out) => Tensor::from_vec(out?, (1, t, c), v.device()).map(Some),
-                    None => Ok(None),
-                }
-            }) {
-                if let Some(y) = y? {
-                    return Ok(y);
-                }
+                }))
+            });
+            // Any case this pass does not take (another device or dtype) goes the
+            // tensor way below.
+            if let Some(Ok(Some(Ok(out)))) = rows {
+                return Tensor::from_vec(out, (1, t, c), v.device());
             }
         }
-        let inputs = zero_tail(v, 1, mask.len)?;
-        let left = (FSMN_KERNEL - 1) / 2;
-        let padded = inputs.pad_with_zeros(1, left, FSMN_KERNEL - 1 - left)?;
-        let mut acc = inputs.clone();
-        for j in 0..FSMN_KERNEL {
-            let tap = self.fsmn_taps.narrow(0, j, 1)?;
-            acc = (acc + padded.narrow(1, j, t)?.broadcast_mul(&tap)?)?;
-        }
-        zero_tail(&acc, 1, mask.len)
+        fsmn_tensors(v, &self.fsmn_taps, mask.len)
     }
+}
+
+/// [`fsmn_rows`] in tensor operations, for any device, dtype and batch: `v` [B, T,
+/// C], `taps` [K, C].
+fn fsmn_tensors(v: &Tensor, taps: &Tensor, len: usize) -> Result<Tensor> {
+    let t = v.dim(1)?;
+    let k = taps.dim(0)?;
+    let inputs = zero_tail(v, 1, len)?;
+    let left = (k - 1) / 2;
+    let padded = inputs.pad_with_zeros(1, left, k - 1 - left)?;
+    let mut acc = inputs.clone();
+    for j in 0..k {
+        let tap = taps.narrow(0, j, 1)?;
+        acc = (acc + padded.narrow(1, j, t)?.broadcast_mul(&tap)?)?;
+    }
+    zero_tail(&acc, 1, len)
 }
 
 /// The FSMN memory on time-major values `v` `[T, C]` with taps `w` `[K, C]`: frame
@@ -464,6 +469,32 @@ impl S3TokenizerV2 {
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    #[test]
+    fn fsmn_in_one_pass_equals_the_tensor_form() -> Result<()> {
+        let dev = Device::Cpu;
+        let (t, c, k) = (40, 24, FSMN_KERNEL);
+        let v = Tensor::randn(0f32, 1., (1, t, c), &dev)?;
+        let taps = Tensor::randn(0f32, 1., (k, c), &dev)?;
+        for len in [t, 29, 1] {
+            let rows = fsmn_rows(
+                &v.flatten_all()?.to_vec1::<f32>()?,
+                &taps.flatten_all()?.to_vec1::<f32>()?,
+                (t, c),
+                len,
+            );
+            let want = fsmn_tensors(&v, &taps, len)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            let diff = rows
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(diff < 1e-4, "len {len}: {diff}");
+        }
+        Ok(())
+    }
 
     #[test]
     fn conv_lengths_follow_the_reference_formula() {
