@@ -21,26 +21,33 @@ from chatterbox.tts_turbo import Conditionals
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "chatterbox"
 
 
-def main():
-    t3 = load_file(str(FIXTURES / "t3_tiny_io.safetensors"))
-    s3 = load_file(str(FIXTURES / "s3gen_tiny_io.safetensors"))
+def conditionals(speaker_emb, prompt_speech_tokens, s3, case="case0"):
+    """A voice: T3's speaker embedding and prompt speech tokens, and S3Gen's prompt
+    tokens, prompt mel and x-vector from `case` of an S3Gen fixture's io file."""
     t3_cond = T3Cond(
-        speaker_emb=t3["cond.speaker_emb"],
-        cond_prompt_speech_tokens=t3["cond.cond_prompt_speech_tokens"],
+        speaker_emb=speaker_emb,
+        cond_prompt_speech_tokens=prompt_speech_tokens,
         emotion_adv=0.0 * torch.ones(1, 1, 1),
     )
     gen = {
-        "prompt_token": s3["case0.prompt_token"],
-        "prompt_token_len": torch.tensor([s3["case0.prompt_token"].shape[1]]),
-        "prompt_feat": s3["case0.prompt_feat"],
+        "prompt_token": s3[f"{case}.prompt_token"],
+        "prompt_token_len": torch.tensor([s3[f"{case}.prompt_token"].shape[1]]),
+        "prompt_feat": s3[f"{case}.prompt_feat"],
         "prompt_feat_len": None,
-        "embedding": s3["case0.embedding"],
+        "embedding": s3[f"{case}.embedding"],
     }
+    return Conditionals(t3_cond, gen)
+
+
+def main():
+    t3 = load_file(str(FIXTURES / "t3_tiny_io.safetensors"))
+    s3 = load_file(str(FIXTURES / "s3gen_tiny_io.safetensors"))
+    conds = conditionals(t3["cond.speaker_emb"], t3["cond.cond_prompt_speech_tokens"], s3)
     out = FIXTURES / "conds_tiny.pt"
-    Conditionals(t3_cond, gen).save(out)
+    conds.save(out)
     back = Conditionals.load(out)
-    assert torch.equal(back.t3.speaker_emb, t3_cond.speaker_emb)
-    assert torch.equal(back.gen["prompt_feat"], gen["prompt_feat"])
+    assert torch.equal(back.t3.speaker_emb, conds.t3.speaker_emb)
+    assert torch.equal(back.gen["prompt_feat"], conds.gen["prompt_feat"])
     print(f"wrote {out} ({out.stat().st_size} bytes)")
 
 

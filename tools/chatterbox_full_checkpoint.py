@@ -29,8 +29,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from chatterbox.models.t3.modules.cond_enc import T3Cond
 from chatterbox.tts_turbo import Conditionals
+
+from chatterbox_conds_fixture import conditionals
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKENIZER = ROOT / "tests" / "fixtures" / "chatterbox" / "tokenizer"
@@ -60,21 +61,14 @@ def main():
 
     io = load_file(str(args.s3gen / "s3gen_full_io.safetensors"))
     g = torch.Generator().manual_seed(20261207)
-    t3_cond = T3Cond(
-        speaker_emb=torch.randn(1, 256, generator=g),
-        cond_prompt_speech_tokens=torch.randint(0, 6561, (1, 375), generator=g),
-        emotion_adv=0.0 * torch.ones(1, 1, 1),
+    conds = conditionals(
+        torch.randn(1, 256, generator=g),
+        torch.randint(0, 6561, (1, 375), generator=g),
+        load_file(str(args.s3gen / "s3gen_full_io.safetensors")),
     )
-    gen = {
-        "prompt_token": io["case0.prompt_token"],
-        "prompt_token_len": torch.tensor([io["case0.prompt_token"].shape[1]]),
-        "prompt_feat": io["case0.prompt_feat"],
-        "prompt_feat_len": None,
-        "embedding": io["case0.embedding"],
-    }
-    Conditionals(t3_cond, gen).save(snap / "conds.pt")
+    conds.save(snap / "conds.pt")
     back = Conditionals.load(snap / "conds.pt")
-    assert torch.equal(back.gen["prompt_feat"], gen["prompt_feat"])
+    assert torch.equal(back.gen["prompt_feat"], conds.gen["prompt_feat"])
 
     for f in TOKENIZER.iterdir():
         shutil.copy(f, snap / f.name)
