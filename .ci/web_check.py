@@ -45,6 +45,14 @@ def click_in_table(css):
             time.sleep(0.1)
     driver.find_element(By.CSS_SELECTOR, css).click()
 
+
+def settled(element_id, expected):
+    """The text of the message element `element_id` once it says `expected` or shows
+    an error."""
+    wait.until(lambda d: expected in d.find_element(By.ID, element_id).text
+               or "error" in d.find_element(By.ID, element_id).get_attribute("class"))
+    return driver.find_element(By.ID, element_id).text
+
 try:
   if download:
     import threading, urllib.request, json
@@ -89,9 +97,7 @@ try:
     text.send_keys("Hello from the browser. This is a second sentence.")
     Select(driver.find_element(By.ID, "format")).select_by_value("pcm")
     driver.find_element(By.ID, "speak").click()
-    wait.until(lambda d: "s of audio" in d.find_element(By.ID, "message").text
-               or "error" in d.find_element(By.ID, "message").get_attribute("class"))
-    message = driver.find_element(By.ID, "message").text
+    message = settled("message", "s of audio")
     assert "s of audio" in message, message
     # The audio element decodes what was streamed.
     duration = wait.until(lambda d: js(
@@ -116,16 +122,12 @@ try:
     driver.find_element(By.ID, "pronPhonemes").send_keys("kˈOkəɹO")
     Select(driver.find_element(By.ID, "pronLanguage")).select_by_value("a")
     driver.find_element(By.ID, "pronAdd").click()
-    wait.until(lambda d: "added Kokoro" in d.find_element(By.ID, "pronMessage").text
-               or "error" in d.find_element(By.ID, "pronMessage").get_attribute("class"))
-    added = driver.find_element(By.ID, "pronMessage").text
+    added = settled("pronMessage", "added Kokoro")
     assert "added Kokoro" in added, added
     row = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "tr[data-pronunciation]"))[0]
     assert "kˈOkəɹO" in row.text, row.text
     click_in_table("tr[data-pronunciation] button.try")
-    wait.until(lambda d: "spoke" in d.find_element(By.ID, "pronMessage").text
-               or "error" in d.find_element(By.ID, "pronMessage").get_attribute("class"))
-    tried = driver.find_element(By.ID, "pronMessage").text
+    tried = settled("pronMessage", "spoke")
     assert 'spoke "Kokoro"' in tried, tried
     click_in_table("tr[data-pronunciation] button.delete")
     wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, "tr[data-pronunciation]"))
@@ -151,9 +153,7 @@ try:
     driver.find_element(By.ID, "voiceFile").send_keys(clip)
     Select(driver.find_element(By.ID, "voiceModel")).select_by_value("chatterbox-turbo")
     driver.find_element(By.ID, "clone").click()
-    wait.until(lambda d: "created" in d.find_element(By.ID, "message").text
-               or "error" in d.find_element(By.ID, "message").get_attribute("class"))
-    created = driver.find_element(By.ID, "message").text
+    created = settled("message", "created")
     assert "created" in created, created
     voice_id = Select(driver.find_element(By.ID, "voice")).first_selected_option.get_attribute("value")
     assert voice_id.startswith("voice_"), voice_id
@@ -161,9 +161,7 @@ try:
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f"tr[data-voice='{voice_id}']"))
     Select(driver.find_element(By.ID, "format")).select_by_value("wav")
     driver.find_element(By.ID, "speak").click()
-    wait.until(lambda d: "wav," in d.find_element(By.ID, "message").text
-               or "error" in d.find_element(By.ID, "message").get_attribute("class"))
-    cloned_message = driver.find_element(By.ID, "message").text
+    cloned_message = settled("message", "wav,")
     assert "wav," in cloned_message, cloned_message
     driver.save_screenshot(screenshot)
     click_in_table(f"button.delete[data-voice='{voice_id}']")

@@ -26,18 +26,26 @@ const PARALLEL_MIN_MACS: usize = 1 << 22;
 /// candle's `conv2d` and keeps every `stride`-th row.
 #[derive(Debug, Clone)]
 pub struct GemmConv2d {
-    /// `[Cout, Cin, k, k]`, kept only when the fast path does not apply.
-    weight: Option<Tensor>,
-    /// `k²` row-major `[Cout, Cin]` blocks, tap `i·k + j` for frequency offset `i`
-    /// and time offset `j`; empty when the fast path does not apply.
-    taps: Vec<f32>,
-    bias: Option<Vec<f32>>,
-    /// The bias as `[1, Cout, 1, 1]` for the candle path.
-    bias_tensor: Option<Tensor>,
+    weights: Weights,
     c_in: usize,
     c_out: usize,
     kernel: usize,
     stride: usize,
+}
+
+#[derive(Debug, Clone)]
+enum Weights {
+    /// f32 in CPU memory: `k²` row-major `[Cout, Cin]` blocks, tap `i·k + j` for
+    /// frequency offset `i` and time offset `j`, and the bias.
+    Packed {
+        taps: Vec<f32>,
+        bias: Option<Vec<f32>>,
+    },
+    /// The layer as given, for other devices and dtypes.
+    Candle {
+        weight: Tensor,
+        bias: Option<Tensor>,
+    },
 }
 
 impl GemmConv2d {
@@ -54,17 +62,12 @@ impl GemmConv2d {
             (2, 0, 1),
             bias.as_ref(),
         )?;
-        let fast = packed.is_some();
-        let (taps, bias_values) = packed.unwrap_or_default();
-        let bias_tensor = match &bias {
-            Some(b) if !fast => Some(b.reshape((1, c_out, 1, 1))?),
-            _ => None,
+        let weights = match packed {
+            Some((taps, bias)) => Weights::Packed { taps, bias },
+            None => Weights::Candle { weight, bias },
         };
         Ok(Self {
-            weight: if fast { None } else { Some(weight) },
-            taps,
-            bias: bias_values,
-            bias_tensor,
+            weights,
             c_in,
             c_out,
             kernel,
@@ -83,54 +86,38 @@ impl GemmConv2d {
         if c_in != self.c_in {
             candle_core::bail!("conv2d: {c_in} channels in, want {}", self.c_in);
         }
-        let fo = self.rows_out(f);
-        if self.weight.is_none() {
-            let fast = with_cpu_f32(x, |xs| {
-                let item = c_in * f * t;
-                let mut out = vec![0f32; b * self.c_out * fo * t];
-                for (src, dst) in xs
-                    .chunks(item.max(1))
-                    .zip(out.chunks_mut((self.c_out * fo * t).max(1)))
-                {
-                    self.item(src, (f, t), dst);
-                }
-                Tensor::from_vec(out, (b, self.c_out, fo, t), &Device::Cpu)
-            });
-            if let Some(y) = fast {
-                return y;
-            }
-        }
-        self.forward_candle(x)
-    }
-
-    /// Candle's `conv2d` at stride 1, then every `stride`-th row.
-    fn forward_candle(&self, x: &Tensor) -> Result<Tensor> {
-        let weight = match &self.weight {
-            Some(w) => w.clone(),
-            None => {
-                let k = self.kernel;
-                Tensor::from_slice(&self.taps, (k, k, self.c_out, self.c_in), &Device::Cpu)?
-                    .permute((2, 3, 0, 1))?
-                    .to_device(x.device())?
-                    .to_dtype(x.dtype())?
+        let (taps, bias) = match &self.weights {
+            Weights::Packed { taps, bias } => (taps, bias.as_deref()),
+            Weights::Candle { weight, bias } => {
+                return candle_conv2d(x, weight, bias.as_ref(), self.stride)
             }
         };
-        let y = x.conv2d(&weight, self.kernel / 2, 1, 1, 1)?;
-        let (_, _, f, _) = y.dims4()?;
-        let rows: Vec<u32> = (0..f as u32).step_by(self.stride).collect();
-        let y = y.index_select(&Tensor::new(rows.as_slice(), x.device())?, 2)?;
-        match (&self.bias_tensor, &self.bias) {
-            (Some(b), _) => y.broadcast_add(&b.to_dtype(y.dtype())?),
-            (None, Some(b)) => {
-                let b = Tensor::from_slice(b, (1, self.c_out, 1, 1), x.device())?;
-                y.broadcast_add(&b.to_dtype(y.dtype())?)
+        let fo = self.rows_out(f);
+        let fast = with_cpu_f32(x, |xs| {
+            let item = c_in * f * t;
+            let mut out = vec![0f32; b * self.c_out * fo * t];
+            for (src, dst) in xs
+                .chunks(item.max(1))
+                .zip(out.chunks_mut((self.c_out * fo * t).max(1)))
+            {
+                self.item((taps, bias), src, (f, t), dst);
             }
-            (None, None) => Ok(y),
+            Tensor::from_vec(out, (b, self.c_out, fo, t), &Device::Cpu)
+        });
+        match fast {
+            Some(y) => y,
+            None => candle_core::bail!("conv2d: expected an f32 CPU input, got {:?}", x.dtype()),
         }
     }
 
     /// One item: `x` `[Cin, F, T]` → `out` `[Cout, Fo, T]`.
-    fn item(&self, x: &[f32], (f, t): (usize, usize), out: &mut [f32]) {
+    fn item(
+        &self,
+        weights: (&[f32], Option<&[f32]>),
+        x: &[f32],
+        (f, t): (usize, usize),
+        out: &mut [f32],
+    ) {
         let fo = self.rows_out(f);
         let (c_in, c_out, k) = (self.c_in, self.c_out, self.kernel);
         let macs = c_out * c_in * k * k * fo * t;
@@ -144,7 +131,7 @@ impl GemmConv2d {
             for row in first..last {
                 // SAFETY: each output row is written by one thread only (the ranges
                 // do not overlap), and `out` holds `Cout · Fo · T` values.
-                unsafe { self.row(x, (f, t), row, dst) };
+                unsafe { self.row(weights, x, (f, t), row, dst) };
             }
         };
         split_over_threads(fo, threads, run);
@@ -154,7 +141,14 @@ impl GemmConv2d {
     ///
     /// # Safety
     /// `dst` holds `Cout · Fo · T` values and no other thread writes row `row`.
-    unsafe fn row(&self, x: &[f32], (f, t): (usize, usize), row: usize, dst: SharedOut) {
+    unsafe fn row(
+        &self,
+        (taps, bias): (&[f32], Option<&[f32]>),
+        x: &[f32],
+        (f, t): (usize, usize),
+        row: usize,
+        dst: SharedOut,
+    ) {
         let (c_in, c_out, k) = (self.c_in, self.c_out, self.kernel);
         let fo = self.rows_out(f);
         let ld = fo * t;
@@ -162,7 +156,7 @@ impl GemmConv2d {
         for co in 0..c_out {
             // SAFETY: row `row` of channel `co`, inside `dst` by the contract.
             let cells = unsafe { std::slice::from_raw_parts_mut(dst.at(co * ld + row * t), t) };
-            cells.fill(self.bias.as_ref().map_or(0.0, |b| b[co]));
+            cells.fill(bias.map_or(0.0, |b| b[co]));
         }
         for i in 0..k {
             let Some(fi) = (row * self.stride + i).checked_sub(p).filter(|&fi| fi < f) else {
@@ -175,7 +169,7 @@ impl GemmConv2d {
                     continue;
                 };
                 let tap = i * k + j;
-                let w = &self.taps[tap * c_out * c_in..(tap + 1) * c_out * c_in];
+                let w = &taps[tap * c_out * c_in..(tap + 1) * c_out * c_in];
                 let rhs = &x[fi * t + from_in..];
                 // SAFETY: `w` is [Cout, Cin] row-major; `rhs` is read as [Cin, n] with
                 // row stride `F·T`, its last value at `(Cin − 1)·F·T + fi·T + from_in +
@@ -197,6 +191,24 @@ impl GemmConv2d {
     }
 }
 
+/// Candle's `conv2d` at stride 1 with padding `k / 2`, every `stride`-th row kept,
+/// plus the bias `[Cout]`.
+fn candle_conv2d(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    stride: usize,
+) -> Result<Tensor> {
+    let y = x.conv2d(weight, weight.dim(2)? / 2, 1, 1, 1)?;
+    let (_, c_out, f, _) = y.dims4()?;
+    let rows: Vec<u32> = (0..f as u32).step_by(stride).collect();
+    let y = y.index_select(&Tensor::new(rows.as_slice(), x.device())?, 2)?;
+    match bias {
+        Some(b) => y.broadcast_add(&b.reshape((1, c_out, 1, 1))?.to_dtype(y.dtype())?),
+        None => Ok(y),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,9 +225,9 @@ mod tests {
         let b = Tensor::randn(0f32, 1.0, c_out, &dev)?;
         let x = Tensor::randn(0f32, 1.0, (2, c_in, f, t), &dev)?;
         let fast = GemmConv2d::new(w.clone(), Some(b.clone()), stride)?;
-        assert!(fast.weight.is_none());
+        assert!(matches!(fast.weights, Weights::Packed { .. }));
         let got = fast.forward(&x)?;
-        let want = fast.forward_candle(&x)?;
+        let want = candle_conv2d(&x, &w, Some(&b), stride)?;
         assert_eq!(got.dims(), want.dims());
         assert_eq!(got.dims(), &[2, c_out, f.div_ceil(stride), t]);
         let diff = (got - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
