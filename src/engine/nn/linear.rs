@@ -276,6 +276,16 @@ impl PackedMatrix {
         )
     }
 
+    /// `[k, n]`.
+    pub fn dims(&self) -> (usize, usize) {
+        (self.k, self.n)
+    }
+
+    /// `W[row, col]`.
+    pub fn value(&self, row: usize, col: usize) -> f32 {
+        self.panel(col / PANEL)[row * PANEL + col % PANEL]
+    }
+
     fn panel(&self, p: usize) -> &[f32] {
         &self.values.as_slice()[p * self.k * PANEL..(p + 1) * self.k * PANEL]
     }

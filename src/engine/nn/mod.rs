@@ -15,6 +15,7 @@ pub use conv2d::GemmConv2d;
 pub mod conv_transpose;
 pub mod depthwise;
 pub mod fast_math;
+pub mod int8;
 pub use conv_transpose::GemmConvTranspose1d;
 pub mod linear;
 pub use linear::TransposedLinear;
