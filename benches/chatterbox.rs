@@ -11,7 +11,9 @@
 //!    `CHATTERBOX_BENCH_RUNS` timed runs after one warm-up, default 3, medians reported;
 //!    `CHATTERBOX_BENCH_GEN` T3 decode steps, default 75 (with the first token and three
 //!    silence tokens, a 3.16 s sentence); `CHATTERBOX_BENCH_QUANT` the
-//!    quantised T3 variants also timed, default `q8_0,q4k`, `none` for none).
+//!    quantised T3 variants also timed, default `q8_0,q4k`, `none` for none;
+//!    `CHATTERBOX_BENCH_S3GEN=int8` runs every voxpool row with the flow's products in
+//!    8-bit integers, as `CHATTERBOX_S3GEN_QUANT=int8` does).
 //!
 //! Both sides do the same work (`tools/chatterbox_bench_reference.py` is the other
 //! half): T3 prefills [speaker, 375 voice-prompt tokens, 40 text tokens, start] and then
@@ -540,6 +542,16 @@ fn main() -> candle_core::Result<()> {
     let load_avg_ours = load_average();
     let started = Instant::now();
     let mut models = Models::load(&t3_dir, &s3gen_dir, &hift_dir)?;
+    let int8_flow = std::env::var("CHATTERBOX_BENCH_S3GEN").is_ok_and(|v| v == "int8");
+    if int8_flow {
+        if !voxpool::engine::nn::int8::vnni_available() {
+            println!(
+                "CHATTERBOX_BENCH_S3GEN=int8: this CPU has no AVX-512 VNNI, the flow stays f32"
+            );
+        }
+        models.s3gen.quantise_int8();
+        println!("voxpool's S3Gen flow: products in 8-bit integers (CHATTERBOX_S3GEN_QUANT=int8)");
+    }
     let load_s = started.elapsed().as_secs_f64();
 
     let device = Device::Cpu;

@@ -84,6 +84,7 @@ fn main() {
         models_dir: models_dir.clone(),
         device: DeviceSpec::Cpu,
         t3_quant: None,
+        s3gen_quant: None,
     };
     let engine = match KokoroLoader.load(&ctx) {
         Ok(e) => e,

@@ -85,6 +85,7 @@ fn direct(n: usize) -> Vec<Duration> {
         models_dir: std::env::temp_dir(),
         device: voxpool::engine::DeviceSpec::Cpu,
         t3_quant: None,
+        s3gen_quant: None,
     };
     let engine = spec.loader.load(&ctx).expect("load");
     let mut times = Vec::with_capacity(n);

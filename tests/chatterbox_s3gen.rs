@@ -170,6 +170,41 @@ fn each_meanflow_step_matches_reference() -> Result<()> {
     Ok(())
 }
 
+/// Mel SNR of `got` against `want`, in dB.
+fn snr_db(got: &Tensor, want: &Tensor) -> Result<f64> {
+    let signal = want.sqr()?.sum_all()?.to_scalar::<f32>()?;
+    let noise = (got - want)?.sqr()?.sum_all()?.to_scalar::<f32>()?;
+    Ok(10.0 * f64::from(signal / noise).log10())
+}
+
+/// The mel with the velocity network's products in 8-bit integers
+/// (`CHATTERBOX_S3GEN_QUANT=int8`) against the reference's f32 mel: the bound
+/// README's Chatterbox Turbo speed documents for random weights.
+#[test]
+fn int8_flow_stays_near_the_reference() -> Result<()> {
+    let mut fx = Fixture::load()?;
+    fx.model.quantise_int8();
+    for case in 0..CASES {
+        let mel = fx.model.mel(
+            &fx.get(case, "speech_tokens")?,
+            &fx.prompt(case)?,
+            &fx.get(case, "noise")?,
+        )?;
+        let want = fx.get(case, "mel")?;
+        let snr = snr_db(&mel, &want)?;
+        println!("case {case}: int8 mel {snr:.1} dB SNR against f32");
+        assert!(snr >= INT8_MEL_SNR_DB, "case {case}: {snr:.1} dB");
+        if voxpool::engine::nn::int8::vnni_available() {
+            // The products did change: not the f32 mel to within its tolerance.
+            assert!(snr < 80.0, "case {case}: the int8 mel equals the f32 one");
+        }
+    }
+    Ok(())
+}
+
+/// The least mel SNR of the int8 flow against f32 (random weights).
+const INT8_MEL_SNR_DB: f64 = 25.0;
+
 #[test]
 fn noise_of_the_wrong_length_is_an_error() -> Result<()> {
     let fx = Fixture::load()?;
@@ -225,6 +260,19 @@ fn full_size_matches_reference() -> Result<()> {
             start.elapsed().as_secs_f64()
         );
         assert_close("mel (full size)", 0, &mel, &get("mel"))?;
+    }
+    // The same with the velocity network's products in 8-bit integers.
+    let mut model = model;
+    model.quantise_int8();
+    for run in 0..3 {
+        let start = std::time::Instant::now();
+        let mel = model.mel(&tokens, &prompt, &noise)?;
+        let snr = snr_db(&mel, &get("mel"))?;
+        println!(
+            "int8 run {run}: {:.3} s, mel {snr:.1} dB SNR against f32",
+            start.elapsed().as_secs_f64()
+        );
+        assert!(snr >= INT8_MEL_SNR_DB, "int8 mel: {snr:.1} dB");
     }
     Ok(())
 }

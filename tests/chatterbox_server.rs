@@ -10,7 +10,7 @@ use rand::SeedableRng;
 use serde_json::{json, Value};
 use voxpool::config::Config;
 use voxpool::engine::chatterbox::conds::Conditionals;
-use voxpool::engine::chatterbox::config::T3Quant;
+use voxpool::engine::chatterbox::config::{S3GenQuant, T3Quant};
 use voxpool::engine::chatterbox::text::TextTokenizer;
 use voxpool::engine::chatterbox::tts_turbo::{ChatterboxTurboEngine, TurboFiles};
 use voxpool::engine::{Registry, SynthRequest, TtsEngine};
@@ -178,6 +178,92 @@ fn overrides_file_chooses_t3_weight_type() {
         .err()
         .expect("unknown t3_quant");
     assert!(err.to_string().contains("voxpool_chatterbox.json"), "{err}");
+}
+
+/// `"s3gen_quant"` in `voxpool_chatterbox.json`, or the operator's setting, picks how
+/// the flow multiplies: `int8` where the CPU has AVX-512 VNNI (f32 elsewhere, as
+/// loaded), f32 by default; the int8 flow renders the same tokens to audio of the same
+/// length, not the same samples; an unknown name fails the load and names the file.
+#[test]
+fn overrides_file_and_setting_choose_the_flow_products() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = install_tiny_turbo(dir.path());
+    let path = snap.join("voxpool_chatterbox.json");
+    let mut overrides: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let files = TurboFiles::locate(dir.path()).unwrap();
+    let load = |s3gen: Option<S3GenQuant>| {
+        ChatterboxTurboEngine::load_with(&files, &Device::Cpu, (None, s3gen), None)
+    };
+    let int8 = if voxpool::engine::nn::int8::vnni_available() {
+        S3GenQuant::Int8
+    } else {
+        S3GenQuant::F32
+    };
+    let exact = load(None).unwrap();
+    assert_eq!(exact.s3gen_quant(), S3GenQuant::F32);
+    let fast = load(Some(S3GenQuant::Int8)).unwrap();
+    assert_eq!(fast.s3gen_quant(), int8);
+    let vocode = |engine: &ChatterboxTurboEngine| {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let tokens = engine.speech_tokens("hello there", &mut rng).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        engine.vocode(&tokens, &mut rng).unwrap()
+    };
+    let (a, b) = (vocode(&exact), vocode(&fast));
+    assert_eq!(a.len(), b.len());
+    assert!(b.iter().all(|s| s.is_finite()));
+    assert_eq!(a != b, int8 == S3GenQuant::Int8);
+
+    overrides["s3gen_quant"] = json!("int8");
+    std::fs::write(&path, overrides.to_string()).unwrap();
+    assert_eq!(load(None).unwrap().s3gen_quant(), int8);
+    // The operator's setting (CHATTERBOX_S3GEN_QUANT) wins over the file's.
+    let engine = load(Some(S3GenQuant::F32)).unwrap();
+    assert_eq!(engine.s3gen_quant(), S3GenQuant::F32);
+    assert_eq!(vocode(&engine), a);
+    overrides["s3gen_quant"] = json!("int4");
+    std::fs::write(&path, overrides.to_string()).unwrap();
+    let err = load(None).err().expect("unknown s3gen_quant");
+    assert!(err.to_string().contains("voxpool_chatterbox.json"), "{err}");
+}
+
+/// `CHATTERBOX_S3GEN_QUANT=int8` reaches the worker process: the server speaks, the
+/// same length as with f32, and (with AVX-512 VNNI) other samples.
+#[tokio::test]
+async fn int8_flow_speaks_through_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    install_tiny_turbo(&dir.path().join("models"));
+    let mut answers = Vec::new();
+    for quant in [None, Some(S3GenQuant::Int8)] {
+        let db = format!(
+            "sqlite://{}/q{}.db?mode=rwc",
+            dir.path().display(),
+            answers.len()
+        );
+        let mut config = Config::local(&db).unwrap();
+        config.worker_exe = Some(env!("CARGO_BIN_EXE_voxpool").into());
+        config.models_dir = dir.path().join("models");
+        config.s3gen_quant = quant;
+        let server = voxpool::Server::start(config, Registry::builtin())
+            .await
+            .unwrap();
+        let resp = reqwest::Client::new()
+            .post(format!("http://{}/v1/audio/speech", server.addr()))
+            .json(&json!({"model": "chatterbox-turbo", "input": "Hello there.", "voice": "default", "response_format": "pcm"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        answers.push(resp.bytes().await.unwrap());
+        server.shutdown().await;
+    }
+    assert_eq!(answers[0].len(), answers[1].len());
+    assert!(!answers[1].is_empty());
+    assert_eq!(
+        answers[0] != answers[1],
+        voxpool::engine::nn::int8::vnni_available()
+    );
 }
 
 #[tokio::test]
@@ -353,6 +439,7 @@ fn quantized_t3_is_kept_in_the_models_folder() {
         models_dir: dir.path().to_path_buf(),
         device: DeviceSpec::Cpu,
         t3_quant: Some(T3Quant::Q8_0),
+        s3gen_quant: None,
     };
     let speak = |engine: &dyn TtsEngine| {
         engine
@@ -394,6 +481,7 @@ fn quantized_t3_is_kept_in_the_models_folder() {
     // f32 has nothing to keep.
     let f32_ctx = LoadContext {
         t3_quant: Some(T3Quant::F32),
+        s3gen_quant: None,
         ..ctx.clone()
     };
     TurboLoader.load(&f32_ctx).unwrap();

@@ -24,6 +24,7 @@ fn bad_settings_exit_non_zero_naming_the_variable() {
         ("FORCE_GC_AFTER_REQUEST", "maybe", 2),
         ("MODEL_MEMORY_BUDGET", "lots", 2),
         ("CHATTERBOX_T3_QUANT", "q3", 2),
+        ("CHATTERBOX_S3GEN_QUANT", "int4", 2),
         ("VOXPOOL_DB_URL", "mysql://localhost/x", 2),
         (
             "VOXPOOL_DB_URL",

@@ -57,6 +57,7 @@ pub fn run(
         models_dir: args.models_dir(),
         device,
         t3_quant: None,
+        s3gen_quant: None,
     };
     let started = Instant::now();
     let engine = spec

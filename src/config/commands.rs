@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use super::parse::{database_url, db_url_from_env, default_models_dir, OrEmpty, Setting};
 use super::{ConfigError, LogFormat, ServeArgs, TextArgs};
-use crate::engine::chatterbox::config::T3Quant;
+use crate::engine::chatterbox::config::{S3GenQuant, T3Quant};
 use crate::engine::DeviceSpec;
 
 /// Self-hosted, OpenAI-compatible speech server.
@@ -158,6 +158,8 @@ pub struct WorkerArgs {
     pub device: DeviceSpec,
     #[arg(long, value_parser = |s: &str| s.parse::<T3Quant>())]
     pub t3_quant: Option<T3Quant>,
+    #[arg(long, value_parser = |s: &str| s.parse::<S3GenQuant>())]
+    pub s3gen_quant: Option<S3GenQuant>,
     /// Engine options, `key=value`.
     #[arg(long = "option", value_parser = key_value)]
     pub options: Vec<(String, String)>,
@@ -201,6 +203,7 @@ impl WorkerArgs {
             models_dir: self.models_dir.clone(),
             device: self.device,
             t3_quant: self.t3_quant,
+            s3gen_quant: self.s3gen_quant,
         };
         (spec, ctx)
     }

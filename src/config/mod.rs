@@ -104,6 +104,8 @@ pub struct Config {
     pub rate_limit: Option<RateLimit>,
     /// `CHATTERBOX_T3_QUANT`, when set.
     pub t3_quant: Option<crate::engine::chatterbox::config::T3Quant>,
+    /// `CHATTERBOX_S3GEN_QUANT`, when set.
+    pub s3gen_quant: Option<crate::engine::chatterbox::config::S3GenQuant>,
     /// Admission control per model: requests served at once, and waiting.
     pub admission: Admission,
     /// How long one speech request may synthesise; `None`: no limit.
@@ -132,6 +134,7 @@ impl Config {
                 models_dir: self.models_dir.clone(),
                 device: self.device,
                 t3_quant: self.t3_quant,
+                s3gen_quant: self.s3gen_quant,
             },
             clear_device_cache: self.clear_cuda_cache,
             force_gc_after_request: self.force_gc_after_request,

@@ -9,7 +9,7 @@ use clap::builder::TypedValueParser;
 use clap::{Arg, Command};
 
 use super::{invalid, ConfigError, LogFormat, Secret};
-use crate::engine::chatterbox::config::T3Quant;
+use crate::engine::chatterbox::config::{S3GenQuant, T3Quant};
 
 /// A setting where an empty value means "not set". (clap gives a field spelled
 /// `Option<T>` an optional argument of `T`; this one is parsed whole, so that
@@ -124,6 +124,17 @@ pub fn budget(value: &str) -> Result<OrEmpty<u64>, String> {
     match value.trim() {
         "" => Ok(None),
         v => parse_bytes(v).map(Some),
+    }
+}
+
+/// `CHATTERBOX_S3GEN_QUANT`, empty for the checkpoint's choice.
+pub fn s3gen_quant(value: &str) -> Result<OrEmpty<S3GenQuant>, String> {
+    match value.trim() {
+        "" => Ok(None),
+        v => v
+            .parse()
+            .map(Some)
+            .map_err(|_| "expected f32 or int8".into()),
     }
 }
 

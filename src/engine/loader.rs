@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::chatterbox::config::T3Quant;
+use super::chatterbox::config::{S3GenQuant, T3Quant};
 use super::{DeviceSpec, EngineError, TtsEngine};
 
 /// Where and on what a model is loaded.
@@ -14,6 +14,8 @@ pub struct LoadContext {
     pub device: DeviceSpec,
     /// Chatterbox Turbo's T3 weight storage, when the operator chose one.
     pub t3_quant: Option<T3Quant>,
+    /// How Chatterbox Turbo's S3Gen flow multiplies, when the operator chose.
+    pub s3gen_quant: Option<S3GenQuant>,
 }
 
 impl LoadContext {

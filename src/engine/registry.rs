@@ -126,6 +126,7 @@ mod tests {
             models_dir: dir.path().to_path_buf(),
             device: DeviceSpec::Cpu,
             t3_quant: None,
+            s3gen_quant: None,
         };
         let reg = Registry::builtin();
         let err = reg

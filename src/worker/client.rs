@@ -242,6 +242,9 @@ impl WorkerEngine {
         if let Some(quant) = ctx.t3_quant {
             cmd.args(["--t3-quant", &quant.to_string()]);
         }
+        if let Some(quant) = ctx.s3gen_quant {
+            cmd.args(["--s3gen-quant", &quant.to_string()]);
+        }
         for (key, value) in &spec.options {
             cmd.arg("--option").arg(format!("{key}={value}"));
         }

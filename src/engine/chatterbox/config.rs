@@ -211,6 +211,46 @@ pub enum T3Quant {
     Q4K,
 }
 
+/// How S3Gen's flow multiplies: its velocity network (the two meanflow steps, about
+/// 150 G multiply-adds for 4 s of audio, most of S3Gen's time) in f32, or its matrix
+/// products over frames in 8-bit integers on CPUs with AVX-512 VNNI (see
+/// `engine::nn::int8`). Names as in `voxpool_chatterbox.json` (`"s3gen_quant"`) and
+/// `CHATTERBOX_S3GEN_QUANT`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum S3GenQuant {
+    /// f32 throughout, as the reference. The default.
+    #[default]
+    #[serde(rename = "f32")]
+    F32,
+    /// The velocity network's convolutions and transformer projections in 8-bit
+    /// integers (weights per output channel, inputs per frame): ~1.4× faster flow on
+    /// 2 cores, its mel ~32 dB SNR from f32's on random weights (README, Chatterbox
+    /// Turbo speed). Without AVX-512 VNNI the flow stays f32, with a warning.
+    #[serde(rename = "int8")]
+    Int8,
+}
+
+impl std::fmt::Display for S3GenQuant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::F32 => "f32",
+            Self::Int8 => "int8",
+        })
+    }
+}
+
+impl std::str::FromStr for S3GenQuant {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "f32" => Ok(Self::F32),
+            "int8" => Ok(Self::Int8),
+            other => Err(format!("{other:?}: expected f32 or int8")),
+        }
+    }
+}
+
 impl T3Quant {
     /// The GGML type weights are quantised to, `None` for f32.
     pub fn ggml_dtype(self) -> Option<GgmlDType> {

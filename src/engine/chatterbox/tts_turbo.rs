@@ -9,7 +9,8 @@
 //! sizes may carry `voxpool_chatterbox.json` with `{"t3": …, "s3gen": …, "hift": …}`
 //! configurations (each optional; the released Turbo sizes otherwise) and
 //! `"t3_quant": "f32" | "q8_0" | "q4k"`, the storage of T3's matrix-product
-//! weights (q8_0 when absent; see [`T3Quant`]).
+//! weights (q8_0 when absent; see [`T3Quant`]), and `"s3gen_quant": "f32" | "int8"`,
+//! how S3Gen's flow multiplies (f32 when absent; see [`S3GenQuant`]).
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -20,7 +21,7 @@ use rand::{Rng, SeedableRng};
 
 use super::cloner::{ClonerConfig, VoiceCloner};
 use super::conds::Conditionals;
-use super::config::{T3Config, T3Quant};
+use super::config::{S3GenQuant, T3Config, T3Quant};
 use super::s3gen::hifigan::{HiFTConfig, HiFTGenerator};
 use super::s3gen::{S3GenConfig, S3Token2Mel};
 use super::stream::{SpeechRenderer, StreamPlan};
@@ -109,6 +110,8 @@ struct Overrides {
     hift: Option<HiFTConfig>,
     #[serde(default)]
     t3_quant: T3Quant,
+    #[serde(default)]
+    s3gen_quant: S3GenQuant,
     /// Voice-cloning networks (`ve`, `s3tokenizer`, `campplus`, `features`).
     #[serde(flatten)]
     cloner: ClonerConfig,
@@ -117,6 +120,9 @@ struct Overrides {
 pub struct ChatterboxTurboEngine {
     t3: T3,
     s3gen: S3Token2Mel,
+    /// How the flow multiplies, as loaded (f32 where int8 was asked for but the CPU
+    /// cannot run it fast).
+    s3gen_quant: S3GenQuant,
     hift: HiFTGenerator,
     tokenizer: TextTokenizer,
     voice: Conditionals,
@@ -154,9 +160,24 @@ impl ChatterboxTurboEngine {
         t3_quant: Option<T3Quant>,
         t3_cache: Option<&Path>,
     ) -> Result<Self, EngineError> {
+        Self::load_with(files, device, (t3_quant, None), t3_cache)
+    }
+
+    /// [`Self::load_cached`] with the flow's products chosen too: `quant` is
+    /// `(T3's weights, S3Gen's flow)`, each, when given, winning over the checkpoint's
+    /// `voxpool_chatterbox.json`.
+    pub fn load_with(
+        files: &TurboFiles,
+        device: &Device,
+        (t3_quant, s3gen_quant): (Option<T3Quant>, Option<S3GenQuant>),
+        t3_cache: Option<&Path>,
+    ) -> Result<Self, EngineError> {
         let mut overrides = files.overrides()?;
         if let Some(q) = t3_quant {
             overrides.t3_quant = q;
+        }
+        if let Some(q) = s3gen_quant {
+            overrides.s3gen_quant = q;
         }
         let t3_cfg = overrides.t3.unwrap_or_else(T3Config::turbo);
         let s3gen_cfg = overrides.s3gen.unwrap_or_else(S3GenConfig::turbo);
@@ -210,8 +231,21 @@ impl ChatterboxTurboEngine {
             0
         };
         let s3_vb = s3gen_file.into_var_builder(DType::F32, device);
-        let s3gen =
+        let mut s3gen =
             S3Token2Mel::load(s3_vb.clone(), &s3gen_cfg).map_err(|e| bad_file(&s3gen_path, e))?;
+        let s3gen_quant = match overrides.s3gen_quant {
+            S3GenQuant::Int8 if device.is_cpu() && crate::engine::nn::int8::vnni_available() => {
+                s3gen.quantise_int8();
+                S3GenQuant::Int8
+            }
+            S3GenQuant::Int8 => {
+                tracing::warn!(
+                    "S3Gen int8 products need a CPU with AVX-512 VNNI; the flow stays f32"
+                );
+                S3GenQuant::F32
+            }
+            S3GenQuant::F32 => S3GenQuant::F32,
+        };
         let hift = HiFTGenerator::load(s3_vb.pp("mel2wav"), &hift_cfg)
             .map_err(|e| bad_file(&s3gen_path, e))?;
         let conds_path = files.dir.join(CONDS);
@@ -228,6 +262,7 @@ impl ChatterboxTurboEngine {
         Ok(Self {
             t3,
             s3gen,
+            s3gen_quant,
             hift,
             tokenizer,
             voice,
@@ -240,6 +275,11 @@ impl ChatterboxTurboEngine {
             cloner_cfg: overrides.cloner,
             dir: files.dir.clone(),
         })
+    }
+
+    /// How S3Gen's flow multiplies, as loaded.
+    pub fn s3gen_quant(&self) -> S3GenQuant {
+        self.s3gen_quant
     }
 
     /// How T3's matrix-product weights are stored (`"t3_quant"` of the overrides file).
@@ -591,10 +631,10 @@ impl EngineLoader for TurboLoader {
     fn load(&self, ctx: &LoadContext) -> Result<Box<dyn TtsEngine>, EngineError> {
         let files = TurboFiles::locate(&ctx.models_dir)?;
         let cache = ctx.models_dir.join("voxpool-cache").join(MODEL);
-        let engine = ChatterboxTurboEngine::load_cached(
+        let engine = ChatterboxTurboEngine::load_with(
             &files,
             &ctx.candle_device()?,
-            ctx.t3_quant,
+            (ctx.t3_quant, ctx.s3gen_quant),
             Some(&cache),
         )?;
         Ok(Box::new(engine))

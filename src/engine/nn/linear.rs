@@ -11,6 +11,7 @@ use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::Linear;
 
 use super::fast_math::simd_dispatch;
+use super::int8::{vnni_available, Int8Matrix};
 use super::ops::with_cpu_f32;
 use super::product::{product, Strided};
 use super::threads::{on_workers, worker_count, SharedOut};
@@ -121,6 +122,8 @@ enum LinearWeights {
         weight_t: PackedMatrix,
         bias: Vec<f32>,
     },
+    /// The packed weight quantised to bytes ([`TransposedLinear::quantise_int8`]).
+    Int8 { weight: Int8Matrix, bias: Vec<f32> },
     /// The layer as loaded, for other devices and dtypes.
     Candle(Linear),
 }
@@ -152,6 +155,21 @@ impl TransposedLinear {
     }
 }
 
+impl TransposedLinear {
+    /// Quantises a packed f32 weight to bytes for [`Int8Matrix`] products (see
+    /// [`super::int8`]); other layers, and CPUs without AVX-512 VNNI, keep theirs.
+    pub fn quantise_int8(&mut self) {
+        if let LinearWeights::Packed { weight_t, bias } = &self.weights {
+            if vnni_available() {
+                self.weights = LinearWeights::Int8 {
+                    weight: Int8Matrix::from_packed(weight_t),
+                    bias: bias.clone(),
+                };
+            }
+        }
+    }
+}
+
 /// `candle_nn::linear_b` (a `[d_out, d_in]` weight under `vb`, a bias when `bias`) as
 /// a [`TransposedLinear`].
 pub fn transposed_linear_b(
@@ -166,8 +184,12 @@ pub fn transposed_linear_b(
 impl Module for TransposedLinear {
     /// `x` [..., in] → [..., out].
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (weight_t, bias) = match &self.weights {
-            LinearWeights::Packed { weight_t, bias } => (weight_t, bias),
+        let product: &dyn Fn(&[f32]) -> Result<Vec<f32>> = match &self.weights {
+            LinearWeights::Packed { weight_t, bias } => &|xs| weight_t.times(xs, bias),
+            LinearWeights::Int8 { weight, bias } => &|xs| {
+                let rows = xs.len() / self.d_in;
+                weight.strided_times(xs, self.d_in, rows, bias)
+            },
             LinearWeights::Candle(linear) => return linear.forward(x),
         };
         let dims = x.dims();
@@ -184,7 +206,7 @@ impl Module for TransposedLinear {
             *last = self.d_out;
         }
         let fast = with_cpu_f32(x, |xs| {
-            let y = weight_t.times(xs, bias)?;
+            let y = product(xs)?;
             Tensor::from_vec(y, out_dims.as_slice(), x.device())
         });
         match fast {

@@ -14,6 +14,7 @@ use super::config::S3GenConfig;
 use super::matcha::decoder::{SinusoidalPosEmb, TimestepEmbedding};
 use super::matcha::transformer::BasicTransformerBlock;
 use crate::engine::nn::fast_math::mish_f32;
+use crate::engine::nn::int8::{vnni_available, Int8Matrix};
 use crate::engine::nn::linear::{PackedMatrix, TransposedLinear};
 use crate::engine::nn::ops::{map_cpu, with_cpu_f32};
 
@@ -37,6 +38,7 @@ pub fn mish(x: &Tensor) -> Result<Tensor> {
 pub struct CausalConv1d {
     weights: CausalTaps,
     c_in: usize,
+    c_out: usize,
     kernel: usize,
 }
 
@@ -45,6 +47,8 @@ enum CausalTaps {
     /// f32 in CPU memory: `taps` [kernel·C_in, C_out], row `j·C_in + c` holding tap
     /// `j` of input channel `c`, and the bias.
     Cpu { taps: PackedMatrix, bias: Vec<f32> },
+    /// The same taps quantised to bytes ([`CausalConv1d::quantise_int8`]).
+    Int8 { taps: Int8Matrix, bias: Vec<f32> },
     /// The layer as loaded, for other devices and dtypes.
     Conv(Conv1d),
 }
@@ -72,8 +76,24 @@ impl CausalConv1d {
         Ok(Self {
             weights,
             c_in,
+            c_out,
             kernel,
         })
+    }
+}
+
+impl CausalConv1d {
+    /// Quantises f32 CPU taps to bytes (see [`crate::engine::nn::int8`]); CPUs
+    /// without AVX-512 VNNI keep them.
+    pub fn quantise_int8(&mut self) {
+        if let CausalTaps::Cpu { taps, bias } = &self.weights {
+            if vnni_available() {
+                self.weights = CausalTaps::Int8 {
+                    taps: Int8Matrix::from_packed(taps),
+                    bias: bias.clone(),
+                };
+            }
+        }
     }
 }
 
@@ -84,30 +104,32 @@ impl Module for CausalConv1d {
         if c_in != self.c_in {
             candle_core::bail!("causal conv: {c_in} channels in, want {}", self.c_in);
         }
-        match &self.weights {
-            CausalTaps::Cpu { taps, bias } => {
-                let pad = (self.kernel - 1) * c_in;
-                with_cpu_f32(x, |xs| {
-                    let mut out = Vec::with_capacity(b * t * bias.len());
-                    let mut padded = vec![0f32; pad + t * c_in];
-                    for item in xs.chunks_exact(t * c_in) {
-                        padded[pad..].copy_from_slice(item);
-                        out.extend(taps.strided_times(&padded, c_in, t, bias)?);
-                    }
-                    Tensor::from_vec(out, (b, t, bias.len()), x.device())
-                })
-                .unwrap_or_else(|| {
-                    candle_core::bail!("causal conv: f32 weights on the CPU take f32 CPU input")
-                })
+        let product: &dyn Fn(&[f32]) -> Result<Vec<f32>> = match &self.weights {
+            CausalTaps::Cpu { taps, bias } => &|padded| taps.strided_times(padded, c_in, t, bias),
+            CausalTaps::Int8 { taps, bias } => &|padded| taps.strided_times(padded, c_in, t, bias),
+            CausalTaps::Conv(conv) => {
+                return conv
+                    .forward(
+                        &x.transpose(1, 2)?
+                            .pad_with_zeros(D::Minus1, self.kernel - 1, 0)?,
+                    )?
+                    .transpose(1, 2)?
+                    .contiguous()
             }
-            CausalTaps::Conv(conv) => conv
-                .forward(
-                    &x.transpose(1, 2)?
-                        .pad_with_zeros(D::Minus1, self.kernel - 1, 0)?,
-                )?
-                .transpose(1, 2)?
-                .contiguous(),
-        }
+        };
+        let pad = (self.kernel - 1) * c_in;
+        with_cpu_f32(x, |xs| {
+            let mut out = Vec::with_capacity(b * t * self.c_out);
+            let mut padded = vec![0f32; pad + t * c_in];
+            for item in xs.chunks_exact(t * c_in) {
+                padded[pad..].copy_from_slice(item);
+                out.extend(product(&padded)?);
+            }
+            Tensor::from_vec(out, (b, t, self.c_out), x.device())
+        })
+        .unwrap_or_else(|| {
+            candle_core::bail!("causal conv: f32 weights on the CPU take f32 CPU input")
+        })
     }
 }
 
@@ -132,6 +154,12 @@ impl CausalBlock1D {
             conv: CausalConv1d::load(vb.pp("block.0"), dim, dim_out, 3)?,
             norm: layer_norm(dim_out, 1e-5, vb.pp("block.2"))?,
         })
+    }
+}
+
+impl CausalBlock1D {
+    pub fn quantise_int8(&mut self) {
+        self.conv.quantise_int8();
     }
 }
 
@@ -160,6 +188,14 @@ impl CausalResnetBlock1D {
             block2: CausalBlock1D::load(vb.pp("block2"), dim_out, dim_out)?,
             res_conv: pointwise(vb.pp("res_conv"), dim, dim_out)?,
         })
+    }
+
+    /// Quantises the convolutions to bytes (the time embedding's one-row `mlp`
+    /// stays f32).
+    pub fn quantise_int8(&mut self) {
+        self.block1.quantise_int8();
+        self.block2.quantise_int8();
+        self.res_conv.quantise_int8();
     }
 
     /// `x` [B, T, dim], `time_emb` [B or 1, time_emb_dim] → [B, T, dim_out].
@@ -197,6 +233,13 @@ impl Level {
             resnet,
             transformer_blocks,
         })
+    }
+
+    fn quantise_int8(&mut self) {
+        self.resnet.quantise_int8();
+        for block in &mut self.transformer_blocks {
+            block.quantise_int8();
+        }
     }
 
     /// [B, T, dim] → [B, T, dim_out].
@@ -253,6 +296,22 @@ impl ConditionalDecoder {
             final_block: CausalBlock1D::load(vb.pp("final_block"), ch, ch)?,
             final_proj: pointwise(vb.pp("final_proj"), ch, d.out_channels)?,
         })
+    }
+
+    /// Runs the matrix products over frames in 8-bit integers (see
+    /// [`crate::engine::nn::int8`]): every causal convolution, 1×1 convolution and
+    /// transformer projection. The time embedding's one-row layers stay f32. CPUs
+    /// without AVX-512 VNNI keep f32 throughout.
+    pub fn quantise_int8(&mut self) {
+        self.down.quantise_int8();
+        self.downsample.quantise_int8();
+        for level in &mut self.mid {
+            level.quantise_int8();
+        }
+        self.up.quantise_int8();
+        self.upsample.quantise_int8();
+        self.final_block.quantise_int8();
+        self.final_proj.quantise_int8();
     }
 
     /// The meanflow time embedding for the step from `t` to `r`: both embedded, then

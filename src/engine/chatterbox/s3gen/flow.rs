@@ -23,6 +23,12 @@ pub struct CausalMaskedDiffWithXvec {
 }
 
 impl CausalMaskedDiffWithXvec {
+    /// The velocity network's products in 8-bit integers (see
+    /// [`super::decoder::ConditionalDecoder::quantise_int8`]).
+    pub fn quantise_int8(&mut self) {
+        self.decoder.quantise_int8();
+    }
+
     pub fn load(vb: VarBuilder, cfg: &S3GenConfig) -> Result<Self> {
         cfg.check_supported().map_err(candle_core::Error::Msg)?;
         Ok(Self {

@@ -43,6 +43,11 @@ impl CausalConditionalCFM {
         })
     }
 
+    /// See [`ConditionalDecoder::quantise_int8`].
+    pub fn quantise_int8(&mut self) {
+        self.estimator.quantise_int8();
+    }
+
     /// The velocity-field network.
     pub fn estimator(&self) -> &ConditionalDecoder {
         &self.estimator

@@ -58,6 +58,12 @@ impl S3Token2Mel {
         })
     }
 
+    /// The flow's velocity network with 8-bit integer products
+    /// (`CHATTERBOX_S3GEN_QUANT=int8`; see [`crate::engine::nn::int8`]).
+    pub fn quantise_int8(&mut self) {
+        self.flow.quantise_int8();
+    }
+
     pub fn flow(&self) -> &CausalMaskedDiffWithXvec {
         &self.flow
     }

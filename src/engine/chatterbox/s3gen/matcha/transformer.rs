@@ -39,6 +39,20 @@ impl Attention {
     }
 }
 
+impl Attention {
+    /// Quantises the projections to bytes ([`TransposedLinear::quantise_int8`]).
+    pub fn quantise_int8(&mut self) {
+        for p in [
+            &mut self.to_q,
+            &mut self.to_k,
+            &mut self.to_v,
+            &mut self.to_out,
+        ] {
+            p.quantise_int8();
+        }
+    }
+}
+
 impl Module for Attention {
     /// `x` [B, T, query_dim] → [B, T, query_dim]; every frame sees every frame (the
     /// decoder's mask is all ones for an unpadded utterance).
@@ -72,6 +86,14 @@ impl FeedForward {
     }
 }
 
+impl FeedForward {
+    /// Quantises both layers to bytes ([`TransposedLinear::quantise_int8`]).
+    pub fn quantise_int8(&mut self) {
+        self.proj_in.quantise_int8();
+        self.proj_out.quantise_int8();
+    }
+}
+
 impl Module for FeedForward {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.proj_out.forward(&gelu_erf(&self.proj_in.forward(x)?)?)
@@ -101,6 +123,14 @@ impl BasicTransformerBlock {
             norm3: layer_norm(dim, EPS, vb.pp("norm3"))?,
             ff: FeedForward::load(vb.pp("ff"), dim, 4)?,
         })
+    }
+}
+
+impl BasicTransformerBlock {
+    /// Quantises the attention's and feed-forward's matrix products to bytes.
+    pub fn quantise_int8(&mut self) {
+        self.attn1.quantise_int8();
+        self.ff.quantise_int8();
     }
 }
 
