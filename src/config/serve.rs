@@ -114,9 +114,9 @@ pub struct ServeArgs {
     )]
     pub chatterbox_t3_quant: OrEmpty<T3Quant>,
     /// How Chatterbox Turbo's S3Gen flow multiplies: `f32` (exact) or `int8` (its
-    /// convolutions and transformer projections in 8-bit integers, ~1.4x faster on
-    /// CPUs with AVX-512 VNNI, f32 elsewhere); empty: what the checkpoint's
-    /// `voxpool_chatterbox.json` says, else `f32`.
+    /// matrix products in 8-bit integers, ~1.6x faster on CPUs with AVX-512 VNNI, f32
+    /// elsewhere); empty: what the checkpoint's `voxpool_chatterbox.json` says, else
+    /// `f32`.
     #[arg(
         long,
         env = "CHATTERBOX_S3GEN_QUANT",

@@ -222,10 +222,11 @@ pub enum S3GenQuant {
     #[default]
     #[serde(rename = "f32")]
     F32,
-    /// The velocity network's convolutions and transformer projections in 8-bit
-    /// integers (weights per output channel, inputs per frame): ~1.4× faster flow on
-    /// 2 cores, its mel ~32 dB SNR from f32's on random weights (README, Chatterbox
-    /// Turbo speed). Without AVX-512 VNNI the flow stays f32, with a warning.
+    /// The encoder's projections, and the velocity network's convolutions,
+    /// projections and attention, in 8-bit integers (weights per output channel,
+    /// inputs per frame): a ~1.6× faster flow on 2 cores, its mel ~31 dB SNR from
+    /// f32's on random weights (README, Chatterbox Turbo speed). Without AVX-512 VNNI
+    /// the flow stays f32, with a warning.
     #[serde(rename = "int8")]
     Int8,
 }

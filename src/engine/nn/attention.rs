@@ -7,6 +7,7 @@
 use candle_core::{CpuStorage, DType, Result, Storage, Tensor};
 
 use super::fast_math::{exp_f32, simd_dispatch};
+use super::int8::{self, Int8Matrix};
 use super::product::{product, rows, Strided};
 use super::threads::SharedOut;
 
@@ -58,6 +59,95 @@ fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, causal: bool) -> 
     };
     let attn = candle_nn::ops::softmax_last_dim(&scores)?;
     attn.matmul(&v)?.transpose(1, 2)?.reshape((b, t, width))
+}
+
+/// [`self_attention`] with both of its products in 8-bit integers (see
+/// [`super::int8`]): per head, the keys are quantised per key and the values per
+/// channel; each block of queries per row, and each row of the softmax's
+/// (unnormalised) weights, all in `0..=1`, to steps of 1/255 of its largest. The
+/// normalisation divides by the f32 sum. Without AVX-512 VNNI, or off the CPU, it is
+/// [`self_attention`].
+pub fn self_attention_int8(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Result<Tensor> {
+    let (b, t, width) = q.dims3()?;
+    let cpu = q.device().is_cpu() && [q, k, v].iter().all(|x| x.dtype() == DType::F32);
+    if !cpu || !int8::vnni_available() || k.dims() != q.dims() || v.dims() != q.dims() {
+        return self_attention(q, k, v, heads);
+    }
+    if heads == 0 || width % heads != 0 {
+        candle_core::bail!("self_attention: {width} wide for {heads} heads");
+    }
+    let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
+    let out = with_cpu_f32_buffers([&q, &k, &v], |buffers| {
+        let [qd, kd, vd] = contiguous_values(buffers)?;
+        Some(attention_int8_blocks(qd, kd, vd, (b, t, width), heads))
+    });
+    match out {
+        Some(out) => Tensor::from_vec(out, (b, t, width), q.device()),
+        None => self_attention(&q, &k, &v, heads),
+    }
+}
+
+/// [`attention_blocks`] for [`self_attention_int8`]: items of (batch, head, block of
+/// query rows) split over the threads; a thread quantises a head's keys and values
+/// once for its consecutive blocks.
+fn attention_int8_blocks<'a>(
+    qd: &[f32],
+    kd: &'a [f32],
+    vd: &'a [f32],
+    (b, t, width): (usize, usize, usize),
+    heads: usize,
+) -> Vec<f32> {
+    let d = width / heads;
+    let mut out = vec![0f32; b * t * width];
+    let blocks = t.div_ceil(ROWS);
+    let items = b * heads * blocks;
+    let dst = SharedOut(out.as_mut_ptr());
+    let run = |first: usize, last: usize| {
+        let mut scores = vec![0f32; ROWS * t];
+        let mut inv_sums = [0f32; ROWS];
+        let mut held: Option<(usize, Int8Matrix, Int8Matrix)> = None;
+        for item in first..last {
+            let (bh, blk) = (item / blocks, item % blocks);
+            let base = (bh / heads) * t * width + (bh % heads) * d;
+            let (keys, values) = match &held {
+                Some((h, keys, values)) if *h == bh => (keys, values),
+                _ => {
+                    // scores = q · kᵀ: kᵀ [d, t], a column per key; out = p · v: v
+                    // [t, d], a column per channel.
+                    let at = |x: &'a [f32], j: usize| &x[base + j * width..base + j * width + d];
+                    let keys = Int8Matrix::from_columns(d, t, |j| at(kd, j));
+                    let values = Int8Matrix::from_rows(t, d, |j| at(vd, j));
+                    let (_, keys, values) = held.insert((bh, keys, values));
+                    (&*keys, &*values)
+                }
+            };
+            let r0 = blk * ROWS;
+            let rows = ROWS.min(t - r0);
+            let s = &mut scores[..rows * t];
+            // SAFETY: `s` holds rows · t values and is this thread's own.
+            unsafe {
+                keys.times_to(
+                    &qd[base + r0 * width..],
+                    width,
+                    rows,
+                    SharedOut(s.as_mut_ptr()),
+                    t,
+                )
+            };
+            exp_rows(s, t, &mut inv_sums[..rows]);
+            // SAFETY: rows r0..r0 + rows of this head's d columns lie inside the
+            // [B, T, width] output, written by this item only.
+            unsafe { values.times_to(s, t, rows, SharedOut(dst.at(base + r0 * width)), width) };
+            for (r, &inv) in inv_sums[..rows].iter().enumerate() {
+                // SAFETY: as above.
+                let row =
+                    unsafe { std::slice::from_raw_parts_mut(dst.at(base + (r0 + r) * width), d) };
+                scale(row, inv);
+            }
+        }
+    };
+    super::threads::split_over_threads(items, candle_core::utils::get_num_threads(), run);
+    out
 }
 
 /// The fused path for contiguous f32 tensors in CPU memory; `None` elsewhere.
@@ -608,6 +698,31 @@ mod tests {
     use super::*;
     use crate::engine::nn::max_diff;
     use candle_core::Device;
+
+    #[test]
+    fn int8_attention_stays_near_f32() -> Result<()> {
+        let dev = Device::Cpu;
+        // Blocks of query rows whole and cut, two items of a batch, several heads.
+        for (b, t, heads, d) in [(1usize, 700usize, 8usize, 64usize), (2, 37, 3, 16)] {
+            let x =
+                |scale: f64| Tensor::randn(0f32, 1., (b, t, heads * d), &dev)?.affine(scale, 0.0);
+            let (q, k, v) = (x(0.3)?, x(1.0)?, x(1.0)?);
+            let want = self_attention(&q, &k, &v, heads)?;
+            let got = self_attention_int8(&q, &k, &v, heads)?;
+            let noise = (&got - &want)?.sqr()?.sum_all()?.to_scalar::<f32>()?;
+            let signal = want.sqr()?.sum_all()?.to_scalar::<f32>()?;
+            let snr = 10.0 * (signal / noise).log10();
+            if int8::vnni_available() {
+                assert!(
+                    (30.0..80.0).contains(&snr),
+                    "[{b}, {t}, {heads}×{d}]: {snr:.1} dB"
+                );
+            } else {
+                assert_eq!(noise, 0.0, "without VNNI it is the f32 attention");
+            }
+        }
+        Ok(())
+    }
 
     /// `softmax(q·kᵀ + mask)·v` per head with candle's matrix products, [B, T, h·d].
     fn unfused(

@@ -82,38 +82,49 @@ impl std::fmt::Debug for Int8Matrix {
 impl Int8Matrix {
     /// Quantises `W` [k, n], given value by value as `w(row, column)`.
     pub fn from_fn(k: usize, n: usize, w: impl Fn(usize, usize) -> f32) -> Self {
-        let k4 = k.div_ceil(4) * 4;
-        let panels = n.div_ceil(PANEL);
-        let padded = panels * PANEL;
-        let mut scales = vec![0f32; padded];
-        let mut sums = vec![0f32; padded];
-        let lines_per_panel = k4 / 4 * QUAD / 64;
-        let mut values = vec![Line([0; 64]); panels * lines_per_panel];
+        let largest: Vec<f32> = (0..n)
+            .map(|j| (0..k).map(|i| w(i, j).abs()).fold(0f32, f32::max))
+            .collect();
+        let mut q = Quantiser::new(k, n, &largest);
         for j in 0..n {
-            let largest = (0..k).map(|i| w(i, j).abs()).fold(0f32, f32::max);
-            if !largest.is_finite() || largest == 0.0 {
-                continue;
-            }
-            let scale = largest / 127.0;
-            scales[j] = scale;
-            let (panel, col) = (j / PANEL, j % PANEL);
-            let mut sum = 0i32;
             for i in 0..k {
-                let q = (w(i, j) / scale).round().clamp(-127.0, 127.0) as i8;
-                sum += i32::from(q);
-                let byte = (i / 4) * QUAD + col * 4 + i % 4;
-                values[panel * lines_per_panel + byte / 64].0[byte % 64] = q;
+                q.put(i, j, w(i, j));
             }
-            sums[j] = sum as f32;
         }
-        Self {
-            values,
-            k4,
-            k,
-            n,
-            scales,
-            sums,
+        q.finish()
+    }
+
+    /// Quantises `W` [k, n] given column by column: `column(j)` holds `W[.., j]`
+    /// (`k` values; a head's keys, as `kᵀ`).
+    pub fn from_columns<'a>(k: usize, n: usize, column: impl Fn(usize) -> &'a [f32]) -> Self {
+        let largest: Vec<f32> = (0..n)
+            .map(|j| column(j)[..k].iter().fold(0f32, |m, v| m.max(v.abs())))
+            .collect();
+        let mut q = Quantiser::new(k, n, &largest);
+        for j in 0..n {
+            for (i, &v) in column(j)[..k].iter().enumerate() {
+                q.put(i, j, v);
+            }
         }
+        q.finish()
+    }
+
+    /// Quantises `W` [k, n] given row by row: `row(i)` holds `W[i, ..]` (`n` values;
+    /// a head's values).
+    pub fn from_rows<'a>(k: usize, n: usize, row: impl Fn(usize) -> &'a [f32]) -> Self {
+        let mut largest = vec![0f32; n];
+        for i in 0..k {
+            for (m, v) in largest.iter_mut().zip(&row(i)[..n]) {
+                *m = m.max(v.abs());
+            }
+        }
+        let mut q = Quantiser::new(k, n, &largest);
+        for i in 0..k {
+            for (j, &v) in row(i)[..n].iter().enumerate() {
+                q.put(i, j, v);
+            }
+        }
+        q.finish()
     }
 
     /// Quantises a packed f32 weight.
@@ -160,9 +171,6 @@ impl Int8Matrix {
         if rows == 0 || n == 0 {
             return Ok(y);
         }
-        let panels = n.div_ceil(PANEL);
-        let mut padded_bias = vec![0f32; panels * PANEL];
-        padded_bias[..n].copy_from_slice(bias);
         let blocks = rows.div_ceil(MR);
         let shares = if rows * k * n < PARALLEL_MIN_MACS {
             1
@@ -170,49 +178,177 @@ impl Int8Matrix {
             worker_count().min(blocks)
         };
         let per = blocks.div_ceil(shares);
+        let bias = self.padded(bias);
         let dst = SharedOut(y.as_mut_ptr());
-        let fast = vnni_available();
         on_workers(shares, |s| {
-            // This share's rows, a block at a time, quantised here (in L1 for the
-            // products that follow).
-            let mut block = QuantisedBlock::new(self.k4);
-            let mut tile = [[0f32; PANEL]; MR];
-            for b in s * per..((s + 1) * per).min(blocks) {
-                let first_row = b * MR;
-                let live = MR.min(rows - first_row);
-                for r in 0..MR {
-                    let row = (r < live).then(|| {
-                        let start = (first_row + r) * stride;
-                        &x[start..start + k]
-                    });
-                    block.set_row(r, row, fast);
-                }
-                for p in 0..panels {
-                    let cols = p * PANEL..(p + 1) * PANEL;
-                    let columns = Columns {
-                        scales: &self.scales[cols.clone()],
-                        sums: &self.sums[cols.clone()],
-                        bias: &padded_bias[cols],
-                    };
-                    multiply_block(&block, self.panel(p), &columns, &mut tile, fast);
-                    let first = p * PANEL;
-                    let width = PANEL.min(n - first);
-                    for (r, values) in tile.iter().enumerate().take(live) {
-                        // SAFETY: the row is below `rows` and first + width ≤ n, so
-                        // the `width` values lie inside `y`; only this share writes
-                        // its rows.
-                        unsafe {
-                            std::ptr::copy_nonoverlapping(
-                                values.as_ptr(),
-                                dst.at((first_row + r) * n + first),
-                                width,
-                            );
-                        }
+            let blocks = s * per..((s + 1) * per).min(blocks);
+            // SAFETY: the rows were checked against `x` above, `y` holds rows · n
+            // values, and each share writes the rows of its own blocks.
+            unsafe { self.multiply_blocks(x, stride, rows, &bias, blocks, dst, n) };
+        });
+        Ok(y)
+    }
+
+    /// `x·W` for `rows` rows `stride` values apart in `x`, on the calling thread,
+    /// with no bias: row `r` goes to `dst`'s values `r·dst_stride ..` (`n` of them).
+    ///
+    /// # Safety
+    /// Those output values lie inside `dst`'s buffer and nothing else reads or writes
+    /// them during the call.
+    ///
+    /// # Panics
+    /// When the rows run past `x`.
+    pub(crate) unsafe fn times_to(
+        &self,
+        x: &[f32],
+        stride: usize,
+        rows: usize,
+        dst: SharedOut,
+        dst_stride: usize,
+    ) {
+        if rows == 0 || self.n == 0 {
+            return;
+        }
+        assert!(
+            (rows - 1) * stride + self.k <= x.len(),
+            "int8 matrix: rows past the input"
+        );
+        let bias = self.padded(&[]);
+        // SAFETY: the rows were checked above, the output by the caller's contract.
+        unsafe {
+            self.multiply_blocks(
+                x,
+                stride,
+                rows,
+                &bias,
+                0..rows.div_ceil(MR),
+                dst,
+                dst_stride,
+            );
+        }
+    }
+
+    /// `bias` (or zeros, when empty) padded to whole panels.
+    fn padded(&self, bias: &[f32]) -> Vec<f32> {
+        let mut padded = vec![0f32; self.n.div_ceil(PANEL) * PANEL];
+        padded[..bias.len()].copy_from_slice(bias);
+        padded
+    }
+
+    /// Rows `MR·blocks.start .. min(MR·blocks.end, rows)` of `x·W + bias` into
+    /// `dst`, row `r` at `r·dst_stride`: each block of rows quantised here (in L1 for
+    /// the products that follow), then multiplied by every panel.
+    ///
+    /// # Safety
+    /// The rows lie inside `x`, the output rows inside `dst`'s buffer, and nothing
+    /// else writes those output rows meanwhile; `bias` is padded to whole panels.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn multiply_blocks(
+        &self,
+        x: &[f32],
+        stride: usize,
+        rows: usize,
+        bias: &[f32],
+        blocks: std::ops::Range<usize>,
+        dst: SharedOut,
+        dst_stride: usize,
+    ) {
+        let (k, n) = (self.k, self.n);
+        let fast = vnni_available();
+        let mut block = QuantisedBlock::new(self.k4);
+        let mut tile = [[0f32; PANEL]; MR];
+        for b in blocks {
+            let first_row = b * MR;
+            let live = MR.min(rows - first_row);
+            for r in 0..MR {
+                let row = (r < live).then(|| {
+                    let start = (first_row + r) * stride;
+                    &x[start..start + k]
+                });
+                block.set_row(r, row, fast);
+            }
+            for p in 0..n.div_ceil(PANEL) {
+                let cols = p * PANEL..(p + 1) * PANEL;
+                let columns = Columns {
+                    scales: &self.scales[cols.clone()],
+                    sums: &self.sums[cols.clone()],
+                    bias: &bias[cols],
+                };
+                multiply_block(&block, self.panel(p), &columns, &mut tile, fast);
+                let first = p * PANEL;
+                let width = PANEL.min(n - first);
+                for (r, values) in tile.iter().enumerate().take(live) {
+                    // SAFETY: by the caller's contract for row first_row + r, whose
+                    // columns first..first + width lie inside it.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            values.as_ptr(),
+                            dst.at((first_row + r) * dst_stride + first),
+                            width,
+                        );
                     }
                 }
             }
-        });
-        Ok(y)
+        }
+    }
+}
+
+/// An [`Int8Matrix`] being filled: each column's scale from its largest magnitude,
+/// then its values in any order.
+struct Quantiser {
+    values: Vec<Line>,
+    k4: usize,
+    k: usize,
+    n: usize,
+    scales: Vec<f32>,
+    inverse: Vec<f32>,
+    sums: Vec<i32>,
+}
+
+impl Quantiser {
+    fn new(k: usize, n: usize, largest: &[f32]) -> Self {
+        let k4 = k.div_ceil(4) * 4;
+        let padded = n.div_ceil(PANEL) * PANEL;
+        let (mut scales, mut inverse) = (vec![0f32; padded], vec![0f32; padded]);
+        for (j, &m) in largest.iter().enumerate().take(n) {
+            // A column of zeros (or not finite) reads back as zeros.
+            if m.is_finite() && m > 0.0 {
+                scales[j] = m / 127.0;
+                inverse[j] = 127.0 / m;
+            }
+        }
+        Self {
+            values: vec![Line([0; 64]); padded / PANEL * (k4 / 4 * QUAD / 64)],
+            k4,
+            k,
+            n,
+            scales,
+            inverse,
+            sums: vec![0; padded],
+        }
+    }
+
+    /// `W[i, j] = v`.
+    #[inline(always)]
+    fn put(&mut self, i: usize, j: usize, v: f32) {
+        // Round to the nearest (ties to even) by the 1.5·2²³ trick, exact below 2²²
+        // in magnitude, and without a library call.
+        const MAGIC: f32 = 12_582_912.0;
+        let q = ((v * self.inverse[j] + MAGIC) - MAGIC).clamp(-127.0, 127.0) as i8;
+        self.sums[j] += i32::from(q);
+        let byte = (j / PANEL) * (self.k4 / 4 * QUAD) + (i / 4) * QUAD + (j % PANEL) * 4 + i % 4;
+        self.values[byte / 64].0[byte % 64] = q;
+    }
+
+    fn finish(self) -> Int8Matrix {
+        Int8Matrix {
+            values: self.values,
+            k4: self.k4,
+            k: self.k,
+            n: self.n,
+            scales: self.scales,
+            sums: self.sums.iter().map(|&s| s as f32).collect(),
+        }
     }
 }
 

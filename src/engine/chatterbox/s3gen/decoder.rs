@@ -299,9 +299,9 @@ impl ConditionalDecoder {
     }
 
     /// Runs the matrix products over frames in 8-bit integers (see
-    /// [`crate::engine::nn::int8`]): every causal convolution, 1×1 convolution and
-    /// transformer projection. The time embedding's one-row layers stay f32. CPUs
-    /// without AVX-512 VNNI keep f32 throughout.
+    /// [`crate::engine::nn::int8`]): every causal convolution, 1×1 convolution,
+    /// transformer projection and attention. The time embedding's one-row layers stay
+    /// f32. CPUs without AVX-512 VNNI keep f32 throughout.
     pub fn quantise_int8(&mut self) {
         self.down.quantise_int8();
         self.downsample.quantise_int8();

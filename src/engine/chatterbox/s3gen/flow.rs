@@ -23,9 +23,11 @@ pub struct CausalMaskedDiffWithXvec {
 }
 
 impl CausalMaskedDiffWithXvec {
-    /// The velocity network's products in 8-bit integers (see
+    /// The encoder's and the velocity network's products in 8-bit integers (see
+    /// [`UpsampleConformerEncoder::quantise_int8`] and
     /// [`super::decoder::ConditionalDecoder::quantise_int8`]).
     pub fn quantise_int8(&mut self) {
+        self.encoder.quantise_int8();
         self.decoder.quantise_int8();
     }
 

@@ -5,7 +5,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{layer_norm, LayerNorm, VarBuilder};
 
-use crate::engine::nn::attention::self_attention;
+use crate::engine::nn::attention::{self_attention, self_attention_int8};
 use crate::engine::nn::linear::{transposed_linear_b, TransposedLinear};
 use crate::engine::nn::ops::gelu_erf;
 
@@ -23,6 +23,8 @@ pub struct Attention {
     to_out: TransposedLinear,
     heads: usize,
     dim_head: usize,
+    /// Scores and weighted sums in 8-bit integers ([`self_attention_int8`]).
+    int8: bool,
 }
 
 impl Attention {
@@ -35,12 +37,14 @@ impl Attention {
             to_out: transposed_linear_b(inner, query_dim, true, vb.pp("to_out.0"))?,
             heads,
             dim_head,
+            int8: false,
         })
     }
 }
 
 impl Attention {
-    /// Quantises the projections to bytes ([`TransposedLinear::quantise_int8`]).
+    /// Quantises the projections to bytes ([`TransposedLinear::quantise_int8`]) and
+    /// runs the attention's own products in 8-bit integers too.
     pub fn quantise_int8(&mut self) {
         for p in [
             &mut self.to_q,
@@ -50,6 +54,7 @@ impl Attention {
         ] {
             p.quantise_int8();
         }
+        self.int8 = true;
     }
 }
 
@@ -63,7 +68,11 @@ impl Module for Attention {
         let q = (self.to_q.forward(x)? * (1.0 / (d as f64).sqrt()))?;
         let k = self.to_k.forward(x)?;
         let v = self.to_v.forward(x)?;
-        let y = self_attention(&q, &k, &v, self.heads)?;
+        let y = if self.int8 {
+            self_attention_int8(&q, &k, &v, self.heads)?
+        } else {
+            self_attention(&q, &k, &v, self.heads)?
+        };
         self.to_out.forward(&y)
     }
 }

@@ -39,6 +39,20 @@ impl RelPositionMultiHeadedAttention {
     }
 
     /// `x` [B, T, n_feat] attends to itself; `pos_emb` [1, 2T − 1, n_feat].
+    /// Quantises the projections to bytes ([`TransposedLinear::quantise_int8`]); the
+    /// relative-position attention itself stays f32.
+    pub fn quantise_int8(&mut self) {
+        for p in [
+            &mut self.linear_q,
+            &mut self.linear_k,
+            &mut self.linear_v,
+            &mut self.linear_out,
+            &mut self.linear_pos,
+        ] {
+            p.quantise_int8();
+        }
+    }
+
     pub fn forward(&self, x: &Tensor, pos_emb: &Tensor) -> Result<Tensor> {
         let width = self.h * self.d_k;
         let q = self.linear_q.forward(x)?;

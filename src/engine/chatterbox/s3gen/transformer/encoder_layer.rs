@@ -42,6 +42,12 @@ impl ConformerEncoderLayer {
     }
 
     /// `x` [B, T, size], `pos_emb` [1, 2T − 1, size] → [B, T, size].
+    /// The attention's and feed-forward's projections in 8-bit integers.
+    pub fn quantise_int8(&mut self) {
+        self.self_attn.quantise_int8();
+        self.feed_forward.quantise_int8();
+    }
+
     pub fn forward(&self, x: &Tensor, pos_emb: &Tensor) -> Result<Tensor> {
         let _span = tracing::trace_span!("conformer_layer").entered();
         let att = self

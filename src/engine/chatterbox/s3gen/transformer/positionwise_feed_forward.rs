@@ -21,6 +21,14 @@ impl PositionwiseFeedForward {
     }
 }
 
+impl PositionwiseFeedForward {
+    /// Quantises both layers to bytes ([`TransposedLinear::quantise_int8`]).
+    pub fn quantise_int8(&mut self) {
+        self.w_1.quantise_int8();
+        self.w_2.quantise_int8();
+    }
+}
+
 impl Module for PositionwiseFeedForward {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         self.w_2.forward(&self.w_1.forward(xs)?.silu()?)

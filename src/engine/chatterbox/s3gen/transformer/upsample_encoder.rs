@@ -128,6 +128,14 @@ impl UpsampleConformerEncoder {
     }
 
     /// `xs` [B, T, D] → [B, 2T, D].
+    /// The conformer layers' projections in 8-bit integers (see
+    /// [`crate::engine::nn::int8`]); the embeddings and convolutions stay f32.
+    pub fn quantise_int8(&mut self) {
+        for layer in self.encoders.iter_mut().chain(&mut self.up_encoders) {
+            layer.quantise_int8();
+        }
+    }
+
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         self.forward_observed(xs, &mut |_, _| {})
     }
