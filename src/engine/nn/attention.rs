@@ -138,12 +138,8 @@ fn attention_int8_blocks<'a>(
             // SAFETY: rows r0..r0 + rows of this head's d columns lie inside the
             // [B, T, width] output, written by this item only.
             unsafe { values.times_to(s, t, rows, SharedOut(dst.at(base + r0 * width)), width) };
-            for (r, &inv) in inv_sums[..rows].iter().enumerate() {
-                // SAFETY: as above.
-                let row =
-                    unsafe { std::slice::from_raw_parts_mut(dst.at(base + (r0 + r) * width), d) };
-                scale(row, inv);
-            }
+            // SAFETY: as above.
+            unsafe { normalise(dst, base + r0 * width, (width, d), &inv_sums[..rows]) };
         }
     };
     super::threads::split_over_threads(items, candle_core::utils::get_num_threads(), run);
@@ -360,19 +356,26 @@ fn attention_blocks(
                     1.0,
                 );
             }
-            // The softmax's normalisation, on the d values of each output row rather
-            // than the t scores it came from.
-            for (r, &inv) in inv_sums[..rows].iter().enumerate() {
-                // SAFETY: row r0 + r of this head's columns, inside the buffer and
-                // written by this item only (as above).
-                let row =
-                    unsafe { std::slice::from_raw_parts_mut(dst.at(base + (r0 + r) * width), d) };
-                scale(row, inv);
-            }
+            // SAFETY: rows r0.. of this head's columns, inside the buffer and written
+            // by this item only (as above).
+            unsafe { normalise(dst, base + r0 * width, (width, d), &inv_sums[..rows]) };
         }
     };
     super::threads::split_over_threads(items, candle_core::utils::get_num_threads(), run);
     out
+}
+
+/// The softmax's normalisation, on the `d` values of each output row rather than the
+/// scores it came from: row `r` (from `first + r·width`) times `inv_sums[r]`.
+///
+/// # Safety
+/// Those rows lie inside `dst`'s buffer and nothing else touches them meanwhile.
+unsafe fn normalise(dst: SharedOut, first: usize, (width, d): (usize, usize), inv_sums: &[f32]) {
+    for (r, &inv) in inv_sums.iter().enumerate() {
+        // SAFETY: by the caller's contract.
+        let row = unsafe { std::slice::from_raw_parts_mut(dst.at(first + r * width), d) };
+        scale(row, inv);
+    }
 }
 
 /// `out [rows, cols] = a [rows, d] · bᵀ` for `b` [cols, d], single-threaded: `a`'s and

@@ -23,7 +23,7 @@
 
 use candle_core::Result;
 
-use super::linear::{PackedMatrix, PANEL};
+use super::linear::{check_strided, PackedMatrix, PANEL};
 use super::threads::{on_workers, worker_count, SharedOut};
 
 /// Rows that one pass of the kernel multiplies by a panel: 6 rows × 4 vectors = 24
@@ -159,14 +159,7 @@ impl Int8Matrix {
         bias: &[f32],
     ) -> Result<Vec<f32>> {
         let (k, n) = (self.k, self.n);
-        if bias.len() != n || (rows > 0 && (rows - 1) * stride + k > x.len()) {
-            candle_core::bail!(
-                "int8 matrix: {rows} rows {stride} apart in {} values and {} biases \
-                 for a [{k}, {n}] weight",
-                x.len(),
-                bias.len()
-            );
-        }
+        check_strided("int8 matrix", (k, n), x.len(), (stride, rows), bias.len())?;
         let mut y = vec![0f32; rows * n];
         if rows == 0 || n == 0 {
             return Ok(y);

@@ -347,14 +347,7 @@ impl PackedMatrix {
         bias: &[f32],
     ) -> Result<Vec<f32>> {
         let (k, n) = (self.k, self.n);
-        if bias.len() != n || (rows > 0 && (rows - 1) * stride + k > x.len()) {
-            candle_core::bail!(
-                "packed matrix: {rows} rows {stride} apart in {} values and {} biases \
-                 for a [{k}, {n}] weight",
-                x.len(),
-                bias.len()
-            );
-        }
+        check_strided("packed matrix", (k, n), x.len(), (stride, rows), bias.len())?;
         let mut y = Vec::with_capacity(rows * n);
         for _ in 0..rows {
             y.extend_from_slice(bias);
@@ -397,6 +390,24 @@ impl PackedMatrix {
         });
         Ok(y)
     }
+}
+
+/// Refuses `rows` input rows `stride` apart that run past `x_len` values, or a bias
+/// that is not `n` values, for a `[k, n]` weight.
+pub(crate) fn check_strided(
+    what: &str,
+    (k, n): (usize, usize),
+    x_len: usize,
+    (stride, rows): (usize, usize),
+    bias_len: usize,
+) -> Result<()> {
+    if bias_len != n || (rows > 0 && (rows - 1) * stride + k > x_len) {
+        candle_core::bail!(
+            "{what}: {rows} rows {stride} apart in {x_len} values and {bias_len} biases \
+             for a [{k}, {n}] weight"
+        );
+    }
+    Ok(())
 }
 
 impl std::fmt::Debug for PackedMatrix {
