@@ -23,8 +23,11 @@
 
 use candle_core::Result;
 
-use super::linear::{check_strided, PackedMatrix, PANEL};
+use super::product::check_strided;
 use super::threads::{on_workers, worker_count, SharedOut};
+
+/// Columns per panel: the kernel's four AVX-512 vectors of 16 sums.
+const PANEL: usize = 64;
 
 /// Rows that one pass of the kernel multiplies by a panel: 6 rows × 4 vectors = 24
 /// accumulators, with the panel's 4 weight vectors and a broadcast input, of the 32
@@ -127,12 +130,6 @@ impl Int8Matrix {
         q.finish()
     }
 
-    /// Quantises a packed f32 weight.
-    pub fn from_packed(w: &PackedMatrix) -> Self {
-        let (k, n) = w.dims();
-        Self::from_fn(k, n, |i, j| w.value(i, j))
-    }
-
     /// `[k, n]`.
     pub fn dims(&self) -> (usize, usize) {
         (self.k, self.n)
@@ -149,7 +146,7 @@ impl Int8Matrix {
 
     /// `x·W + b` for `rows` rows `stride` values apart in `x` (row `r` is
     /// `x[r·stride .. r·stride + k]`, rows may overlap, as in
-    /// [`PackedMatrix::strided_times`]) → [rows, n] row-major. A bias that is not `n`
+    /// `PackedMatrix::strided_times`) → [rows, n] row-major. A bias that is not `n`
     /// values, or rows that run past `x`, are an error.
     pub fn strided_times(
         &self,

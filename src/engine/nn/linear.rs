@@ -162,7 +162,7 @@ impl TransposedLinear {
         if let LinearWeights::Packed { weight_t, bias } = &self.weights {
             if vnni_available() {
                 self.weights = LinearWeights::Int8 {
-                    weight: Int8Matrix::from_packed(weight_t),
+                    weight: weight_t.to_int8(),
                     bias: bias.clone(),
                 };
             }
@@ -308,6 +308,11 @@ impl PackedMatrix {
         self.panel(col / PANEL)[row * PANEL + col % PANEL]
     }
 
+    /// `W` quantised to bytes for [`Int8Matrix`] products.
+    pub fn to_int8(&self) -> Int8Matrix {
+        Int8Matrix::from_fn(self.k, self.n, |i, j| self.value(i, j))
+    }
+
     fn panel(&self, p: usize) -> &[f32] {
         &self.values.as_slice()[p * self.k * PANEL..(p + 1) * self.k * PANEL]
     }
@@ -347,7 +352,13 @@ impl PackedMatrix {
         bias: &[f32],
     ) -> Result<Vec<f32>> {
         let (k, n) = (self.k, self.n);
-        check_strided("packed matrix", (k, n), x.len(), (stride, rows), bias.len())?;
+        super::product::check_strided(
+            "packed matrix",
+            (k, n),
+            x.len(),
+            (stride, rows),
+            bias.len(),
+        )?;
         let mut y = Vec::with_capacity(rows * n);
         for _ in 0..rows {
             y.extend_from_slice(bias);
@@ -390,24 +401,6 @@ impl PackedMatrix {
         });
         Ok(y)
     }
-}
-
-/// Refuses `rows` input rows `stride` apart that run past `x_len` values, or a bias
-/// that is not `n` values, for a `[k, n]` weight.
-pub(crate) fn check_strided(
-    what: &str,
-    (k, n): (usize, usize),
-    x_len: usize,
-    (stride, rows): (usize, usize),
-    bias_len: usize,
-) -> Result<()> {
-    if bias_len != n || (rows > 0 && (rows - 1) * stride + k > x_len) {
-        candle_core::bail!(
-            "{what}: {rows} rows {stride} apart in {x_len} values and {bias_len} biases \
-             for a [{k}, {n}] weight"
-        );
-    }
-    Ok(())
 }
 
 impl std::fmt::Debug for PackedMatrix {

@@ -1,5 +1,26 @@
 //! One matrix product on the calling thread, as the layers' kernels ask for it:
-//! `gemm` with its strides given per matrix, accumulating into the output or not.
+//! `gemm` with its strides given per matrix, accumulating into the output or not;
+//! and the size check the products by strided rows share.
+
+use candle_core::Result;
+
+/// Refuses `rows` input rows `stride` apart that run past `x_len` values, or a bias
+/// that is not `n` values, for a `[k, n]` weight.
+pub(crate) fn check_strided(
+    what: &str,
+    (k, n): (usize, usize),
+    x_len: usize,
+    (stride, rows): (usize, usize),
+    bias_len: usize,
+) -> Result<()> {
+    if bias_len != n || (rows > 0 && (rows - 1) * stride + k > x_len) {
+        candle_core::bail!(
+            "{what}: {rows} rows {stride} apart in {x_len} values and {bias_len} biases \
+             for a [{k}, {n}] weight"
+        );
+    }
+    Ok(())
+}
 
 /// A matrix as `gemm` reads it: its first value, the stride between rows and the
 /// stride between columns.

@@ -89,7 +89,7 @@ impl CausalConv1d {
         if let CausalTaps::Cpu { taps, bias } = &self.weights {
             if vnni_available() {
                 self.weights = CausalTaps::Int8 {
-                    taps: Int8Matrix::from_packed(taps),
+                    taps: taps.to_int8(),
                     bias: bias.clone(),
                 };
             }
