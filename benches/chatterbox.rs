@@ -542,15 +542,17 @@ fn main() -> candle_core::Result<()> {
     let load_avg_ours = load_average();
     let started = Instant::now();
     let mut models = Models::load(&t3_dir, &s3gen_dir, &hift_dir)?;
-    let int8_flow = std::env::var("CHATTERBOX_BENCH_S3GEN").is_ok_and(|v| v == "int8");
-    if int8_flow {
-        if !voxpool::engine::nn::int8::vnni_available() {
+    if std::env::var("CHATTERBOX_BENCH_S3GEN").is_ok_and(|v| v == "int8") {
+        models.s3gen.quantise_int8();
+        if voxpool::engine::nn::int8::vnni_available() {
+            println!(
+                "voxpool's S3Gen flow: products in 8-bit integers (CHATTERBOX_S3GEN_QUANT=int8)"
+            );
+        } else {
             println!(
                 "CHATTERBOX_BENCH_S3GEN=int8: this CPU has no AVX-512 VNNI, the flow stays f32"
             );
         }
-        models.s3gen.quantise_int8();
-        println!("voxpool's S3Gen flow: products in 8-bit integers (CHATTERBOX_S3GEN_QUANT=int8)");
     }
     let load_s = started.elapsed().as_secs_f64();
 

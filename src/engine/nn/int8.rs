@@ -130,11 +130,6 @@ impl Int8Matrix {
         q.finish()
     }
 
-    /// `[k, n]`.
-    pub fn dims(&self) -> (usize, usize) {
-        (self.k, self.n)
-    }
-
     /// The panel `p` as bytes.
     fn panel(&self, p: usize) -> &[i8] {
         let lines = self.k4 / 4 * QUAD / 64;

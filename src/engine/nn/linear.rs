@@ -187,7 +187,7 @@ impl Module for TransposedLinear {
         let product: &dyn Fn(&[f32]) -> Result<Vec<f32>> = match &self.weights {
             LinearWeights::Packed { weight_t, bias } => &|xs| weight_t.times(xs, bias),
             LinearWeights::Int8 { weight, bias } => &|xs| {
-                let rows = xs.len() / self.d_in;
+                let rows = xs.len().checked_div(self.d_in).unwrap_or(0);
                 weight.strided_times(xs, self.d_in, rows, bias)
             },
             LinearWeights::Candle(linear) => return linear.forward(x),
@@ -296,11 +296,6 @@ impl PackedMatrix {
             k,
             n,
         )
-    }
-
-    /// `[k, n]`.
-    pub fn dims(&self) -> (usize, usize) {
-        (self.k, self.n)
     }
 
     /// `W[row, col]`.

@@ -80,9 +80,7 @@ impl CausalConv1d {
             kernel,
         })
     }
-}
 
-impl CausalConv1d {
     /// Quantises f32 CPU taps to bytes (see [`crate::engine::nn::int8`]); CPUs
     /// without AVX-512 VNNI keep them.
     pub fn quantise_int8(&mut self) {
@@ -155,9 +153,7 @@ impl CausalBlock1D {
             norm: layer_norm(dim_out, 1e-5, vb.pp("block.2"))?,
         })
     }
-}
 
-impl CausalBlock1D {
     pub fn quantise_int8(&mut self) {
         self.conv.quantise_int8();
     }
