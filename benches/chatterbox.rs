@@ -544,13 +544,13 @@ fn main() -> candle_core::Result<()> {
     let mut models = Models::load(&t3_dir, &s3gen_dir, &hift_dir)?;
     if std::env::var("CHATTERBOX_BENCH_S3GEN").is_ok_and(|v| v == "int8") {
         models.s3gen.quantise_int8();
-        if voxpool::engine::nn::int8::vnni_available() {
+        if voxpool::engine::nn::int8::int8_available() {
             println!(
                 "voxpool's S3Gen flow: products in 8-bit integers (CHATTERBOX_S3GEN_QUANT=int8)"
             );
         } else {
             println!(
-                "CHATTERBOX_BENCH_S3GEN=int8: this CPU has no AVX-512 VNNI, the flow stays f32"
+                "CHATTERBOX_BENCH_S3GEN=int8: this CPU has neither AVX2 nor AVX-512 VNNI, the flow stays f32"
             );
         }
     }

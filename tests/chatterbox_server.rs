@@ -181,7 +181,7 @@ fn overrides_file_chooses_t3_weight_type() {
 }
 
 /// `"s3gen_quant"` in `voxpool_chatterbox.json`, or the operator's setting, picks how
-/// the flow multiplies: `int8` where the CPU has AVX-512 VNNI (f32 elsewhere, as
+/// the flow multiplies: `int8` where the CPU has AVX2 or AVX-512 VNNI (f32 elsewhere, as
 /// loaded), f32 by default; the int8 flow renders the same tokens to audio of the same
 /// length, not the same samples; an unknown name fails the load and names the file.
 #[test]
@@ -195,7 +195,7 @@ fn overrides_file_and_setting_choose_the_flow_products() {
     let load = |s3gen: Option<S3GenQuant>| {
         ChatterboxTurboEngine::load_with(&files, &Device::Cpu, (None, s3gen), None)
     };
-    let int8 = if voxpool::engine::nn::int8::vnni_available() {
+    let int8 = if voxpool::engine::nn::int8::int8_available() {
         S3GenQuant::Int8
     } else {
         S3GenQuant::F32
@@ -229,7 +229,7 @@ fn overrides_file_and_setting_choose_the_flow_products() {
 }
 
 /// `CHATTERBOX_S3GEN_QUANT=int8` reaches the worker process: the server speaks, the
-/// same length as with f32, and (with AVX-512 VNNI) other samples.
+/// same length as with f32, and (with AVX2 or AVX-512 VNNI) other samples.
 #[tokio::test]
 async fn int8_flow_speaks_through_the_server() {
     let dir = tempfile::tempdir().unwrap();
@@ -262,7 +262,7 @@ async fn int8_flow_speaks_through_the_server() {
     assert!(!answers[1].is_empty());
     assert_eq!(
         answers[0] != answers[1],
-        voxpool::engine::nn::int8::vnni_available()
+        voxpool::engine::nn::int8::int8_available()
     );
 }
 

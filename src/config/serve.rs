@@ -114,8 +114,8 @@ pub struct ServeArgs {
     )]
     pub chatterbox_t3_quant: OrEmpty<T3Quant>,
     /// How Chatterbox Turbo's S3Gen flow multiplies: `f32` (exact) or `int8` (its
-    /// matrix products in 8-bit integers, ~1.6x faster on CPUs with AVX-512 VNNI, f32
-    /// elsewhere); empty: what the checkpoint's `voxpool_chatterbox.json` says, else
+    /// matrix products in 8-bit integers on x86-64 CPUs with AVX2 or AVX-512 VNNI,
+    /// 1.4-1.6x faster; f32 elsewhere); empty: what the checkpoint's `voxpool_chatterbox.json` says, else
     /// `f32`.
     #[arg(
         long,

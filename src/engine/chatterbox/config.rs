@@ -213,7 +213,7 @@ pub enum T3Quant {
 
 /// How S3Gen's flow multiplies: its velocity network (the two meanflow steps, about
 /// 150 G multiply-adds for 4 s of audio, most of S3Gen's time) in f32, or its matrix
-/// products over frames in 8-bit integers on CPUs with AVX-512 VNNI (see
+/// products over frames in 8-bit integers on x86-64 CPUs with AVX2 or AVX-512 VNNI (see
 /// `engine::nn::int8`). Names as in `voxpool_chatterbox.json` (`"s3gen_quant"`) and
 /// `CHATTERBOX_S3GEN_QUANT`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -224,9 +224,9 @@ pub enum S3GenQuant {
     F32,
     /// The encoder's projections, and the velocity network's convolutions,
     /// projections and attention, in 8-bit integers (weights per output channel,
-    /// inputs per frame): a ~1.6× faster flow on 2 cores, its mel ~31 dB SNR from
-    /// f32's on random weights (README, Chatterbox Turbo speed). Without AVX-512 VNNI
-    /// the flow stays f32, with a warning.
+    /// inputs per frame): a 1.4–1.6× faster flow on 2 cores, its mel ~31 dB SNR
+    /// from f32's on random weights (README, Chatterbox Turbo speed). Without AVX2 or
+    /// AVX-512 VNNI the flow stays f32, with a warning.
     #[serde(rename = "int8")]
     Int8,
 }

@@ -234,13 +234,13 @@ impl ChatterboxTurboEngine {
         let mut s3gen =
             S3Token2Mel::load(s3_vb.clone(), &s3gen_cfg).map_err(|e| bad_file(&s3gen_path, e))?;
         let s3gen_quant = match overrides.s3gen_quant {
-            S3GenQuant::Int8 if device.is_cpu() && crate::engine::nn::int8::vnni_available() => {
+            S3GenQuant::Int8 if device.is_cpu() && crate::engine::nn::int8::int8_available() => {
                 s3gen.quantise_int8();
                 S3GenQuant::Int8
             }
             S3GenQuant::Int8 => {
                 tracing::warn!(
-                    "S3Gen int8 products need a CPU with AVX-512 VNNI; the flow stays f32"
+                    "S3Gen int8 products need an x86-64 CPU with AVX2 or AVX-512 VNNI; the flow stays f32"
                 );
                 S3GenQuant::F32
             }

@@ -7,7 +7,7 @@
 use candle_core::{CpuStorage, DType, Result, Storage, Tensor};
 
 use super::fast_math::{exp_f32, simd_dispatch};
-use super::int8::{self, Int8Matrix};
+use super::int8::{self, Int8Matrix, QuantisedRows};
 use super::product::{product, rows, Strided};
 use super::threads::SharedOut;
 
@@ -63,14 +63,15 @@ fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, causal: bool) -> 
 
 /// [`self_attention`] with both of its products in 8-bit integers (see
 /// [`super::int8`]): per head, the keys are quantised per key and the values per
-/// channel; each block of queries per row, and each row of the softmax's
-/// (unnormalised) weights, all in `0..=1`, to steps of 1/255 of its largest. The
-/// normalisation divides by the f32 sum. Without AVX-512 VNNI, or off the CPU, it is
+/// channel; each block of queries per row; the softmax's unnormalised weights,
+/// `e^(s − max)` in `0..=1`, go straight to bytes in steps of 1/255
+/// ([`QuantisedRows::set_softmax_row`]); the normalisation divides by their f32
+/// sum. Without AVX2 or AVX-512 VNNI, or off the CPU, it is
 /// [`self_attention`].
 pub fn self_attention_int8(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Result<Tensor> {
     let (b, t, width) = q.dims3()?;
     let cpu = q.device().is_cpu() && [q, k, v].iter().all(|x| x.dtype() == DType::F32);
-    if !cpu || !int8::vnni_available() || k.dims() != q.dims() || v.dims() != q.dims() {
+    if !cpu || !int8::int8_available() || k.dims() != q.dims() || v.dims() != q.dims() {
         return self_attention(q, k, v, heads);
     }
     if heads == 0 || width % heads != 0 {
@@ -104,6 +105,7 @@ fn attention_int8_blocks<'a>(
     let dst = SharedOut(out.as_mut_ptr());
     let run = |first: usize, last: usize| {
         let mut scores = vec![0f32; ROWS * t];
+        let mut weights = QuantisedRows::new(ROWS, t);
         let mut inv_sums = [0f32; ROWS];
         let mut held: Option<(usize, Int8Matrix, Int8Matrix)> = None;
         for item in first..last {
@@ -134,10 +136,19 @@ fn attention_int8_blocks<'a>(
                     t,
                 )
             };
-            exp_rows(s, t, &mut inv_sums[..rows]);
+            for (r, (row, inv)) in s.chunks_exact(t).zip(&mut inv_sums).enumerate() {
+                *inv = 1.0 / weights.set_softmax_row(r, row);
+            }
             // SAFETY: rows r0..r0 + rows of this head's d columns lie inside the
             // [B, T, width] output, written by this item only.
-            unsafe { values.times_to(s, t, rows, SharedOut(dst.at(base + r0 * width)), width) };
+            unsafe {
+                values.times_quantised_to(
+                    &weights,
+                    rows,
+                    SharedOut(dst.at(base + r0 * width)),
+                    width,
+                )
+            };
             // SAFETY: as above.
             unsafe { normalise(dst, base + r0 * width, (width, d), &inv_sums[..rows]) };
         }
@@ -715,13 +726,13 @@ mod tests {
             let noise = (&got - &want)?.sqr()?.sum_all()?.to_scalar::<f32>()?;
             let signal = want.sqr()?.sum_all()?.to_scalar::<f32>()?;
             let snr = 10.0 * (signal / noise).log10();
-            if int8::vnni_available() {
+            if int8::int8_available() {
                 assert!(
                     (30.0..80.0).contains(&snr),
                     "[{b}, {t}, {heads}×{d}]: {snr:.1} dB"
                 );
             } else {
-                assert_eq!(noise, 0.0, "without VNNI it is the f32 attention");
+                assert_eq!(noise, 0.0, "without fast int8 products it is the f32 attention");
             }
         }
         Ok(())

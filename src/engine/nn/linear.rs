@@ -11,7 +11,7 @@ use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::Linear;
 
 use super::fast_math::simd_dispatch;
-use super::int8::{vnni_available, Int8Matrix};
+use super::int8::{int8_available, Int8Matrix};
 use super::ops::with_cpu_f32;
 use super::product::{product, Strided};
 use super::threads::{on_workers, worker_count, SharedOut};
@@ -157,10 +157,10 @@ impl TransposedLinear {
 
 impl TransposedLinear {
     /// Quantises a packed f32 weight to bytes for [`Int8Matrix`] products (see
-    /// [`super::int8`]); other layers, and CPUs without AVX-512 VNNI, keep theirs.
+    /// [`super::int8`]); other layers, and CPUs without AVX2 or AVX-512 VNNI, keep theirs.
     pub fn quantise_int8(&mut self) {
         if let LinearWeights::Packed { weight_t, bias } = &self.weights {
-            if vnni_available() {
+            if int8_available() {
                 self.weights = LinearWeights::Int8 {
                     weight: weight_t.to_int8(),
                     bias: bias.clone(),

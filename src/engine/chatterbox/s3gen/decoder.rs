@@ -14,7 +14,7 @@ use super::config::S3GenConfig;
 use super::matcha::decoder::{SinusoidalPosEmb, TimestepEmbedding};
 use super::matcha::transformer::BasicTransformerBlock;
 use crate::engine::nn::fast_math::mish_f32;
-use crate::engine::nn::int8::{vnni_available, Int8Matrix};
+use crate::engine::nn::int8::{int8_available, Int8Matrix};
 use crate::engine::nn::linear::{PackedMatrix, TransposedLinear};
 use crate::engine::nn::ops::{map_cpu, with_cpu_f32};
 
@@ -82,10 +82,10 @@ impl CausalConv1d {
     }
 
     /// Quantises f32 CPU taps to bytes (see [`crate::engine::nn::int8`]); CPUs
-    /// without AVX-512 VNNI keep them.
+    /// without AVX2 or AVX-512 VNNI keep them.
     pub fn quantise_int8(&mut self) {
         if let CausalTaps::Cpu { taps, bias } = &self.weights {
-            if vnni_available() {
+            if int8_available() {
                 self.weights = CausalTaps::Int8 {
                     taps: taps.to_int8(),
                     bias: bias.clone(),
@@ -297,7 +297,7 @@ impl ConditionalDecoder {
     /// Runs the matrix products over frames in 8-bit integers (see
     /// [`crate::engine::nn::int8`]): every causal convolution, 1×1 convolution,
     /// transformer projection and attention. The time embedding's one-row layers stay
-    /// f32. CPUs without AVX-512 VNNI keep f32 throughout.
+    /// f32. CPUs without AVX2 or AVX-512 VNNI keep f32 throughout.
     pub fn quantise_int8(&mut self) {
         self.down.quantise_int8();
         self.downsample.quantise_int8();
