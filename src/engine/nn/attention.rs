@@ -732,7 +732,10 @@ mod tests {
                     "[{b}, {t}, {heads}×{d}]: {snr:.1} dB"
                 );
             } else {
-                assert_eq!(noise, 0.0, "without fast int8 products it is the f32 attention");
+                assert_eq!(
+                    noise, 0.0,
+                    "without fast int8 products it is the f32 attention"
+                );
             }
         }
         Ok(())
