@@ -15,7 +15,9 @@ Japanese and Mandarin, the word error rate (WER) for the others.
 
 Fails (exit 1) when:
   * Japanese: a voice's mean CER exceeds 15 %, or the reference's by more than 3 points;
-  * any other language: the mean error rate exceeds the reference's by more than 5 points.
+  * any other language: the mean error rate exceeds the reference's by more than 5 points
+    (10 where the reference's own is above 50%, which the recogniser's chance moves by
+    that much).
 
 Run it with tools/speech/run.sh, which prepares the venv, the weights, the language
 packs, the recogniser and the binary.
@@ -120,6 +122,13 @@ OTHER_VOICE = "jf_alpha"
 JAPANESE_LIMIT = 0.15
 JAPANESE_MARGIN = 0.03
 OTHER_MARGIN = 0.05
+# Where even the reference is mostly not understood (a Japanese voice speaking French
+# or Hindi: 65-75% WER), the recogniser's guesses at eight sentences moved the mean by
+# 5-10 points between machines with the same phonemes on every sentence (Hindi: 66.0
+# against 69.8% on an Intel Xeon, 71.7 against 65.3% on an AMD EPYC), so the margin
+# there is that spread.
+UNINTELLIGIBLE = 0.5
+UNINTELLIGIBLE_MARGIN = 0.10
 
 
 def units(text, by_char):
@@ -251,6 +260,8 @@ def main():
         measure = "CER" if lang in "jz" else "WER"
         print(f"{NAMES[lang]:<12} {voice:<9} {measure:<7} {mine * 100:7.1f}% {ref * 100:9.1f}%")
         margin = JAPANESE_MARGIN if lang == "j" else OTHER_MARGIN
+        if lang != "j" and ref > UNINTELLIGIBLE:
+            margin = UNINTELLIGIBLE_MARGIN
         if lang == "j" and mine > JAPANESE_LIMIT:
             failures.append(f"Japanese, {voice}: mean CER {mine * 100:.1f}% > "
                             f"{JAPANESE_LIMIT * 100:.0f}%")
